@@ -1,0 +1,24 @@
+"""fulmen: the lightning.pytorch API on a small, fast, exact training loop.
+
+``import fulmen as L`` gives ``L.Trainer``, ``L.LightningModule``, ``L.LightningDataModule``, ``L.Callback`` and
+``L.seed_everything``. Optional packages (loggers, progress bars, the CLI) are imported only when used.
+"""
+
+import logging as _logging
+
+from fulmen.callbacks.callback import Callback
+from fulmen.datamodule import LightningDataModule
+from fulmen.module import LightningModule
+from fulmen.trainer import Trainer
+from fulmen.utilities.seed import seed_everything
+
+__version__ = "0.1.0"
+
+# Like Lightning, show INFO messages (model summary, seed) when the application configured no logging itself.
+_log = _logging.getLogger("fulmen")
+if not _logging.getLogger().handlers and not _log.handlers:
+    _log.addHandler(_logging.StreamHandler())
+    _log.setLevel(_logging.INFO)
+    _log.propagate = False
+
+__all__ = ["Callback", "LightningDataModule", "LightningModule", "Trainer", "seed_everything"]

@@ -1,0 +1,120 @@
+"""LightningDataModule: the data of a run, in one object with the four dataloader hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional, Union
+
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from fulmen.module import HyperparametersMixin
+from fulmen.utilities.apply_to_collection import move_data_to_device
+from fulmen.utilities.exceptions import MisconfigurationException
+
+
+class LightningDataModule(HyperparametersMixin):
+    """Download, split and load the data: override ``setup`` and the ``*_dataloader`` methods.
+
+    The Trainer calls ``prepare_data`` (once per node), ``setup(stage)``, the dataloader hooks it needs, and
+    ``teardown(stage)`` — each before the callbacks' and the module's hook of the same name.
+    """
+
+    name: Optional[str] = None
+    CHECKPOINT_HYPER_PARAMS_KEY = "datamodule_hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "datamodule_hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "datamodule_hparams_type"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trainer: Any = None
+        self.prepare_data_per_node = True
+        self.allow_zero_length_dataloader_with_multiple_devices = False
+
+    def prepare_data(self) -> None:
+        """Download or write data; runs once per node (or once overall with ``prepare_data_per_node=False``)."""
+
+    def setup(self, stage: str) -> None:
+        """Build datasets for ``stage`` ('fit', 'validate', 'test' or 'predict'); runs on every process."""
+
+    def teardown(self, stage: str) -> None:
+        """Release what ``setup`` made."""
+
+    def train_dataloader(self) -> Any:
+        """The training data."""
+        raise MisconfigurationException(
+            f"{type(self).__name__} has no `train_dataloader()`; define it to fit with this datamodule"
+        )
+
+    def val_dataloader(self) -> Any:
+        """The validation data."""
+        return []
+
+    def test_dataloader(self) -> Any:
+        """The test data."""
+        raise MisconfigurationException(
+            f"{type(self).__name__} has no `test_dataloader()`; define it to test with this datamodule"
+        )
+
+    def predict_dataloader(self) -> Any:
+        """The prediction data."""
+        raise MisconfigurationException(
+            f"{type(self).__name__} has no `predict_dataloader()`; define it to predict with this datamodule"
+        )
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move ``batch`` to ``device``; when overridden here, it replaces the module's."""
+        return move_data_to_device(batch, device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change the batch before it is moved; when overridden here, it replaces the module's."""
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change the batch after it is moved; when overridden here, it replaces the module's."""
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        """State to save in checkpoints (under the class name)."""
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    def on_exception(self, exception: BaseException) -> None:
+        """Called when a run ends with an exception."""
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        val_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        test_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        predict_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        **datamodule_kwargs: Any,
+    ) -> "LightningDataModule":
+        """A datamodule whose dataloaders wrap the given datasets (shuffled for training)."""
+
+        def loader(ds: Any, shuffle: bool) -> DataLoader:
+            shuffle = shuffle and not isinstance(ds, IterableDataset)
+            return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
+
+        def loaders(ds: Any, shuffle: bool) -> Any:
+            if isinstance(ds, Mapping):
+                return {k: loader(v, shuffle) for k, v in ds.items()}
+            if isinstance(ds, (list, tuple)):
+                return [loader(v, shuffle) for v in ds]
+            return loader(ds, shuffle)
+
+        dm = cls(**datamodule_kwargs)
+        if train_dataset is not None:
+            dm.train_dataloader = lambda: loaders(train_dataset, True)  # type: ignore[method-assign]
+        if val_dataset is not None:
+            dm.val_dataloader = lambda: loaders(val_dataset, False)  # type: ignore[method-assign]
+        if test_dataset is not None:
+            dm.test_dataloader = lambda: loaders(test_dataset, False)  # type: ignore[method-assign]
+        if predict_dataset is not None:
+            dm.predict_dataloader = lambda: loaders(predict_dataset, False)  # type: ignore[method-assign]
+        return dm

@@ -1,0 +1,142 @@
+"""The hook catalogue and the precomputed dispatch the loops call.
+
+Every hook a callback may implement is listed in ``CALLBACK_HOOKS``; ``LOG_OPTIONS`` says where ``self.log`` may be
+called and with which defaults. At the start of each run ``Hooks`` finds, once, which callbacks and which module
+methods override each hook, so that in the loop ``hooks.on_train_batch_start(batch, i)`` calls exactly those, by
+attribute, in Lightning's order: callbacks first, then the module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+# Hooks a Callback may implement, in the order they first happen in a fit.
+CALLBACK_HOOKS = (
+    "setup", "on_fit_start", "on_sanity_check_start", "on_sanity_check_end",
+    "on_train_start", "on_train_epoch_start", "on_train_batch_start",
+    "on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step",
+    "on_train_batch_end", "on_train_epoch_end", "on_train_end",
+    "on_validation_start", "on_validation_epoch_start", "on_validation_batch_start", "on_validation_batch_end",
+    "on_validation_epoch_end", "on_validation_end",
+    "on_test_start", "on_test_epoch_start", "on_test_batch_start", "on_test_batch_end", "on_test_epoch_end",
+    "on_test_end",
+    "on_predict_start", "on_predict_epoch_start", "on_predict_batch_start", "on_predict_batch_end",
+    "on_predict_epoch_end", "on_predict_end",
+    "on_save_checkpoint", "on_load_checkpoint", "on_exception", "on_fit_end", "teardown",
+)
+
+# Module hooks with no callback twin, called only when the module overrides them (their defaults do nothing
+# observable) -- except those in MODULE_HOOKS_WITH_DEFAULTS, whose default behaviour is part of the contract.
+MODULE_ONLY_HOOKS = (
+    "on_validation_model_zero_grad", "on_validation_model_eval", "on_validation_model_train",
+    "on_test_model_eval", "on_test_model_train", "on_predict_model_eval",
+)
+MODULE_HOOKS_WITH_DEFAULTS = frozenset(
+    {"on_validation_model_zero_grad", "on_validation_model_eval", "on_test_model_eval", "on_predict_model_eval"}
+)
+
+
+class LogOptions(NamedTuple):
+    """Where ``self.log`` may be called: the allowed and default values of ``on_step`` and ``on_epoch``."""
+
+    allowed_on_step: tuple[bool, ...]
+    allowed_on_epoch: tuple[bool, ...]
+    default_on_step: bool
+    default_on_epoch: bool
+
+
+_STEP = LogOptions((False, True), (False, True), True, False)
+_EVAL_STEP = LogOptions((False, True), (False, True), False, True)
+_EPOCH_ONLY = LogOptions((False,), (True,), False, True)
+
+# Hooks absent from this table (or mapped to None) may not log: predict, setup/teardown, configure_*, the
+# *_dataloader and batch-transfer hooks, checkpoint hooks, lr_scheduler_step, the *_end of fit/train/eval stages.
+LOG_OPTIONS: dict[str, Optional[LogOptions]] = {
+    **dict.fromkeys(
+        ("training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward", "backward",
+         "on_after_backward", "on_before_optimizer_step", "optimizer_step", "configure_gradient_clipping",
+         "clip_gradients", "on_before_zero_grad", "optimizer_zero_grad"),
+        _STEP,
+    ),
+    **dict.fromkeys(
+        ("validation_step", "test_step", "on_validation_batch_start", "on_validation_batch_end",
+         "on_test_batch_start", "on_test_batch_end"),
+        _EVAL_STEP,
+    ),
+    **dict.fromkeys(
+        ("on_train_start", "on_validation_start", "on_test_start", "on_train_epoch_start", "on_train_epoch_end",
+         "on_validation_epoch_start", "on_validation_epoch_end", "on_test_epoch_start", "on_test_epoch_end"),
+        _EPOCH_ONLY,
+    ),
+}
+
+
+def overrides(obj: Any, base: type, name: str) -> bool:
+    """Whether ``type(obj)`` (or the instance itself) defines ``name`` differently from ``base``."""
+    if name in getattr(obj, "__dict__", {}):  # patched on the instance
+        return True
+    return getattr(type(obj), name, None) is not getattr(base, name, None)
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class HookGroup:
+    """One hook, bound for a run: the overriding callbacks, then the module method, then the late callbacks.
+
+    ``late`` holds the monitoring callbacks (checkpointing, early stopping) at ``on_train_epoch_end``: they run after
+    the module's own ``on_train_epoch_end`` so that they see the metrics it logs there.
+    """
+
+    __slots__ = ("name", "trainer", "module", "callbacks", "module_fn", "late")
+
+    def __init__(self, name: str, trainer: Any, module: Any, callbacks: list[Callable[..., Any]],
+                 module_fn: Optional[Callable[..., Any]], late: list[Callable[..., Any]]) -> None:
+        self.name = name
+        self.trainer = trainer
+        self.module = module
+        self.callbacks = callbacks
+        self.module_fn = module_fn
+        self.late = late
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        module = self.module
+        previous = module._current_fx_name  # hooks nest (a closure inside optimizer_step); restore the caller's name
+        module._current_fx_name = self.name
+        try:
+            for fn in self.callbacks:
+                fn(self.trainer, module, *args, **kwargs)
+            out = self.module_fn(*args, **kwargs) if self.module_fn is not None else None
+            for fn in self.late:
+                fn(self.trainer, module, *args, **kwargs)
+        finally:
+            module._current_fx_name = previous
+        return out
+
+
+class Hooks:
+    """The hooks of one run, as attributes: ``hooks.on_train_batch_end(outputs, batch, batch_idx)``.
+
+    A hook that nothing overrides is a no-op function, so calling it costs next to nothing in the loop.
+    """
+
+    def __init__(self, trainer: Any, module: Any, callbacks: list[Any]) -> None:
+        from fulmen.callbacks.callback import Callback
+        from fulmen.module import LightningModule
+
+        for name in CALLBACK_HOOKS + MODULE_ONLY_HOOKS:
+            early, late = [], []
+            for cb in callbacks:
+                if hasattr(Callback, name) and overrides(cb, Callback, name):
+                    runs_late = name == "on_train_epoch_end" and getattr(cb, "_runs_after_module_epoch_end", False)
+                    (late if runs_late else early).append(getattr(cb, name))
+            module_fn = None
+            if hasattr(LightningModule, name) and (
+                name in MODULE_HOOKS_WITH_DEFAULTS or overrides(module, LightningModule, name)
+            ):
+                module_fn = getattr(module, name)
+            if early or late or module_fn is not None:
+                setattr(self, name, HookGroup(name, trainer, module, early, module_fn, late))
+            else:
+                setattr(self, name, _noop)

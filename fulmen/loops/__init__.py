@@ -1,0 +1,1 @@
+"""The loops: fit (training with validation), evaluation, prediction, and the optimization step."""

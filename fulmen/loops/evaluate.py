@@ -1,0 +1,84 @@
+"""Validation, test and the sanity check: run the eval step over each loader, aggregate what it logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from fulmen.hooks import _noop
+from fulmen.loops.fetch import iterate
+from fulmen.state import RunningStage
+
+
+def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
+    """Evaluate on every loader of ``stage`` and return one dict of epoch metrics per loader.
+
+    Pseudocode::
+
+        {val|test}_dataloader (first time only); skip if there are no batches
+        on_{stage}_model_eval; on_{stage}_start; on_{stage}_epoch_start
+        for each loader, for each batch: transfer; on_{stage}_batch_start; {stage}_step; on_{stage}_batch_end
+        on_{stage}_epoch_end; on_{stage}_end; restore train/eval modes (or on_{stage}_model_train)
+    """
+    state = trainer.state
+    testing = stage == RunningStage.TESTING
+    noun = "test" if testing else "validation"
+    hooks = trainer._hooks
+    module = trainer.lightning_module
+    data = trainer._eval_data(stage)
+    limits = data.sanity_limits if stage == RunningStage.SANITY_CHECKING else data.limits
+    if sum(limits) == 0:
+        return []
+    state.stage = stage
+    store = data.store
+    store.reset()
+    trainer._results = store
+    modes = {m: m.training for m in trainer.model.modules()}
+    getattr(hooks, f"on_{noun}_model_eval")()
+    getattr(hooks, f"on_{noun}_start")()
+    getattr(hooks, f"on_{noun}_epoch_start")()
+    batch_start = getattr(hooks, f"on_{noun}_batch_start")
+    batch_end = getattr(hooks, f"on_{noun}_batch_end")
+    step = getattr(module, f"{noun}_step")
+    step_name = f"{noun}_step"
+    several = data.several
+    per_loader: list[dict[str, Any]] = []
+    # Validation inside fit uses no_grad (a later training step may need tensors made here); a standalone run may
+    # use inference_mode, which is faster.
+    inference = trainer.inference_mode and state.fn != "fit"
+    grad_off = torch.inference_mode() if inference else torch.no_grad()
+    with grad_off:
+        for dl_idx, (loader, limit) in enumerate(zip(data.loaders, limits)):
+            extra = (dl_idx,) if several else ()
+            for batch_idx, batch, _ in iterate(loader, limit):
+                if trainer._transfer is not None:
+                    batch = trainer._transfer(batch, dl_idx)
+                store.start_batch(batch, dl_idx if several else None)
+                batch_start(batch, batch_idx, *extra)
+                module._current_fx_name = step_name
+                with trainer.precision_plugin.forward_context():
+                    output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
+                module._current_fx_name = None
+                batch_end(output, batch, batch_idx, *extra)
+                data.seen[dl_idx] += 1
+                if stage != RunningStage.SANITY_CHECKING:
+                    trainer._metrics.log_eval_step(store, data.seen[dl_idx] - 1)
+            store.epoch_done = True
+            per_loader.append(trainer._metrics.loader_epoch_metrics(store, stage == RunningStage.SANITY_CHECKING))
+            store.epoch_done = False
+        store.dataloader_idx = None
+        store.epoch_done = True
+        getattr(hooks, f"on_{noun}_epoch_end")()
+    results = trainer._metrics.eval_end(store, per_loader, sanity=stage == RunningStage.SANITY_CHECKING)
+    getattr(hooks, f"on_{noun}_end")()
+    model_train = getattr(hooks, f"on_{noun}_model_train")
+    if model_train is not _noop:
+        model_train()
+    else:  # give each submodule back the mode it had (a frozen, eval-mode backbone stays in eval)
+        for m, training in modes.items():
+            m.training = training
+    if stage == RunningStage.VALIDATING:
+        state.val_runs += 1
+    return results
+

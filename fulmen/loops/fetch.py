@@ -1,0 +1,154 @@
+"""Batch iteration: loader length and limits, ``set_epoch``, and a one-batch look-ahead for ``is_last_batch``."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping
+from functools import partial
+from typing import Any, Union
+
+from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
+
+from fulmen.utilities.combined_loader import CombinedLoader
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.seed import worker_init_function
+
+INF = float("inf")
+
+
+def loader_length(loader: Any) -> Union[int, float]:
+    """len(loader), or inf for iterables without a length (an IterableDataset, a generator)."""
+    if isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset):
+        try:
+            return len(loader)
+        except TypeError:
+            return INF
+    try:
+        return len(loader)
+    except (TypeError, NotImplementedError):
+        return INF
+
+
+def limited_length(length: Union[int, float], limit: Union[int, float], arg: str) -> Union[int, float]:
+    """Apply a ``limit_*_batches`` value (int = batches, float = fraction) to a loader length."""
+    if isinstance(limit, int):
+        return min(length, limit)
+    if limit == 1.0:
+        return length
+    if length == INF:
+        raise MisconfigurationException(
+            f"Trainer({arg}={limit}) is a fraction, but the loader has no length; pass an int number of batches"
+        )
+    n = int(length * limit)
+    if n == 0 and limit > 0 and length > 0:
+        min_fraction = 1.0 / length
+        raise MisconfigurationException(
+            f"Trainer({arg}={limit}) of {length} batches is less than one batch; pass at least "
+            f"{arg}={min_fraction:.4f} or an int"
+        )
+    return n
+
+
+def prepare_loader(loader: Any, global_rank: int, shuffle_off: bool = False) -> Any:
+    """Give worker seeding to a DataLoader (when ``seed_everything(workers=True)``), and turn shuffling off for
+    ``overfit_batches``."""
+    if not isinstance(loader, DataLoader):
+        return loader
+    if shuffle_off and not isinstance(loader.sampler, SequentialSampler) and not isinstance(loader.dataset,
+                                                                                            IterableDataset):
+        rank_zero_warn("overfit_batches turns shuffling off: the training loader now reads its data in order")
+        loader = DataLoader(
+            loader.dataset, batch_size=loader.batch_size, shuffle=False, num_workers=loader.num_workers,
+            collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+            timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+            persistent_workers=loader.persistent_workers,
+        )
+    if os.environ.get("PL_SEED_WORKERS") == "1" and loader.worker_init_fn is None and loader.num_workers > 0:
+        loader.worker_init_fn = partial(worker_init_function, rank=global_rank)
+    return loader
+
+
+def as_eval_loaders(source: Any) -> tuple[list[Any], bool]:
+    """Evaluation data as a flat list of loaders, and whether there are several (then dataloader_idx is passed)."""
+    if isinstance(source, CombinedLoader):
+        loaders = source.flattened
+    elif isinstance(source, Mapping):
+        loaders = list(source.values())
+    elif isinstance(source, (list, tuple)) and not _is_batch_list(source):
+        loaders = list(source)
+    else:
+        loaders = [source]
+    loaders = [dl for dl in loaders if dl is not None]
+    return loaders, len(loaders) > 1
+
+
+def _is_batch_list(source: Any) -> bool:
+    # A list of tensors/tuples is one in-memory "loader" of pre-made batches, not a list of loaders.
+    return bool(source) and not any(_looks_like_loader(x) for x in source)
+
+
+def _looks_like_loader(x: Any) -> bool:
+    return isinstance(x, (DataLoader, CombinedLoader)) or (
+        hasattr(x, "__iter__") and not hasattr(x, "shape") and not isinstance(x, (tuple, dict, list, str, bytes))
+    )
+
+
+def as_train_loader(source: Any) -> Any:
+    """Training data as one iterable: several loaders (list or dict) become CombinedLoader("max_size_cycle")."""
+    if isinstance(source, CombinedLoader):
+        if source.mode == "sequential":
+            raise ValueError('Trainer.fit does not support CombinedLoader(mode="sequential"); use "max_size_cycle", '
+                             '"min_size" or "max_size" for training')
+        return source
+    if isinstance(source, Mapping) or (isinstance(source, (list, tuple)) and source
+                                        and all(_looks_like_loader(x) for x in source)):
+        return CombinedLoader(source, "max_size_cycle")
+    return source
+
+
+def set_epoch(loader: Any, epoch: int) -> None:
+    """Tell samplers (DistributedSampler, a seeded shuffle) which epoch starts, so each epoch has its own order."""
+    loaders = loader.flattened if isinstance(loader, CombinedLoader) else [loader]
+    for dl in loaders:
+        for obj in (dl, getattr(dl, "sampler", None), getattr(getattr(dl, "batch_sampler", None), "sampler", None)):
+            fn = getattr(obj, "set_epoch", None)
+            if callable(fn) and not isinstance(obj, DataLoader):
+                fn(epoch)
+
+
+def iterate(loader: Any, limit: Union[int, float]) -> Iterator[tuple[int, Any, bool]]:
+    """Yield ``(batch_idx, batch, is_last)`` for at most ``limit`` batches.
+
+    One batch is read ahead, so that ``is_last`` is known before the batch runs, also for loaders without a length.
+    """
+    if limit <= 0:
+        return
+    it = iter(loader)
+    combined = isinstance(loader, CombinedLoader)
+    try:
+        upcoming = next(it)
+    except StopIteration:
+        return
+    batch_idx = 0
+    while True:
+        batch = upcoming[0] if combined else upcoming
+        is_last = batch_idx + 1 >= limit
+        if not is_last:
+            try:
+                upcoming = next(it)
+            except StopIteration:
+                is_last = True
+        yield batch_idx, batch, is_last
+        if is_last:
+            return
+        batch_idx += 1
+
+
+def num_batches(loader: Any, limit: Union[int, float], arg: str) -> Union[int, float]:
+    return limited_length(loader_length(loader), limit, arg)
+
+
+def ceil_div(a: Union[int, float], b: int) -> Union[int, float]:
+    return a if a == INF else math.ceil(a / b)

@@ -1,0 +1,112 @@
+"""The fit loop: sanity check, then epochs of training batches with validation at the configured interval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fulmen.loops.evaluate import run_evaluation
+from fulmen.loops.fetch import iterate, set_epoch
+from fulmen.loops.optimization import update_schedulers
+from fulmen.state import RunningStage
+
+
+def run_fit(trainer: Any) -> None:
+    """Train until max_epochs / max_steps / max_time, or until ``trainer.should_stop`` (after min_epochs/steps).
+
+    Pseudocode::
+
+        if validation is on and num_sanity_val_steps: sanity check (on_sanity_check_start/end, metrics dropped)
+        train_dataloader; on_train_start
+        while not done:
+            on_train_epoch_start
+            run_train_epoch                     # batches, validation every val_check_interval
+            on_train_epoch_end                  # callbacks, module, then checkpoint/early-stopping callbacks
+            step epoch-interval plateau schedulers; log epoch metrics; epoch += 1
+        on_train_end
+    """
+    hooks = trainer._hooks
+    state = trainer.state
+    if trainer._should_sanity_check():
+        state.stage = RunningStage.SANITY_CHECKING
+        hooks.on_sanity_check_start()
+        run_evaluation(trainer, RunningStage.SANITY_CHECKING)
+        hooks.on_sanity_check_end()
+        trainer._metrics.drop_all()  # sanity-check metrics are never reported
+    state.stage = RunningStage.TRAINING
+    trainer._load_train_data()
+    if trainer._fit_done() or trainer.limit_train_batches == 0:
+        return
+    hooks.on_train_start()
+    while not trainer._fit_done():
+        trainer._reload_data_if_due()
+        set_epoch(trainer.train_dataloader, state.epoch)
+        hooks.on_train_epoch_start()
+        run_train_epoch(trainer)
+        state.stage = RunningStage.TRAINING
+        store = trainer._train_store
+        trainer._metrics.end_epoch(store)
+        # Monitoring callbacks are "late" in this hook group: they run after the module so they see its metrics.
+        hooks.on_train_epoch_end()
+        trainer._metrics.fold(store)
+        update_schedulers(trainer, "epoch", plateau=True)
+        trainer._metrics.log_epoch_end(store, step=state.batches_that_stepped - 1)
+        store.reset()
+        state.epoch += 1
+    hooks.on_train_end()
+
+
+def run_train_epoch(trainer: Any) -> None:
+    """One epoch of training batches (see ``run_fit``); validation runs inside, after a batch's end hooks.
+
+    Pseudocode::
+
+        for batch_idx, batch, is_last in the train loader (limited):
+            transfer to device; on_train_batch_start (-1 ends the epoch)
+            step: automatic (flat or closure) or manual
+            step-interval schedulers (window end); epoch-interval ones on the last batch
+            on_train_batch_end; log step metrics every log_every_n_steps
+            validate if due; count the batch; stop at max_steps or should_stop
+    """
+    state = trainer.state
+    hooks = trainer._hooks
+    store = trainer._train_store
+    module = trainer.lightning_module
+    step_fn = trainer._step_fn
+    automatic = module.automatic_optimization
+    accumulate = trainer.accumulate_grad_batches if automatic else 1
+    transfer = trainer._transfer
+    trainer._results = store
+    for batch_idx, batch, is_last in iterate(trainer.train_dataloader, trainer.num_training_batches):
+        state.batch_idx = batch_idx
+        state.is_last_batch = is_last
+        if transfer is not None:
+            batch = transfer(batch, 0)
+        store.start_batch(batch)
+        if hooks.on_train_batch_start(batch, batch_idx) == -1:
+            state.is_last_batch = True
+            update_schedulers(trainer, "epoch", plateau=False)
+            break
+        window_end = is_last or (batch_idx + 1) % accumulate == 0
+        if automatic:
+            outputs = step_fn(trainer, batch, batch_idx, batch_idx % accumulate == 0, window_end)
+        else:
+            outputs = step_fn(trainer, batch, batch_idx)
+        if window_end:
+            update_schedulers(trainer, "step", plateau=False)
+        if is_last:
+            update_schedulers(trainer, "epoch", plateau=False)
+        hooks.on_train_batch_end(outputs, batch, batch_idx)
+        if window_end and trainer._should_log_step():
+            trainer._metrics.log_step(store, step=state.batches_that_stepped)
+        if trainer._should_validate(is_last):
+            if window_end:
+                hooks.on_validation_model_zero_grad()
+            run_evaluation(trainer, RunningStage.VALIDATING)
+            trainer._results = store
+            state.stage = RunningStage.TRAINING
+        if window_end:
+            update_schedulers(trainer, "step", plateau=True)
+            state.batches_that_stepped += 1
+        state.total_batch_idx += 1
+        if trainer._train_epoch_should_end():
+            break

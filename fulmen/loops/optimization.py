@@ -1,0 +1,214 @@
+"""One training batch: the automatic step (flat), the closure step, manual optimization, and the schedulers.
+
+The default automatic step reads top to bottom::
+
+    training_step -> [first batch of the window] on_before_zero_grad, optimizer_zero_grad
+    -> on_before_backward, backward, on_after_backward
+    -> [last batch of the window] unscale, on_before_optimizer_step, clip, optimizer.step, step schedulers
+
+``closure_step`` runs the same pieces inside ``optimizer.step(closure)``, as Lightning does; the Trainer picks it
+once per fit, only when the module overrides ``optimizer_step`` or the optimizer needs a closure (LBFGS).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from torch import Tensor
+
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+
+def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+    """Forward, backward and (when ``step``) the optimizer step for one batch; returns the batch-end outputs."""
+    module = trainer.lightning_module
+    hooks = trainer._hooks
+    optimizer = trainer.optimizers[0]
+    with trainer.precision_plugin.forward_context():
+        module._current_fx_name = "training_step"
+        output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
+            module.training_step(batch)
+    loss, outputs = training_step_loss(output, trainer.accumulate_grad_batches)
+    if zero_grad:
+        hooks.on_before_zero_grad(optimizer)
+        zero_gradients(trainer, batch_idx, optimizer)
+    if loss is not None:
+        run_backward(trainer, loss)
+    if step:
+        step_optimizer(trainer, optimizer)
+    return outputs
+
+
+def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+    """The automatic step run as Lightning runs it: ``optimizer_step(..., closure)`` calls training_step."""
+    module = trainer.lightning_module
+    optimizer = trainer.optimizers[0]
+    result: list[Any] = [{}]
+
+    def closure() -> Optional[Tensor]:
+        with trainer.precision_plugin.forward_context():
+            module._current_fx_name = "training_step"
+            output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
+                module.training_step(batch)
+        loss, result[0] = training_step_loss(output, trainer.accumulate_grad_batches)
+        if zero_grad:
+            trainer._hooks.on_before_zero_grad(optimizer)
+            zero_gradients(trainer, batch_idx, optimizer)
+        if loss is not None:
+            run_backward(trainer, loss)
+        return loss
+
+    if not step:  # accumulating: no optimizer step, the closure runs directly
+        closure()
+        return result[0]
+    lightning_optimizer = trainer._lightning_optimizers[0]
+    previous = module._current_fx_name
+    module._current_fx_name = "optimizer_step"
+    module.optimizer_step(trainer.current_epoch, batch_idx, lightning_optimizer, closure)
+    module._current_fx_name = previous
+    trainer.state.global_step += 1
+    return result[0]
+
+
+def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
+    """Manual optimization: ``training_step`` steps its optimizers itself (through ``self.optimizers()``)."""
+    module = trainer.lightning_module
+    with trainer.precision_plugin.forward_context():
+        module._current_fx_name = "training_step"
+        output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
+            module.training_step(batch)
+    if output is None:
+        return {}
+    if isinstance(output, Tensor):
+        return {"loss": output.detach()}
+    if isinstance(output, dict):
+        return {k: v.detach() if isinstance(v, Tensor) else v for k, v in output.items()}
+    raise MisconfigurationException(
+        f"Under manual optimization, training_step must return a Tensor, a dict or None; it returned "
+        f"{type(output).__name__}"
+    )
+
+
+def training_step_loss(output: Any, accumulate: int) -> tuple[Optional[Tensor], dict[str, Any]]:
+    """Split a training_step result into the loss to backpropagate (divided by ``accumulate``) and the batch-end
+    outputs, whose "loss" is that normalised loss, detached."""
+    if isinstance(output, Tensor):
+        loss, extra = output, {}
+    elif isinstance(output, dict):
+        if "loss" not in output:
+            raise MisconfigurationException(
+                f"training_step returned a dict without a 'loss' key (keys: {sorted(output)}); put the loss to "
+                "backpropagate under 'loss'"
+            )
+        loss = output["loss"]
+        extra = {k: v for k, v in output.items() if k != "loss"}
+    elif output is None:
+        rank_zero_warn("training_step returned None: this batch is skipped (no backward)")
+        return None, {}
+    else:
+        raise MisconfigurationException(
+            f"training_step must return a loss Tensor, a dict with a 'loss' key, or None; it returned "
+            f"{type(output).__name__}"
+        )
+    if not isinstance(loss, Tensor):
+        raise MisconfigurationException(f"training_step's loss must be a Tensor, not {type(loss).__name__}")
+    if accumulate != 1:
+        loss = loss / accumulate
+    return loss, {"loss": loss.detach(), **extra}
+
+
+def zero_gradients(trainer: Any, batch_idx: int, optimizer: Any) -> None:
+    module = trainer.lightning_module
+    if trainer._custom.optimizer_zero_grad:
+        module._current_fx_name = "optimizer_zero_grad"
+        module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
+    else:
+        optimizer.zero_grad()
+
+
+def run_backward(trainer: Any, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+    """on_before_backward, backward of the (scaled) loss, on_after_backward."""
+    hooks = trainer._hooks
+    module = trainer.lightning_module
+    hooks.on_before_backward(loss)
+    scaled = trainer.precision_plugin.scale_loss(loss)
+    if trainer._custom.backward:
+        previous = module._current_fx_name
+        module._current_fx_name = "backward"
+        module.backward(scaled, *args, **kwargs)
+        module._current_fx_name = previous
+    else:
+        scaled.backward(*args, **kwargs)
+    hooks.on_after_backward()
+
+
+def before_optimizer_step(trainer: Any, optimizer: Any) -> None:
+    """Unscale, on_before_optimizer_step, and (automatic optimization) gradient clipping."""
+    trainer.precision_plugin.unscale_gradients(optimizer)
+    trainer._hooks.on_before_optimizer_step(optimizer)
+    module = trainer.lightning_module
+    if not module.automatic_optimization:
+        return
+    if trainer._custom.configure_gradient_clipping:
+        module._current_fx_name = "configure_gradient_clipping"
+        module.configure_gradient_clipping(optimizer, gradient_clip_val=trainer.gradient_clip_val,
+                                           gradient_clip_algorithm=trainer.gradient_clip_algorithm)
+    elif trainer.gradient_clip_val:
+        trainer.precision_plugin.clip_gradients(optimizer, trainer.gradient_clip_val,
+                                                trainer.gradient_clip_algorithm or "norm")
+
+
+def step_optimizer(trainer: Any, optimizer: Any) -> None:
+    """The end of an accumulation window in the flat automatic step."""
+    before_optimizer_step(trainer, optimizer)
+    trainer.precision_plugin.optimizer_step(optimizer)
+    trainer.state.global_step += 1
+
+
+def lightning_optimizer_step(trainer: Any, optimizer: Any, closure: Any, kwargs: dict[str, Any]) -> Any:
+    """What ``LightningOptimizer.step`` does: the closure, the pre-step hooks, the step; counts manual steps."""
+
+    def wrapped() -> Any:
+        result = closure() if closure is not None else None
+        before_optimizer_step(trainer, optimizer)
+        return result
+
+    out = trainer.precision_plugin.optimizer_step(optimizer, wrapped, **kwargs)
+    if not trainer.lightning_module.automatic_optimization:
+        trainer.state.global_step += 1
+    return out
+
+
+def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
+    """Step the schedulers of ``interval`` whose frequency is due (plateau ones only when ``plateau``)."""
+    state = trainer.state
+    index = state.batch_idx if interval == "step" else state.epoch
+    module = trainer.lightning_module
+    for config in trainer.lr_scheduler_configs:
+        if config.reduce_on_plateau != plateau or config.interval != interval:
+            continue
+        if (index + 1) % config.frequency:
+            continue
+        metric = None
+        if config.reduce_on_plateau:
+            metric = trainer.callback_metrics.get(config.monitor)
+            if metric is None:
+                available = sorted(trainer.callback_metrics)
+                if config.strict:
+                    raise MisconfigurationException(
+                        f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; logged metrics: "
+                        f"{available}. self.log({config.monitor!r}, ...) or change 'monitor' in the scheduler dict"
+                    )
+                rank_zero_warn(f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; its step is "
+                               "skipped (strict=False)", RuntimeWarning)
+                continue
+        if trainer._custom.lr_scheduler_step:
+            previous = module._current_fx_name
+            module._current_fx_name = "lr_scheduler_step"
+            module.lr_scheduler_step(config.scheduler, metric)
+            module._current_fx_name = previous
+        elif metric is None:
+            config.scheduler.step()
+        else:
+            config.scheduler.step(metric)

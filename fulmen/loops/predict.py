@@ -1,0 +1,54 @@
+"""The predict loop: run predict_step over each loader and collect what it returns."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from fulmen.loops.fetch import iterate
+from fulmen.state import RunningStage
+
+
+def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
+    """Predictions as a list (one list per loader when there are several), or None.
+
+    Pseudocode::
+
+        predict_dataloader; on_predict_model_eval; on_predict_start; on_predict_epoch_start
+        for each loader, for each batch: transfer; on_predict_batch_start; predict_step; on_predict_batch_end
+        on_predict_epoch_end; on_predict_end
+    """
+    hooks = trainer._hooks
+    module = trainer.lightning_module
+    data = trainer._eval_data(RunningStage.PREDICTING)
+    trainer.state.stage = RunningStage.PREDICTING
+    trainer._results = None  # predict hooks cannot log
+    if sum(data.limits) == 0:
+        return [] if return_predictions else None
+    hooks.on_predict_model_eval()
+    hooks.on_predict_start()
+    hooks.on_predict_epoch_start()
+    several = data.several
+    predictions: list[list[Any]] = [[] for _ in data.loaders]
+    grad_off = torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+    with grad_off:
+        for dl_idx, (loader, limit) in enumerate(zip(data.loaders, data.limits)):
+            extra = (dl_idx,) if several else ()
+            for batch_idx, batch, _ in iterate(loader, limit):
+                if trainer._transfer is not None:
+                    batch = trainer._transfer(batch, dl_idx)
+                hooks.on_predict_batch_start(batch, batch_idx, *extra)
+                module._current_fx_name = "predict_step"
+                with trainer.precision_plugin.forward_context():
+                    output = module.predict_step(batch, batch_idx, *extra) if data.takes_batch_idx else \
+                        module.predict_step(batch)
+                module._current_fx_name = None
+                hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
+                if return_predictions:
+                    predictions[dl_idx].append(output)
+        hooks.on_predict_epoch_end()
+    hooks.on_predict_end()
+    if not return_predictions:
+        return None
+    return predictions if several else predictions[0]

@@ -1,0 +1,592 @@
+"""LightningModule: the model, its steps, its optimizers and the hooks a user may override."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Generator, Mapping
+from typing import Any, Callable, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from fulmen.logging import is_metric, log_value
+from fulmen.utilities.apply_to_collection import move_data_to_device
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.hparams import AttributeDict
+from fulmen.utilities.hparams import save_hyperparameters as _save_hyperparameters
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+
+class HyperparametersMixin:
+    """``save_hyperparameters`` and the ``hparams`` views, shared by LightningModule and LightningDataModule."""
+
+    __jit_unused_properties__ = ["hparams", "hparams_initial"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._log_hyperparams = True
+
+    def save_hyperparameters(
+        self,
+        *args: Any,
+        ignore: Optional[Union[list[str], str]] = None,
+        frame: Optional[Any] = None,
+        logger: bool = True,
+    ) -> None:
+        """Save arguments to ``self.hparams`` (and, in checkpoints, ``hyper_parameters``).
+
+        With no arguments, every argument of ``__init__`` (of this class and its subclasses) is saved. Pass argument
+        names to save only those, or a dict / Namespace to save it. ``ignore`` leaves names out; ``logger=False``
+        keeps them from the logger.
+        """
+        self._log_hyperparams = logger
+        if frame is None:
+            frame = inspect.currentframe().f_back  # type: ignore[union-attr]
+        _save_hyperparameters(self, *args, ignore=ignore, frame=frame)
+
+    @property
+    def hparams(self) -> AttributeDict:
+        """The saved hyperparameters (mutable)."""
+        if not hasattr(self, "_hparams"):
+            self._hparams = AttributeDict()
+        return self._hparams
+
+    @property
+    def hparams_initial(self) -> AttributeDict:
+        """A copy of the hyperparameters as they were saved, before any later change to ``hparams``."""
+        if not hasattr(self, "_hparams_initial"):
+            return AttributeDict()
+        return self._hparams_initial
+
+
+class LightningModule(HyperparametersMixin, nn.Module):
+    """A ``torch.nn.Module`` that also knows how to train: override ``training_step`` and
+    ``configure_optimizers``, then hand it to ``fulmen.Trainer``.
+
+    Steps: ``training_step``, ``validation_step``, ``test_step``, ``predict_step``. Hooks: every ``on_*`` method
+    below; each is called by the Trainer after the callbacks' hook of the same name.
+    """
+
+    CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer: Any = None
+        self._current_fx_name: Optional[str] = None
+        self._automatic_optimization = True
+        self._strict_loading: Optional[bool] = None
+        self._example_input_array: Any = None
+        self._dtype_override: Optional[torch.dtype] = None
+        self._toggled: Optional[dict[nn.Parameter, bool]] = None
+        self.prepare_data_per_node = True
+        self.allow_zero_length_dataloader_with_multiple_devices = False
+
+    # ----------------------------------------------------------------------------------------------- properties
+    @property
+    def trainer(self) -> Any:
+        """The Trainer this module is attached to; RuntimeError if there is none."""
+        if self._trainer is None:
+            raise RuntimeError(f"{type(self).__name__} is not attached to a `Trainer`.")
+        return self._trainer
+
+    @trainer.setter
+    def trainer(self, trainer: Any) -> None:
+        for child in self.modules():
+            if isinstance(child, LightningModule):
+                child._trainer = trainer
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the module's first parameter or buffer (the Trainer's device while one is attached)."""
+        if self._trainer is not None:
+            return self._trainer.strategy.root_device
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of the module's first floating-point parameter (or the default dtype)."""
+        if self._dtype_override is not None:
+            return self._dtype_override
+        for p in self.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.get_default_dtype()
+
+    @dtype.setter
+    def dtype(self, value: torch.dtype) -> None:
+        self._dtype_override = value
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def fabric(self) -> None:
+        return None
+
+    @property
+    def global_rank(self) -> int:
+        return self._trainer.global_rank if self._trainer is not None else 0
+
+    @property
+    def local_rank(self) -> int:
+        return self._trainer.local_rank if self._trainer is not None else 0
+
+    @property
+    def current_epoch(self) -> int:
+        return self._trainer.current_epoch if self._trainer is not None else 0
+
+    @property
+    def global_step(self) -> int:
+        return self._trainer.global_step if self._trainer is not None else 0
+
+    @property
+    def logger(self) -> Any:
+        return self._trainer.logger if self._trainer is not None else None
+
+    @property
+    def loggers(self) -> list[Any]:
+        return self._trainer.loggers if self._trainer is not None else []
+
+    @property
+    def example_input_array(self) -> Any:
+        return self._example_input_array
+
+    @example_input_array.setter
+    def example_input_array(self, value: Any) -> None:
+        self._example_input_array = value
+
+    @property
+    def automatic_optimization(self) -> bool:
+        """True (default): the Trainer steps the optimizer. False: ``training_step`` does it (manual optimization)."""
+        return self._automatic_optimization
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        self._automatic_optimization = value
+
+    @property
+    def strict_loading(self) -> bool:
+        return True if self._strict_loading is None else self._strict_loading
+
+    @strict_loading.setter
+    def strict_loading(self, value: bool) -> None:
+        self._strict_loading = value
+
+    # ----------------------------------------------------------------------------------------------- logging
+    def log(
+        self,
+        name: str,
+        value: Any,
+        prog_bar: bool = False,
+        logger: Optional[bool] = None,
+        on_step: Optional[bool] = None,
+        on_epoch: Optional[bool] = None,
+        reduce_fx: Union[str, Callable[..., Any]] = "mean",
+        enable_graph: bool = False,
+        sync_dist: bool = False,
+        sync_dist_group: Optional[Any] = None,
+        add_dataloader_idx: bool = True,
+        batch_size: Optional[int] = None,
+        metric_attribute: Optional[str] = None,
+        rank_zero_only: bool = False,
+    ) -> None:
+        """Record a scalar (number, one-element tensor or torchmetrics Metric) under ``name``.
+
+        ``on_step``/``on_epoch`` default by hook: step values in training hooks, epoch aggregates (``reduce_fx``,
+        a batch-size-weighted mean by default) in validation and test hooks. The value stays on its device: it is
+        read only when a logger flushes or the progress bar refreshes.
+        """
+        trainer = self._trainer
+        if trainer is None:
+            rank_zero_warn(f"self.log({name!r}) was called but the module is not attached to a Trainer; ignored")
+            return
+        if trainer.barebones:
+            rank_zero_warn("self.log() does nothing under Trainer(barebones=True)")
+            return
+        log_value(self, trainer._results, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
+                  sync_dist, sync_dist_group, add_dataloader_idx, batch_size, metric_attribute, rank_zero_only)
+
+    def log_dict(
+        self,
+        dictionary: Mapping[str, Any],
+        prog_bar: bool = False,
+        logger: Optional[bool] = None,
+        on_step: Optional[bool] = None,
+        on_epoch: Optional[bool] = None,
+        reduce_fx: Union[str, Callable[..., Any]] = "mean",
+        enable_graph: bool = False,
+        sync_dist: bool = False,
+        sync_dist_group: Optional[Any] = None,
+        add_dataloader_idx: bool = True,
+        batch_size: Optional[int] = None,
+        rank_zero_only: bool = False,
+    ) -> None:
+        """``self.log`` each item of ``dictionary`` (a dict or a torchmetrics MetricCollection)."""
+        if is_metric(dictionary) or not isinstance(dictionary, Mapping) and not hasattr(dictionary, "items"):
+            raise TypeError(f"log_dict expects a dict or MetricCollection, got {type(dictionary).__name__}")
+        for key, value in dictionary.items():
+            self.log(key, value, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+                     reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
+                     sync_dist_group=sync_dist_group, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size,
+                     rank_zero_only=rank_zero_only)
+
+    # ----------------------------------------------------------------------------------------------- steps
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Same as ``nn.Module.forward``; override it."""
+        return super().forward(*args, **kwargs)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute and return the training loss (a Tensor, a dict with "loss", or None to skip the batch)."""
+        raise MisconfigurationException(
+            f"{type(self).__name__} has no `training_step`; define training_step(self, batch, batch_idx) returning "
+            "the loss to train with Trainer.fit"
+        )
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        """One validation batch; log metrics with ``self.log``."""
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        """One test batch; log metrics with ``self.log``."""
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        """One prediction batch; returns ``self(batch)`` by default."""
+        batch = kwargs.get("batch", args[0] if args else None)
+        return self(batch)
+
+    def configure_optimizers(self) -> Any:
+        """Return the optimizer(s) and, optionally, learning-rate scheduler(s)."""
+        raise MisconfigurationException(
+            f"{type(self).__name__} has no `configure_optimizers`; define it to return an optimizer, e.g. "
+            "torch.optim.Adam(self.parameters(), lr=1e-3)"
+        )
+
+    def configure_callbacks(self) -> Any:
+        """Callbacks to add to the Trainer's; they replace Trainer callbacks of the same type."""
+        return []
+
+    def configure_model(self) -> None:
+        """Create layers here to build them directly on the device (called only if overridden)."""
+
+    def configure_sharded_model(self) -> None:
+        """Deprecated name of ``configure_model``."""
+
+    # ----------------------------------------------------------------------------------------------- optimization
+    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
+        """The optimizer(s) from ``configure_optimizers``, wrapped so ``step()`` goes through the Trainer."""
+        trainer = self.trainer
+        opts = trainer._lightning_optimizers if use_pl_optimizer else trainer.optimizers
+        if len(opts) == 1:
+            return opts[0]
+        return list(opts)
+
+    def lr_schedulers(self) -> Any:
+        """The scheduler(s) from ``configure_optimizers``: None, one, or a list."""
+        configs = self.trainer.lr_scheduler_configs
+        if not configs:
+            return None
+        schedulers = [c.scheduler for c in configs]
+        return schedulers[0] if len(schedulers) == 1 else schedulers
+
+    def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Under manual optimization, use this instead of ``loss.backward()``: it runs the backward hooks and
+        applies mixed-precision loss scaling."""
+        if self.automatic_optimization:
+            raise MisconfigurationException(
+                "manual_backward is for manual optimization; set `self.automatic_optimization = False` in "
+                "__init__, or return the loss from training_step and let the Trainer call backward"
+            )
+        from fulmen.loops.optimization import run_backward
+
+        run_backward(self.trainer, loss, *args, **kwargs)
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Compute gradients; override to customise (the loss is already scaled under mixed precision)."""
+        loss.backward(*args, **kwargs)
+
+    def toggle_optimizer(self, optimizer: Any) -> None:
+        """Make only ``optimizer``'s parameters require gradients (for several optimizers under manual
+        optimization); ``untoggle_optimizer`` restores them."""
+        opt = getattr(optimizer, "optimizer", optimizer)
+        own = {id(p) for group in opt.param_groups for p in group["params"]}
+        state: dict[nn.Parameter, bool] = {}
+        for other in self.trainer.optimizers:
+            for group in other.param_groups:
+                for p in group["params"]:
+                    if p in state:
+                        continue
+                    state[p] = p.requires_grad
+                    if id(p) not in own:
+                        p.requires_grad = False
+        self._toggled = state
+
+    def untoggle_optimizer(self, optimizer: Any) -> None:
+        """Undo ``toggle_optimizer``: restore every parameter's ``requires_grad``."""
+        if self._toggled is not None:
+            for p, requires_grad in self._toggled.items():
+                p.requires_grad = requires_grad
+        self._toggled = None
+
+    @contextlib.contextmanager
+    def toggled_optimizer(self, optimizer: Any) -> Generator[None, None, None]:
+        """``toggle_optimizer`` for the duration of a ``with`` block."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    def clip_gradients(
+        self,
+        optimizer: Any,
+        gradient_clip_val: Optional[Union[int, float]] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+    ) -> None:
+        """Clip the gradients of ``optimizer``'s parameters by norm (default) or value.
+
+        Unset arguments fall back to the Trainer's ``gradient_clip_val`` / ``gradient_clip_algorithm``.
+        """
+        trainer = self.trainer
+        if gradient_clip_val is None:
+            gradient_clip_val = trainer.gradient_clip_val or 0.0
+        elif trainer.gradient_clip_val is not None and trainer.gradient_clip_val != gradient_clip_val:
+            raise MisconfigurationException(
+                f"Trainer(gradient_clip_val={trainer.gradient_clip_val}) and clip_gradients(gradient_clip_val="
+                f"{gradient_clip_val}) disagree; set it in one place only"
+            )
+        if gradient_clip_algorithm is None:
+            gradient_clip_algorithm = trainer.gradient_clip_algorithm or "norm"
+        elif trainer.gradient_clip_algorithm is not None and trainer.gradient_clip_algorithm != gradient_clip_algorithm:
+            raise MisconfigurationException(
+                f"Trainer(gradient_clip_algorithm={trainer.gradient_clip_algorithm!r}) and clip_gradients("
+                f"gradient_clip_algorithm={gradient_clip_algorithm!r}) disagree; set it in one place only"
+            )
+        if not isinstance(gradient_clip_val, (int, float)) or isinstance(gradient_clip_val, bool):
+            raise TypeError(f"gradient_clip_val={gradient_clip_val!r} must be an int or a float")
+        algorithm = str(gradient_clip_algorithm).lower()
+        if algorithm not in ("norm", "value"):
+            raise MisconfigurationException(
+                f"gradient_clip_algorithm={gradient_clip_algorithm!r} is not supported; use 'norm' or 'value'"
+            )
+        trainer.precision_plugin.clip_gradients(getattr(optimizer, "optimizer", optimizer), gradient_clip_val,
+                                                algorithm)
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: Any,
+        gradient_clip_val: Optional[Union[int, float]] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+    ) -> None:
+        """Called before each optimizer step with the Trainer's clipping settings; override to clip differently."""
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val,
+                            gradient_clip_algorithm=gradient_clip_algorithm)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Optional[Any]) -> None:
+        """Step one scheduler (``metric`` is the monitored value for ReduceLROnPlateau)."""
+        if metric is None:
+            scheduler.step()
+        else:
+            scheduler.step(metric)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any,
+                       optimizer_closure: Optional[Callable[[], Any]] = None) -> None:
+        """Step the optimizer; ``optimizer_closure`` runs training_step, zero_grad and backward.
+
+        Overriding this makes the Trainer run ``training_step`` inside the closure, as Lightning does.
+        """
+        optimizer.step(closure=optimizer_closure)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
+        """Zero the gradients at the start of each accumulation window."""
+        optimizer.zero_grad()
+
+    # ----------------------------------------------------------------------------------------------- hooks
+    def on_fit_start(self) -> None: """Start of ``fit``."""
+    def on_fit_end(self) -> None: """End of ``fit``."""
+    def on_train_start(self) -> None: """After the sanity check, before the first training epoch."""
+    def on_train_end(self) -> None: """After the last training epoch."""
+    def on_validation_start(self) -> None: """Start of a validation run."""
+    def on_validation_end(self) -> None: """End of a validation run."""
+    def on_test_start(self) -> None: """Start of a test run."""
+    def on_test_end(self) -> None: """End of a test run."""
+    def on_predict_start(self) -> None: """Start of a predict run."""
+    def on_predict_end(self) -> None: """End of a predict run."""
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
+        """Before ``training_step``; return -1 to end the epoch here."""
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """After the optimizer step of this batch; ``outputs`` holds the (accumulation-normalised) loss."""
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: """"""
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """After ``validation_step``."""
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: """"""
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """After ``test_step``."""
+    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: """"""
+    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """After ``predict_step``."""
+    def on_train_epoch_start(self) -> None: """Start of a training epoch."""
+    def on_train_epoch_end(self) -> None: """End of a training epoch, after its validation."""
+    def on_validation_epoch_start(self) -> None: """"""
+    def on_validation_epoch_end(self) -> None: """"""
+    def on_test_epoch_start(self) -> None: """"""
+    def on_test_epoch_end(self) -> None: """"""
+    def on_predict_epoch_start(self) -> None: """"""
+    def on_predict_epoch_end(self) -> None: """"""
+    def on_before_zero_grad(self, optimizer: Any) -> None: """Before the gradients are zeroed."""
+    def on_before_backward(self, loss: Tensor) -> None: """Before ``backward``."""
+    def on_after_backward(self) -> None: """After ``backward``, before clipping and the optimizer step."""
+    def on_before_optimizer_step(self, optimizer: Any) -> None:
+        """After gradients are unscaled, before clipping and ``optimizer.step()``."""
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Before validation inside fit: free the gradients' memory."""
+        self.zero_grad(set_to_none=True)
+
+    def on_validation_model_eval(self) -> None:
+        """Put the model in eval mode for validation."""
+        self.trainer.model.eval()
+
+    def on_validation_model_train(self) -> None:
+        """After validation; by default each submodule gets back the train/eval mode it had."""
+
+    def on_test_model_eval(self) -> None:
+        """Put the model in eval mode for test."""
+        self.trainer.model.eval()
+
+    def on_test_model_train(self) -> None:
+        """After test; by default each submodule gets back the mode it had."""
+
+    def on_predict_model_eval(self) -> None:
+        """Put the model in eval mode for predict."""
+        self.trainer.model.eval()
+
+    def prepare_data(self) -> None:
+        """Download or write data once per node (called only if overridden)."""
+
+    def setup(self, stage: str) -> None:
+        """Called at the start of fit / validate / test / predict, on every process."""
+
+    def teardown(self, stage: str) -> None:
+        """Called at the end of fit / validate / test / predict."""
+
+    def train_dataloader(self) -> Any:
+        """The training data, when no datamodule or loaders are given to ``fit``."""
+        raise MisconfigurationException(
+            "No training data: pass train_dataloaders= or datamodule= to Trainer.fit, or define "
+            f"`train_dataloader()` on {type(self).__name__}"
+        )
+
+    def val_dataloader(self) -> Any:
+        """The validation data."""
+        return []
+
+    def test_dataloader(self) -> Any:
+        """The test data."""
+        return []
+
+    def predict_dataloader(self) -> Any:
+        """The prediction data."""
+        return []
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Move ``batch`` to ``device``; override for custom batch types."""
+        return move_data_to_device(batch, device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change the batch before it is moved to the device."""
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Change the batch after it is on the device (e.g. GPU augmentations)."""
+        return batch
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add to or change the checkpoint dict before it is written."""
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read what ``on_save_checkpoint`` added."""
+
+    # ----------------------------------------------------------------------------------------------- utilities
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` on global rank zero only."""
+        if self.global_rank == 0:
+            print(*args, **kwargs)
+
+    def freeze(self) -> None:
+        """Stop gradients to every parameter and switch to eval mode."""
+        for p in self.parameters():
+            p.requires_grad = False
+        self.eval()
+
+    def unfreeze(self) -> None:
+        """Undo ``freeze``: every parameter requires gradients again, and train mode is on."""
+        for p in self.parameters():
+            p.requires_grad = True
+        self.train()
+
+    def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
+        """Gather tensors from every process, stacked on a new first dimension (the data itself, with a
+        leading dimension of 1, on a single process)."""
+        from fulmen.utilities.apply_to_collection import apply_to_collection
+
+        def gather(t: Tensor) -> Tensor:
+            t = t if t.ndim else t.reshape(1)
+            if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+                return t.unsqueeze(0) if data is not None else t
+            world = torch.distributed.get_world_size(group)
+            out = [torch.zeros_like(t) for _ in range(world)]
+            if sync_grads:
+                import torch.distributed.nn
+
+                out = list(torch.distributed.nn.all_gather(t, group=group))
+            else:
+                torch.distributed.all_gather(out, t.contiguous(), group=group)
+            return torch.stack(out)
+
+        def as_tensor(x: Any) -> Tensor:
+            return torch.tensor(x, device=self.device)
+
+        import numbers
+
+        data = apply_to_collection(data, numbers.Number, as_tensor)
+        return apply_to_collection(data, Tensor, gather)
+
+    def to_torchscript(self, file_path: Optional[str] = None, method: str = "script",
+                       example_inputs: Optional[Any] = None, **kwargs: Any) -> Any:
+        """Export with ``torch.jit.script`` or ``torch.jit.trace`` (eval mode); save to ``file_path`` if given."""
+        mode = self.training
+        self.eval()
+        try:
+            if method == "script":
+                script = torch.jit.script(self, **kwargs)
+            elif method == "trace":
+                inputs = example_inputs if example_inputs is not None else self.example_input_array
+                if inputs is None:
+                    raise ValueError("to_torchscript(method='trace') needs example_inputs or example_input_array")
+                script = torch.jit.trace(self, example_inputs=inputs, **kwargs)
+            else:
+                raise ValueError(f"to_torchscript(method={method!r}): use 'script' or 'trace'")
+        finally:
+            self.train(mode)
+        if file_path is not None:
+            torch.jit.save(script, file_path)
+        return script
+
+    def to_onnx(self, file_path: Any, input_sample: Optional[Any] = None, **kwargs: Any) -> None:
+        """Export to ONNX with ``torch.onnx.export`` (eval mode)."""
+        inputs = input_sample if input_sample is not None else self.example_input_array
+        if inputs is None:
+            raise ValueError("to_onnx needs input_sample or example_input_array")
+        mode = self.training
+        self.eval()
+        try:
+            torch.onnx.export(self, inputs, file_path, **kwargs)
+        finally:
+            self.train(mode)

@@ -1,0 +1,221 @@
+"""``configure_optimizers`` output -> optimizers and scheduler configs; the LightningOptimizer wrapper."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+from torch.optim import Optimizer
+
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+_FORMATS = (
+    "an Optimizer; a list of Optimizers; ([optimizers], [schedulers or scheduler dicts]); "
+    '{"optimizer": opt, "lr_scheduler": scheduler or dict, "monitor": name}; a list of such dicts; or None'
+)
+
+
+@dataclass
+class LRSchedulerConfig:
+    """How and when the Trainer steps one learning-rate scheduler (the dict keys of ``lr_scheduler``)."""
+
+    scheduler: Any
+    name: Optional[str] = None
+    interval: str = "epoch"
+    frequency: int = 1
+    reduce_on_plateau: bool = False
+    monitor: Optional[str] = None
+    strict: bool = True
+
+
+class _NoOptimizer(Optimizer):
+    """Stands in when ``configure_optimizers`` returns None: the step runs, nothing is updated."""
+
+    def __init__(self) -> None:
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[Any, Any] = {}
+        self.defaults: dict[str, Any] = {}
+
+    def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:  # type: ignore[override]
+        return closure() if closure is not None else None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
+        return None
+
+    def __repr__(self) -> str:
+        return "No Optimizer"
+
+
+def _is_optimizer(obj: Any) -> bool:
+    return isinstance(obj, Optimizer) or (callable(getattr(obj, "step", None)) and hasattr(obj, "param_groups"))
+
+
+def parse_optimizers(conf: Any, automatic: bool) -> tuple[list[Any], list[LRSchedulerConfig]]:
+    """Turn any supported ``configure_optimizers`` return value into (optimizers, scheduler configs)."""
+    monitor = None
+    schedulers: list[Any] = []
+    if conf is None:
+        rank_zero_warn("`configure_optimizers` returned None: this fit will run without an optimizer")
+        return [_NoOptimizer()], []
+    if _is_optimizer(conf):
+        optimizers = [conf]
+    elif (isinstance(conf, (list, tuple)) and len(conf) == 2 and isinstance(conf[0], list)
+          and all(_is_optimizer(o) for o in conf[0])):
+        optimizers = list(conf[0])
+        schedulers = list(conf[1]) if isinstance(conf[1], (list, tuple)) else [conf[1]]
+    elif isinstance(conf, dict):
+        _check_dict(conf)
+        optimizers = [conf["optimizer"]]
+        monitor = conf.get("monitor")
+        schedulers = [conf["lr_scheduler"]] if "lr_scheduler" in conf else []
+    elif isinstance(conf, (list, tuple)) and conf and all(isinstance(d, dict) for d in conf):
+        for d in conf:
+            _check_dict(d)
+        optimizers = [d["optimizer"] for d in conf]
+        schedulers = [
+            {**d["lr_scheduler"]} if isinstance(d["lr_scheduler"], dict)
+            else {"scheduler": d["lr_scheduler"], **({"monitor": d["monitor"]} if "monitor" in d else {})}
+            for d in conf if "lr_scheduler" in d
+        ]
+    elif isinstance(conf, (list, tuple)) and conf and all(_is_optimizer(o) for o in conf):
+        optimizers = list(conf)
+    else:
+        raise MisconfigurationException(
+            f"`configure_optimizers` returned {type(conf).__name__} {conf!r:.200}; return one of: {_FORMATS}"
+        )
+    configs = [_scheduler_config(s, monitor, automatic) for s in schedulers]
+    for config in configs:
+        opt = getattr(config.scheduler, "optimizer", None)
+        if opt is not None and not any(opt is o for o in optimizers):
+            raise MisconfigurationException(
+                f"The scheduler {type(config.scheduler).__name__} returned by `configure_optimizers` wraps an "
+                "optimizer that `configure_optimizers` does not return; return that optimizer too"
+            )
+    return optimizers, configs
+
+
+def _check_dict(conf: dict[str, Any]) -> None:
+    if "optimizer" not in conf:
+        raise MisconfigurationException(
+            f"`configure_optimizers` returned a dict without an 'optimizer' key (keys: {sorted(conf)}); "
+            f"return one of: {_FORMATS}"
+        )
+    extra = set(conf) - {"optimizer", "lr_scheduler", "monitor"}
+    if extra:
+        rank_zero_warn(f"`configure_optimizers` returned a dict with unknown keys {sorted(extra)}; they are ignored")
+
+
+def _scheduler_config(scheduler: Any, monitor: Optional[str], automatic: bool) -> LRSchedulerConfig:
+    plateau_cls = torch.optim.lr_scheduler.ReduceLROnPlateau
+    if isinstance(scheduler, dict):
+        keys = {f.name for f in dataclasses.fields(LRSchedulerConfig)}
+        extra = set(scheduler) - keys
+        if extra:
+            rank_zero_warn(f"the lr_scheduler dict has unknown keys {sorted(extra)}; they are ignored",
+                           RuntimeWarning)
+            scheduler = {k: v for k, v in scheduler.items() if k in keys}
+        if "scheduler" not in scheduler:
+            raise MisconfigurationException(
+                'the lr_scheduler dict must have the key "scheduler", holding the scheduler: '
+                '{"scheduler": StepLR(opt, 1), "interval": "epoch"}'
+            )
+        interval = scheduler.get("interval", "epoch")
+        if interval not in ("step", "epoch"):
+            raise MisconfigurationException(
+                f'the lr_scheduler dict has "interval": {interval!r}; it must be "step" or "epoch"'
+            )
+        frequency = scheduler.get("frequency", 1)
+        if not isinstance(frequency, int) or isinstance(frequency, bool) or frequency < 1:
+            raise MisconfigurationException(
+                f'the lr_scheduler dict has "frequency": {frequency!r}; it must be an int >= 1'
+            )
+        scheduler = dict(scheduler)
+        scheduler.setdefault("reduce_on_plateau", isinstance(scheduler["scheduler"], plateau_cls))
+        if scheduler["reduce_on_plateau"] and scheduler.get("monitor") is None:
+            scheduler["monitor"] = monitor
+            if monitor is None:
+                raise MisconfigurationException(
+                    'a ReduceLROnPlateau scheduler needs a metric to monitor: add "monitor": "val_loss" (a name you '
+                    "self.log) to the lr_scheduler dict"
+                )
+        if isinstance(scheduler["scheduler"], torch.optim.lr_scheduler.OneCycleLR) and interval == "epoch":
+            rank_zero_warn("A OneCycleLR scheduler is using 'interval': 'epoch'. Did you mean 'interval': 'step'?",
+                           RuntimeWarning)
+        config = LRSchedulerConfig(**scheduler)
+    elif isinstance(scheduler, plateau_cls):
+        if monitor is None:
+            raise MisconfigurationException(
+                "a ReduceLROnPlateau scheduler needs a metric to monitor: return "
+                '{"optimizer": opt, "lr_scheduler": scheduler, "monitor": "val_loss"} from configure_optimizers'
+            )
+        config = LRSchedulerConfig(scheduler, reduce_on_plateau=True, monitor=monitor)
+    else:
+        config = LRSchedulerConfig(scheduler)
+    if not callable(getattr(config.scheduler, "step", None)):
+        raise MisconfigurationException(
+            f"the lr scheduler {config.scheduler!r:.100} has no step() method; return a torch.optim.lr_scheduler "
+            "scheduler or override LightningModule.lr_scheduler_step"
+        )
+    return config
+
+
+class LightningOptimizer:
+    """Wraps a torch optimizer so that ``step`` runs through the Trainer (hooks, precision, step counting).
+
+    An instance is also an instance of the wrapped optimizer's class, and shares its ``param_groups`` and ``state``.
+    """
+
+    def __init__(self, optimizer: Any) -> None:
+        # Share the optimizer's attributes (param_groups, state, defaults) rather than copying them.
+        self.__dict__ = {k: v for k, v in optimizer.__dict__.items() if k not in ("step", "__del__")}
+        self._optimizer = optimizer
+        self._on_step: Optional[Callable[[Any, Optional[Callable[[], Any]], dict[str, Any]], Any]] = None
+        self.__class__ = type("Lightning" + type(optimizer).__name__, (self.__class__, type(optimizer)), {})
+
+    @property
+    def optimizer(self) -> Any:
+        """The wrapped torch optimizer."""
+        return self._optimizer
+
+    @classmethod
+    def _to_lightning_optimizer(cls, optimizer: Any) -> "LightningOptimizer":
+        return optimizer if isinstance(optimizer, LightningOptimizer) else cls(optimizer)
+
+    def step(self, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
+        """Run ``closure`` (if given), the ``on_before_optimizer_step`` hooks, then the optimizer's step."""
+        if self._on_step is None:
+            return self._optimizer.step(closure=closure, **kwargs) if closure else self._optimizer.step(**kwargs)
+        return self._on_step(self._optimizer, closure, kwargs)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self._optimizer.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._optimizer.load_state_dict(state_dict)
+
+    def __repr__(self) -> str:
+        return f"Lightning{self._optimizer!r}"
+
+
+def needs_closure(optimizer: Any) -> bool:
+    """Whether ``optimizer.step`` requires a closure (LBFGS): its ``closure`` parameter has no default."""
+    import inspect
+
+    try:
+        params = inspect.signature(type(optimizer).step).parameters
+    except (TypeError, ValueError):
+        return False
+    closure = params.get("closure")
+    return closure is not None and closure.default is inspect.Parameter.empty

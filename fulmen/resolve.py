@@ -1,0 +1,236 @@
+"""Trainer argument strings and numbers -> checked values and objects, once, in ``Trainer.__init__``.
+
+Each function is pure and raises a ValueError or TypeError that names the argument, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any, Optional, Union
+
+from fulmen import accelerators
+from fulmen.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
+_LEGACY_PRECISION = {64: "64-true", "64": "64-true", 32: "32-true", "32": "32-true", 16: "16-mixed",
+                     "16": "16-mixed", "bf16": "bf16-mixed"}
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
+LATER_STRATEGIES = (
+    "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1",
+    "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
+    "deepspeed_stage_3_offload_nvme", "xla", "xla_debug", "single_xla", "single_tpu",
+)
+
+
+def check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> Optional[int]:
+    """An int >= ``minimum`` (bools are refused: ``max_epochs=True`` is a mistake, not 1)."""
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        extra = " or None" if allow_none else ""
+        raise ValueError(f"Trainer({name}={value!r}) is not supported; pass an int >= {minimum}{extra}")
+    return value
+
+
+def check_bool(name: str, value: Any, allow_none: bool = True) -> Optional[bool]:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool):
+        raise TypeError(f"Trainer({name}={value!r}) must be True or False")
+    return value
+
+
+def precision(value: Any, accelerator: str) -> Precision:
+    """'32-true' (default) and friends, or the legacy 64/32/16/'bf16' -> a Precision object."""
+    if value is None:
+        value = "32-true"
+    name = value if value in PRECISIONS else _LEGACY_PRECISION.get(value) if isinstance(value, (int, str)) else None
+    if name is None:
+        raise ValueError(
+            f"Trainer(precision={value!r}) is not supported; choose one of "
+            f"{', '.join(repr(p) for p in PRECISIONS)} (or 64, 32, 16, 'bf16')"
+        )
+    if value in (16, "16", "bf16"):
+        rank_zero_warn(f"precision={value!r} is kept for compatibility; write precision={name!r} instead")
+    if name == "16-mixed" and accelerator == "cpu":
+        rank_zero_warn("precision='16-mixed' is not supported on the CPU; using 'bf16-mixed' instead")
+        name = "bf16-mixed"
+    if name == "64-true":
+        return DoublePrecision()
+    if name in ("16-true", "bf16-true"):
+        return HalfPrecision(name)
+    if name in ("16-mixed", "bf16-mixed"):
+        return MixedPrecision(name, "cuda" if accelerator == "cuda" else accelerator)
+    return Precision()
+
+
+def accelerator(value: Any) -> str:
+    """'auto' / 'cpu' / 'gpu' / 'cuda' / 'mps' / 'tpu' -> the accelerator to run on, checked to be present."""
+    if not isinstance(value, str) or value.lower() not in ACCELERATORS:
+        if value == "hpu" or (isinstance(value, str) and value.lower() == "hpu"):
+            raise ValueError("Trainer(accelerator='hpu') is not supported by fulmen; use 'cpu', 'cuda' or 'mps'")
+        raise ValueError(
+            f"Trainer(accelerator={value!r}) is not supported; choose one of {', '.join(map(repr, ACCELERATORS))}"
+        )
+    value = value.lower()
+    if value == "auto":
+        return accelerators.auto_accelerator()
+    if value == "gpu":
+        if accelerators.cuda_count():
+            return "cuda"
+        if accelerators.mps_available():
+            return "mps"
+        raise MisconfigurationException(
+            "Trainer(accelerator='gpu') but this machine has no CUDA or MPS device; use accelerator='cpu' or 'auto'"
+        )
+    if value == "tpu":
+        raise MisconfigurationException("Trainer(accelerator='tpu') needs torch_xla, which fulmen does not support yet")
+    if not accelerators.available(value):
+        raise MisconfigurationException(
+            f"Trainer(accelerator={value!r}) but no {value} device is available here; use accelerator='cpu' or 'auto'"
+        )
+    return value
+
+
+def devices(value: Any, accel: str) -> list[int]:
+    """'auto' / int / '2' / '0,1' / '-1' / [0, 1] -> the device indices to use."""
+    count = accelerators.device_count(accel)
+    if value == "auto":
+        return [0] if accel == "cpu" else list(range(count))
+    parsed: Any = value
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"-?\d+", text):
+            parsed = int(text)
+        elif re.fullmatch(r"\d+(\s*,\s*\d+)*,?", text):
+            parsed = [int(x) for x in text.split(",") if x.strip()]
+        else:
+            parsed = None
+    if isinstance(parsed, bool) or parsed is None or not isinstance(parsed, (int, list, tuple)):
+        raise ValueError(
+            f"Trainer(devices={value!r}) is not supported; pass 'auto', a number of devices (1, '2', -1 for all), "
+            "or a list of indices ([0, 1] or '0,1')"
+        )
+    if isinstance(parsed, int):
+        if parsed == -1:
+            return list(range(count))
+        if parsed < 1:
+            raise ValueError(f"Trainer(devices={value!r}) must be >= 1, or -1 for all devices")
+        if accel == "cpu":
+            return list(range(parsed))
+        if parsed > count:
+            raise MisconfigurationException(
+                f"Trainer(devices={value!r}) asks for {parsed} {accel} devices but {count} are available"
+            )
+        return list(range(parsed))
+    ids = list(parsed)
+    if not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
+        raise ValueError(f"Trainer(devices={value!r}): a device list must hold indices >= 0")
+    if accel != "cpu" and max(ids) >= count:
+        raise MisconfigurationException(
+            f"Trainer(devices={value!r}) names {accel} device {max(ids)} but only {count} are available"
+        )
+    return ids
+
+
+def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> str:
+    """'auto' / a registry name -> the strategy name this run uses."""
+    if not isinstance(value, str):
+        if hasattr(value, "root_device"):
+            return "instance"
+        raise TypeError(f"Trainer(strategy={value!r}) must be a strategy name such as 'auto' or 'ddp'")
+    name = value.lower()
+    if name not in SINGLE_DEVICE_STRATEGIES and name not in LATER_STRATEGIES and not name.startswith("ddp"):
+        raise ValueError(
+            f"Trainer(strategy={value!r}) is not supported; choose 'auto', 'single_device', 'ddp', 'ddp_spawn', "
+            "'fsdp' or 'deepspeed' (and their variants)"
+        )
+    if name == "auto":
+        name = "single_device" if len(device_ids) * num_nodes == 1 else "ddp"
+    if name != "single_device":
+        raise MisconfigurationException(
+            f"Trainer(strategy={value!r}, devices={len(device_ids)}, num_nodes={num_nodes}) needs distributed "
+            "training, which this fulmen version does not run yet; use one device (devices=1)"
+        )
+    return name
+
+
+def limit_batches(name: str, value: Any) -> Union[int, float]:
+    """limit_*_batches / overfit_batches: None -> 1.0; an int >= 0 (batches) or a float in [0, 1] (fraction)."""
+    if value is None:
+        return 1.0
+    if isinstance(value, bool):
+        raise TypeError(f"Trainer({name}={value!r}) must be an int (batches) or a float in [0.0, 1.0] (fraction)")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"Trainer({name}={value!r}) must be >= 0")
+        return value
+    if isinstance(value, float):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(
+                f"Trainer({name}={value!r}): a float is a fraction and must be in [0.0, 1.0]; pass an int for a "
+                "number of batches"
+            )
+        return value
+    raise TypeError(f"Trainer({name}={value!r}) must be an int (batches) or a float in [0.0, 1.0] (fraction)")
+
+
+def val_check_interval(value: Any) -> Union[int, float, timedelta]:
+    """None -> 1.0; a float in (0, 1] (fraction of an epoch), an int > 0 (batches), or a time interval."""
+    if value is None:
+        return 1.0
+    if isinstance(value, (str, timedelta, dict)):
+        return max_time("val_check_interval", value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"Trainer(val_check_interval={value!r}) must be a float in (0.0, 1.0], an int number of batches, or a "
+            "time ('00:00:10:00', a timedelta or a dict of timedelta arguments)"
+        )
+    if isinstance(value, float) and not 0.0 < value <= 1.0:
+        raise ValueError(
+            f"Trainer(val_check_interval={value!r}): a float is a fraction of the epoch and must be in (0.0, 1.0]; "
+            "pass an int for a number of batches"
+        )
+    if isinstance(value, int) and value < 1:
+        raise ValueError(f"Trainer(val_check_interval={value!r}) must be >= 1 when an int")
+    return value
+
+
+def max_time(name: str, value: Any) -> Optional[timedelta]:
+    """'DD:HH:MM:SS', a timedelta, or a dict of timedelta arguments -> a timedelta."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, dict):
+        try:
+            return timedelta(**value)
+        except TypeError as err:
+            raise ValueError(f"Trainer({name}={value!r}): {err}; use timedelta keywords such as hours=1") from None
+    if isinstance(value, str):
+        match = re.fullmatch(r"(\d+):(\d+):(\d+):(\d+)", value.strip())
+        if match:
+            days, hours, minutes, seconds = map(int, match.groups())
+            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    raise ValueError(
+        f"Trainer({name}={value!r}) is not supported; pass 'DD:HH:MM:SS', a datetime.timedelta or a dict such as "
+        "{'hours': 1}"
+    )
+
+
+def gradient_clip(value: Any, algorithm: Any) -> tuple[Optional[Union[int, float]], Optional[str]]:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise TypeError(f"Trainer(gradient_clip_val={value!r}) must be an int or a float")
+    if value is not None and value < 0:
+        raise ValueError(f"Trainer(gradient_clip_val={value!r}) must be >= 0")
+    if algorithm is not None:
+        if not isinstance(algorithm, str) or algorithm.lower() not in ("norm", "value"):
+            raise ValueError(
+                f"Trainer(gradient_clip_algorithm={algorithm!r}) is not supported; choose 'norm' or 'value'"
+            )
+        algorithm = algorithm.lower()
+    return value, algorithm

@@ -1,0 +1,120 @@
+"""The run state: one documented object that the loops advance and the Trainer's properties read."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Optional
+
+
+class _StrEnum(str, Enum):
+    """An enum whose members compare equal to their lower-case string values (``TrainerFn.FITTING == "fit"``)."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return self.value == other.lower()
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class TrainerStatus(_StrEnum):
+    """Where the Trainer is in its life."""
+
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def stopped(self) -> bool:
+        return self in (self.FINISHED, self.INTERRUPTED)
+
+
+class TrainerFn(_StrEnum):
+    """The Trainer method that runs: what the user asked for."""
+
+    FITTING = "fit"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+
+class RunningStage(_StrEnum):
+    """The loop that runs now: a fit runs the sanity check, training and validation stages in turn."""
+
+    TRAINING = "train"
+    SANITY_CHECKING = "sanity_check"
+    VALIDATING = "validate"
+    TESTING = "test"
+    PREDICTING = "predict"
+
+    @property
+    def evaluating(self) -> bool:
+        return self in (self.VALIDATING, self.TESTING, self.SANITY_CHECKING)
+
+    @property
+    def dataloader_prefix(self) -> Optional[str]:
+        if self in (self.VALIDATING, self.SANITY_CHECKING):
+            return "val"
+        return self.value
+
+
+@dataclass
+class TrainerState:
+    """Everything the loops know about where a run is.
+
+    Attributes:
+        status: initializing, running, finished or interrupted.
+        fn: the Trainer method running (fit/validate/test/predict), None between runs.
+        stage: the loop running now (train, sanity_check, validate, test, predict), None between runs.
+        epoch: completed training epochs; ``trainer.current_epoch``. It is still N during epoch N and its end hooks.
+        global_step: optimizer steps taken (under manual optimization, every ``optimizer.step()`` call).
+        batches_that_stepped: training batches that ended an accumulation window; the logger's x axis.
+        batch_idx: index of the current training batch within the epoch.
+        total_batch_idx: training batches seen over all epochs of this fit (for ``check_val_every_n_epoch=None``).
+        is_last_batch: whether the current training batch is the last of its epoch.
+        should_stop: set by the user or a callback to end the fit at the next safe point.
+        val_runs: how many times validation has run during this fit.
+        interrupted_by: the exception that ended the run early, if any.
+    """
+
+    status: TrainerStatus = TrainerStatus.INITIALIZING
+    fn: Optional[TrainerFn] = None
+    stage: Optional[RunningStage] = None
+    epoch: int = 0
+    global_step: int = 0
+    batches_that_stepped: int = 0
+    batch_idx: int = 0
+    total_batch_idx: int = 0
+    is_last_batch: bool = False
+    should_stop: bool = False
+    val_runs: int = 0
+    interrupted_by: Optional[BaseException] = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == TrainerStatus.FINISHED
+
+    @property
+    def stopped(self) -> bool:
+        return self.status.stopped
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loop position as plain numbers, for checkpoints."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name in ("epoch", "global_step", "batches_that_stepped", "batch_idx", "total_batch_idx", "val_runs")
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the loop position saved by ``state_dict``."""
+        for key, value in state.items():
+            if key in self.state_dict():
+                setattr(self, key, int(value))

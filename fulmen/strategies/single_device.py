@@ -1,0 +1,43 @@
+"""The strategy for one device: the module runs there unwrapped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class SingleDeviceStrategy:
+    """Run on one device (``root_device``): move the module there, and the batches."""
+
+    strategy_name = "single_device"
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.root_device = torch.device(device)
+        self.world_size = 1
+        self.global_rank = 0
+        self.local_rank = 0
+        self.node_rank = 0
+        self.num_nodes = 1
+
+    @property
+    def is_global_zero(self) -> bool:
+        return True
+
+    def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
+        return module.to(self.root_device)
+
+    def barrier(self, name: str | None = None) -> None:
+        """Nothing to wait for on one process."""
+
+    def broadcast(self, obj: Any, src: int = 0) -> Any:
+        return obj
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return decision
+
+    def teardown(self) -> None:
+        """Nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"SingleDeviceStrategy(device={self.root_device})"

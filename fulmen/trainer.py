@@ -1,0 +1,1100 @@
+"""The Trainer: checks its arguments once, then runs fit, validate, test and predict."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Callable, Optional, Union
+
+import torch
+
+from fulmen import resolve
+from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.timer import Timer
+from fulmen.datamodule import LightningDataModule
+from fulmen.hooks import Hooks, overrides
+from fulmen.logging import MetricStore, MetricViews
+from fulmen.loops import fetch
+from fulmen.loops.evaluate import run_evaluation
+from fulmen.loops.fit import run_fit
+from fulmen.loops.optimization import automatic_step, closure_step, lightning_optimizer_step, manual_step
+from fulmen.loops.predict import run_predict
+from fulmen.module import LightningModule
+from fulmen.optimizers import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
+from fulmen.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from fulmen.strategies.single_device import SingleDeviceStrategy
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+
+def _defaults_from_env_vars(init: Callable[..., None]) -> Callable[..., None]:
+    """``PL_TRAINER_<ARG>`` environment variables give defaults (parsed as Python literals); explicit kwargs win."""
+
+    @functools.wraps(init)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
+        if args:
+            raise TypeError("Trainer arguments are keyword-only: write Trainer(max_epochs=5), not Trainer(5)")
+        for name in inspect.signature(init).parameters:
+            env = os.environ.get(f"PL_TRAINER_{name.upper()}")
+            if env is not None and name not in kwargs:
+                try:
+                    kwargs[name] = ast.literal_eval(env)
+                except (ValueError, SyntaxError):
+                    kwargs[name] = env
+        init(self, **kwargs)
+
+    return wrapped
+
+
+@dataclass
+class _EvalData:
+    """The loaders of one evaluation stage, their batch limits, and its metric store."""
+
+    loaders: list[Any]
+    limits: list[Union[int, float]]
+    sanity_limits: list[Union[int, float]]
+    several: bool
+    store: MetricStore
+    takes_batch_idx: bool
+    seen: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Overrides:
+    """Which optional module hooks are overridden, found once per run so the step only checks booleans."""
+
+    optimizer_zero_grad: bool = False
+    backward: bool = False
+    configure_gradient_clipping: bool = False
+    lr_scheduler_step: bool = False
+
+
+class Trainer:
+    """Runs a LightningModule: ``fit``, ``validate``, ``test`` and ``predict``.
+
+    Every argument is keyword-only and checked here, so a mistake raises before any data is read. Arguments whose
+    features later fulmen releases complete (logger, enable_progress_bar, enable_checkpointing, strategy, plugins,
+    profiler) are accepted and validated, with their CPU default behaviour.
+    """
+
+    @_defaults_from_env_vars
+    def __init__(
+        self,
+        *,
+        accelerator: Union[str, Any] = "auto",
+        strategy: Union[str, Any] = "auto",
+        devices: Union[list[int], str, int] = "auto",
+        num_nodes: int = 1,
+        precision: Optional[Union[int, str]] = None,
+        logger: Optional[Any] = None,
+        callbacks: Optional[Union[list[Callback], Callback]] = None,
+        fast_dev_run: Union[int, bool] = False,
+        max_epochs: Optional[int] = None,
+        min_epochs: Optional[int] = None,
+        max_steps: int = -1,
+        min_steps: Optional[int] = None,
+        max_time: Optional[Union[str, timedelta, dict[str, int]]] = None,
+        limit_train_batches: Optional[Union[int, float]] = None,
+        limit_val_batches: Optional[Union[int, float]] = None,
+        limit_test_batches: Optional[Union[int, float]] = None,
+        limit_predict_batches: Optional[Union[int, float]] = None,
+        overfit_batches: Union[int, float] = 0.0,
+        val_check_interval: Optional[Union[int, float, str, timedelta, dict[str, int]]] = None,
+        check_val_every_n_epoch: Optional[int] = 1,
+        num_sanity_val_steps: Optional[int] = None,
+        log_every_n_steps: Optional[int] = None,
+        enable_checkpointing: Optional[bool] = None,
+        enable_progress_bar: Optional[bool] = None,
+        enable_model_summary: Optional[bool] = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: Optional[Union[int, float]] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+        deterministic: Optional[Union[bool, str]] = None,
+        benchmark: Optional[bool] = None,
+        inference_mode: bool = True,
+        use_distributed_sampler: bool = True,
+        profiler: Optional[Union[Any, str]] = None,
+        detect_anomaly: bool = False,
+        barebones: bool = False,
+        plugins: Optional[Any] = None,
+        sync_batchnorm: bool = False,
+        reload_dataloaders_every_n_epochs: int = 0,
+        default_root_dir: Optional[Union[str, os.PathLike[str]]] = None,
+        enable_autolog_hparams: bool = True,
+        model_registry: Optional[str] = None,
+    ) -> None:
+        # ---- devices, strategy and precision: strings become objects here, once
+        self._accelerator = resolve.accelerator(accelerator) if isinstance(accelerator, str) else accelerator
+        accel_name = self._accelerator if isinstance(self._accelerator, str) else "cpu"
+        self._device_ids = resolve.devices(devices, accel_name)
+        self.num_nodes = resolve.check_int("num_nodes", num_nodes, 1)
+        resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name)
+        if isinstance(strategy, str):
+            device = torch.device(accel_name, self._device_ids[0]) if accel_name != "cpu" else torch.device("cpu")
+            self.strategy: Any = SingleDeviceStrategy(device)
+        else:
+            self.strategy = strategy
+        self.precision_plugin = resolve.precision(precision, accel_name)
+        self._check_plugins(plugins, precision)
+
+        # ---- loop limits
+        self.fast_dev_run = self._check_fast_dev_run(fast_dev_run)
+        self.max_steps = resolve.check_int("max_steps", max_steps, -1)
+        self.min_steps = resolve.check_int("min_steps", min_steps, 0, allow_none=True)
+        resolve.check_int("max_epochs", max_epochs, -1, allow_none=True)
+        self.min_epochs = resolve.check_int("min_epochs", min_epochs, 0, allow_none=True)
+        self._max_time = resolve.max_time("max_time", max_time)
+        self.limit_train_batches = resolve.limit_batches("limit_train_batches", limit_train_batches)
+        self.limit_val_batches = resolve.limit_batches("limit_val_batches", limit_val_batches)
+        self.limit_test_batches = resolve.limit_batches("limit_test_batches", limit_test_batches)
+        self.limit_predict_batches = resolve.limit_batches("limit_predict_batches", limit_predict_batches)
+        self.overfit_batches = resolve.limit_batches("overfit_batches", overfit_batches)
+        self.val_check_interval = resolve.val_check_interval(val_check_interval)
+        self.check_val_every_n_epoch = resolve.check_int("check_val_every_n_epoch", check_val_every_n_epoch, 1,
+                                                         allow_none=True)
+        self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else resolve.check_int(
+            "num_sanity_val_steps", num_sanity_val_steps, -1)
+        self.log_every_n_steps = 50 if log_every_n_steps is None else resolve.check_int(
+            "log_every_n_steps", log_every_n_steps, 0)
+        self.accumulate_grad_batches = resolve.check_int("accumulate_grad_batches", accumulate_grad_batches, 1)
+        self.gradient_clip_val, self.gradient_clip_algorithm = resolve.gradient_clip(gradient_clip_val,
+                                                                                     gradient_clip_algorithm)
+        self.reload_dataloaders_every_n_epochs = resolve.check_int(
+            "reload_dataloaders_every_n_epochs", reload_dataloaders_every_n_epochs, 0)
+        if self.overfit_batches:
+            self.limit_train_batches = self.limit_val_batches = self.overfit_batches
+        if self.fast_dev_run:
+            n = self.fast_dev_run
+            self.limit_train_batches = self.limit_val_batches = n
+            self.limit_test_batches = self.limit_predict_batches = n
+            self.max_steps, max_epochs = n, 1
+            self.num_sanity_val_steps, self.val_check_interval, self.check_val_every_n_epoch = 0, 1.0, 1
+            rank_zero_info(f"Running in fast_dev_run mode: will run {n} batch(es) of each stage")
+        if max_epochs is None:
+            if self.max_steps == -1 and self._max_time is None:
+                rank_zero_warn("max_epochs was not set; training stops after 1000 epochs. Set max_epochs (or -1 "
+                               "for no limit) to silence this warning")
+                max_epochs = 1000
+            else:
+                max_epochs = -1
+        self.max_epochs: int = max_epochs
+        if self.min_epochs is None:
+            self.min_epochs = 1 if self.min_steps else 0
+
+        # ---- switches
+        resolve.check_bool("inference_mode", inference_mode, allow_none=False)
+        resolve.check_bool("detect_anomaly", detect_anomaly, allow_none=False)
+        resolve.check_bool("barebones", barebones, allow_none=False)
+        resolve.check_bool("use_distributed_sampler", use_distributed_sampler, allow_none=False)
+        resolve.check_bool("sync_batchnorm", sync_batchnorm, allow_none=False)
+        resolve.check_bool("enable_autolog_hparams", enable_autolog_hparams, allow_none=False)
+        resolve.check_bool("benchmark", benchmark)
+        for name, value in (("enable_checkpointing", enable_checkpointing),
+                            ("enable_progress_bar", enable_progress_bar),
+                            ("enable_model_summary", enable_model_summary)):
+            resolve.check_bool(name, value)
+        if deterministic not in (None, True, False, "warn"):
+            raise ValueError(f"Trainer(deterministic={deterministic!r}) is not supported; pass True, False or 'warn'")
+        self.inference_mode = inference_mode
+        self.detect_anomaly = detect_anomaly
+        self.barebones = barebones
+        self.use_distributed_sampler = use_distributed_sampler
+        self.sync_batchnorm = sync_batchnorm
+        self.enable_autolog_hparams = enable_autolog_hparams
+        self.model_registry = model_registry
+        self.deterministic = deterministic
+        if barebones:
+            self._check_barebones(logger, enable_checkpointing, enable_progress_bar, enable_model_summary,
+                                  num_sanity_val_steps, log_every_n_steps, detect_anomaly, profiler)
+            enable_checkpointing = enable_progress_bar = enable_model_summary = False
+            logger = False
+            self.num_sanity_val_steps, self.log_every_n_steps = 0, 0
+        self._apply_determinism(deterministic, benchmark)
+        if profiler is not None and not isinstance(profiler, str) and not hasattr(profiler, "profile"):
+            raise TypeError(f"Trainer(profiler={profiler!r}) must be None, 'simple', 'advanced', 'pytorch' or a "
+                            "Profiler instance")
+        if isinstance(profiler, str) and profiler not in ("simple", "advanced", "pytorch", "xla"):
+            raise ValueError(f"Trainer(profiler={profiler!r}) is not supported; choose 'simple', 'advanced', "
+                             "'pytorch' or 'xla'")
+        self.profiler = profiler
+
+        self._default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else None
+        self.loggers: list[Any] = self._init_loggers(logger)
+        self.callbacks: list[Callback] = self._init_callbacks(callbacks, enable_checkpointing, enable_model_summary)
+        self.enable_progress_bar = enable_progress_bar is not False
+        self.enable_checkpointing = enable_checkpointing is not False
+
+        # ---- run state
+        self.state = TrainerState()
+        self.lightning_module: Optional[LightningModule] = None
+        self.datamodule: Optional[LightningDataModule] = None
+        self.optimizers: list[Any] = []
+        self.lr_scheduler_configs: list[LRSchedulerConfig] = []
+        self._lightning_optimizers: list[LightningOptimizer] = []
+        self._metrics = MetricViews(self)
+        self._train_store = MetricStore(training=True)
+        self._results: Optional[MetricStore] = None
+        self._eval: dict[RunningStage, _EvalData] = {}
+        self._train_source: Any = None
+        self._eval_sources: dict[str, Any] = {}
+        self.train_dataloader: Any = None
+        self.num_training_batches: Union[int, float] = float("inf")
+        self.val_check_batch: Union[int, float] = float("inf")
+        self._val_time_interval: Optional[float] = None
+        self._last_val_time = 0.0
+        self._last_train_reload = 0
+        self._hooks: Any = None
+        self._transfer: Optional[Callable[[Any, int], Any]] = None
+        self._step_fn: Callable[..., Any] = automatic_step
+        self._step_takes_batch_idx = True
+        self._custom = _Overrides()
+        self.ckpt_path: Optional[str] = None
+
+    # ------------------------------------------------------------------------------------------ argument checks
+    @staticmethod
+    def _check_fast_dev_run(value: Any) -> int:
+        if isinstance(value, bool):
+            return int(value)
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"Trainer(fast_dev_run={value!r}) is not supported; pass a bool or an int >= 0")
+        return value
+
+    @staticmethod
+    def _check_plugins(plugins: Any, precision: Any) -> None:
+        if plugins is None:
+            return
+        items = plugins if isinstance(plugins, (list, tuple)) else [plugins]
+        for plugin in items:
+            if isinstance(plugin, str):
+                raise TypeError(f"Trainer(plugins={plugin!r}): pass plugin instances, not strings")
+        kinds = [type(p).__name__ for p in items]
+        if len(set(kinds)) != len(kinds):
+            raise MisconfigurationException(f"Trainer(plugins={kinds}) holds more than one plugin of one kind")
+
+    @staticmethod
+    def _check_barebones(logger: Any, checkpointing: Any, progress: Any, summary: Any, sanity: Any, log_every: Any,
+                         anomaly: bool, profiler: Any) -> None:
+        for name, value, off in (("logger", logger, (None, False)), ("enable_checkpointing", checkpointing,
+                                 (None, False)), ("enable_progress_bar", progress, (None, False)),
+                                 ("enable_model_summary", summary, (None, False)),
+                                 ("num_sanity_val_steps", sanity, (None, 0)), ("log_every_n_steps", log_every,
+                                 (None, 0)), ("detect_anomaly", anomaly, (False,)), ("profiler", profiler, (None,))):
+            if value not in off:
+                raise ValueError(f"Trainer(barebones=True) turns {name} off, but {name}={value!r} was passed; "
+                                 f"drop {name} or barebones")
+
+    @staticmethod
+    def _apply_determinism(deterministic: Any, benchmark: Optional[bool]) -> None:
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=deterministic == "warn")
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        elif deterministic is False:
+            torch.use_deterministic_algorithms(False)
+        if benchmark is not None:
+            torch.backends.cudnn.benchmark = benchmark
+        elif deterministic:
+            torch.backends.cudnn.benchmark = False
+
+    def _init_loggers(self, logger: Any) -> list[Any]:
+        if logger is None or logger is True or logger is False:
+            # The CSV / TensorBoard default loggers arrive with the logging release; until then True means none.
+            return []
+        if isinstance(logger, (list, tuple)):
+            return list(logger)
+        return [logger]
+
+    def _init_callbacks(self, callbacks: Any, checkpointing: Any, summary: Any) -> list[Callback]:
+        if callbacks is None:
+            items: list[Any] = []
+        elif isinstance(callbacks, (list, tuple)):
+            items = list(callbacks)
+        else:
+            items = [callbacks]
+        for cb in items:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"Trainer(callbacks=...) got {cb!r} of type {type(cb).__name__}, which is not a "
+                                "fulmen Callback; subclass fulmen.callbacks.Callback")
+        if summary is not False and not any(type(cb).__name__ == "ModelSummary" for cb in items):
+            from fulmen.callbacks.model_summary import ModelSummary
+
+            items.insert(0, ModelSummary())
+        if self._max_time is not None and not any(isinstance(cb, Timer) for cb in items):
+            items.append(Timer(self._max_time, interval="step"))
+        return items
+
+    # ------------------------------------------------------------------------------------------ public API
+    def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
+            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None,
+            weights_only: Optional[bool] = None) -> None:
+        """Train ``model``; data comes from the loaders, the datamodule, or the model's ``*_dataloader`` hooks."""
+        if isinstance(train_dataloaders, LightningDataModule):
+            train_dataloaders, datamodule = None, train_dataloaders
+        if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
+            raise MisconfigurationException(
+                "Trainer.fit got both dataloaders and a datamodule; pass one or the other"
+            )
+        self._eval_sources = {"val": val_dataloaders}
+        self._train_source = train_dataloaders
+        self._run(TrainerFn.FITTING, model, datamodule, ckpt_path)
+
+    def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+                 ckpt_path: Optional[str] = None, verbose: bool = True,
+                 datamodule: Optional[LightningDataModule] = None,
+                 weights_only: Optional[bool] = None) -> list[dict[str, float]]:
+        """Run one validation epoch; returns one dict of logged epoch metrics per loader."""
+        return self._evaluate(TrainerFn.VALIDATING, model, dataloaders, datamodule, ckpt_path, verbose)
+
+    def test(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+             ckpt_path: Optional[str] = None, verbose: bool = True,
+             datamodule: Optional[LightningDataModule] = None,
+             weights_only: Optional[bool] = None) -> list[dict[str, float]]:
+        """Run one test epoch; returns one dict of logged epoch metrics per loader."""
+        return self._evaluate(TrainerFn.TESTING, model, dataloaders, datamodule, ckpt_path, verbose)
+
+    def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+                datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
+                ckpt_path: Optional[str] = None, weights_only: Optional[bool] = None) -> Optional[list[Any]]:
+        """Run ``predict_step`` over the data; returns the outputs (a list per loader when there are several)."""
+        if isinstance(dataloaders, LightningDataModule):
+            dataloaders, datamodule = None, dataloaders
+        if datamodule is not None and dataloaders is not None:
+            raise MisconfigurationException("Trainer.predict got both dataloaders and a datamodule; pass one")
+        self._eval_sources = {"predict": dataloaders}
+        self._return_predictions = True if return_predictions is None else return_predictions
+        return self._run(TrainerFn.PREDICTING, self._model_or_attached(model, "predict"), datamodule, ckpt_path)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """``print`` on global rank zero only."""
+        if self.is_global_zero:
+            print(*args, **kwargs)
+
+    def _evaluate(self, fn: TrainerFn, model: Any, dataloaders: Any, datamodule: Any, ckpt_path: Any,
+                  verbose: bool) -> list[dict[str, float]]:
+        if isinstance(dataloaders, LightningDataModule):
+            dataloaders, datamodule = None, dataloaders
+        if datamodule is not None and dataloaders is not None:
+            raise MisconfigurationException(f"Trainer.{fn.value} got both dataloaders and a datamodule; pass one")
+        prefix = "val" if fn == TrainerFn.VALIDATING else "test"
+        self._eval_sources = {prefix: dataloaders}
+        self._verbose = verbose
+        return self._run(fn, self._model_or_attached(model, fn.value), datamodule, ckpt_path)
+
+    def _model_or_attached(self, model: Any, verb: str) -> LightningModule:
+        if model is None:
+            if self.lightning_module is None:
+                raise MisconfigurationException(f"Trainer.{verb}() needs a model: pass Trainer.{verb}(model, ...)")
+            return self.lightning_module
+        return model
+
+    # ------------------------------------------------------------------------------------------ the run
+    def _run(self, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any) -> Any:
+        """Set up, run the stage, tear down; on an exception, tell the callbacks and re-raise.
+
+        Pseudocode::
+
+            attach model and datamodule; configure_callbacks; build the hook dispatch
+            prepare_data (DM, module); setup (DM, callbacks, module); configure_model
+            [fit] configure_optimizers; on_fit_start; zero_grad; run_fit; on_fit_end
+            [validate/test] run_evaluation      [predict] run_predict
+            teardown (DM, callbacks, module)
+        """
+        if not isinstance(model, LightningModule):
+            raise TypeError(f"Trainer.{fn.value} expects a fulmen LightningModule, got {type(model).__name__}; "
+                            "subclass fulmen.LightningModule")
+        if datamodule is not None and not isinstance(datamodule, LightningDataModule):
+            raise TypeError(f"datamodule= expects a fulmen LightningDataModule, got {type(datamodule).__name__}")
+        if ckpt_path is not None:
+            raise MisconfigurationException(
+                f"Trainer.{fn.value}(ckpt_path={ckpt_path!r}): loading checkpoints arrives with fulmen's checkpoint "
+                "release; load the weights with model.load_state_dict for now"
+            )
+        state = self.state
+        state.fn, state.status, state.stage = fn, TrainerStatus.RUNNING, None
+        state.should_stop = False
+        self.lightning_module = model
+        model.trainer = self
+        self.datamodule = datamodule
+        if datamodule is not None:
+            datamodule.trainer = self
+        self._check_module(model, fn)
+        self._eval.clear()
+        self.train_dataloader = None
+        self._metrics.drop_all()
+        self._callbacks_before_run = list(self.callbacks)
+        try:
+            self._merge_module_callbacks(model)
+            hooks = self._hooks = Hooks(self, model, self.callbacks)
+            self._prepare_run(model, datamodule)
+            if datamodule is not None:
+                datamodule.setup(stage=fn.value)
+            hooks.setup(stage=fn.value)
+            if overrides(model, LightningModule, "configure_model"):
+                model._current_fx_name = "configure_model"
+                model.configure_model()
+            self.strategy.setup_module(model)
+            self.precision_plugin.convert_module(model)
+            if fn == TrainerFn.FITTING:
+                self._setup_optimizers(model)
+                hooks.on_fit_start()
+            model.zero_grad()
+            with torch.autograd.set_detect_anomaly(self.detect_anomaly) if self.detect_anomaly else _nullcontext():
+                if fn == TrainerFn.FITTING:
+                    run_fit(self)
+                    hooks.on_fit_end()
+                    out = None
+                elif fn == TrainerFn.PREDICTING:
+                    out = run_predict(self, self._return_predictions)
+                else:
+                    stage = RunningStage.VALIDATING if fn == TrainerFn.VALIDATING else RunningStage.TESTING
+                    self._require_eval_step(model, stage)
+                    out = run_evaluation(self, stage)
+                    if self._verbose and out:
+                        _print_results(out, stage)
+            self._teardown(fn)
+            state.status = TrainerStatus.FINISHED
+            return out
+        except BaseException as exc:
+            self._on_exception(exc, fn)
+            if isinstance(exc, KeyboardInterrupt):
+                rank_zero_warn("Detected KeyboardInterrupt, attempting graceful shutdown ...")
+                sys.exit(1)
+            raise
+        finally:
+            state.stage = None
+            self._results = None
+
+    def _on_exception(self, exc: BaseException, fn: TrainerFn) -> None:
+        self.state.status = TrainerStatus.INTERRUPTED
+        self.state.interrupted_by = exc
+        module = self.lightning_module
+        if self._hooks is not None and module is not None:
+            for cb in self.callbacks:
+                if overrides(cb, Callback, "on_exception"):
+                    cb.on_exception(self, module, exc)
+        if self.datamodule is not None:
+            self.datamodule.on_exception(exc)
+        for logger in self.loggers:
+            finalize = getattr(logger, "finalize", None)
+            if finalize is not None:
+                finalize("failed")
+        try:
+            self._teardown(fn)
+        except Exception:  # the original exception is the one to report
+            pass
+
+    def _teardown(self, fn: TrainerFn) -> None:
+        if self.datamodule is not None:
+            self.datamodule.teardown(stage=fn.value)
+        if self._hooks is not None:
+            self._hooks.teardown(stage=fn.value)
+        for logger in self.loggers:
+            finalize = getattr(logger, "finalize", None)
+            if finalize is not None and self.state.status != TrainerStatus.INTERRUPTED:
+                finalize("success")
+        self.callbacks = self._callbacks_before_run
+        self.strategy.teardown()
+
+    def _check_module(self, model: LightningModule, fn: TrainerFn) -> None:
+        for removed in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):
+            if callable(getattr(model, removed, None)):
+                new = removed.replace("_epoch_end", "").replace("training", "train")
+                raise NotImplementedError(
+                    f"{type(model).__name__}.{removed} was removed in Lightning 2.0; move its code to "
+                    f"on_{new}_epoch_end and keep the step outputs yourself if you need them"
+                )
+        if fn != TrainerFn.FITTING:
+            return
+        if not overrides(model, LightningModule, "training_step"):
+            raise MisconfigurationException(
+                f"{type(model).__name__} has no training_step; Trainer.fit needs training_step(self, batch, "
+                "batch_idx) returning the loss, and configure_optimizers"
+            )
+        if not overrides(model, LightningModule, "configure_optimizers"):
+            raise MisconfigurationException(
+                f"{type(model).__name__} has no configure_optimizers; define it to return an optimizer, e.g. "
+                "torch.optim.Adam(self.parameters(), lr=1e-3)"
+            )
+        if not model.automatic_optimization:
+            if self.accumulate_grad_batches != 1:
+                raise MisconfigurationException(
+                    f"Trainer(accumulate_grad_batches={self.accumulate_grad_batches}) does not apply under manual "
+                    "optimization (automatic_optimization=False); accumulate in training_step yourself and remove "
+                    "the Trainer argument"
+                )
+            if self.gradient_clip_val:
+                raise MisconfigurationException(
+                    f"Trainer(gradient_clip_val={self.gradient_clip_val}) does not apply under manual optimization; "
+                    "call self.clip_gradients(opt, gradient_clip_val=...) in training_step and remove the Trainer "
+                    "argument"
+                )
+
+    def _require_eval_step(self, model: LightningModule, stage: RunningStage) -> None:
+        name = "validation_step" if stage == RunningStage.VALIDATING else "test_step"
+        if not overrides(model, LightningModule, name):
+            verb = "validate" if stage == RunningStage.VALIDATING else "test"
+            raise MisconfigurationException(
+                f"Trainer.{verb} needs {type(model).__name__}.{name}; define {name}(self, batch, batch_idx)"
+            )
+
+    def _merge_module_callbacks(self, model: LightningModule) -> None:
+        """Add ``configure_callbacks()`` results, replacing Trainer callbacks of the same type."""
+        if not overrides(model, LightningModule, "configure_callbacks"):
+            return
+        model._current_fx_name = "configure_callbacks"
+        extra = model.configure_callbacks()
+        model._current_fx_name = None
+        extra = list(extra) if isinstance(extra, (list, tuple)) else [extra] if extra is not None else []
+        for cb in extra:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"configure_callbacks returned {cb!r}, which is not a fulmen Callback")
+        types = {type(cb) for cb in extra}
+        kept = [cb for cb in self.callbacks if type(cb) not in types]
+        # Checkpoint callbacks go last so that they see everything the others did.
+        merged = kept + extra
+        late = [cb for cb in merged if getattr(cb, "_runs_after_module_epoch_end", False)]
+        self.callbacks = [cb for cb in merged if cb not in late] + late
+
+    def _prepare_run(self, model: LightningModule, datamodule: Any) -> None:
+        """prepare_data (datamodule first), the batch transfer function, and the step flavour."""
+        if datamodule is not None and overrides(datamodule, LightningDataModule, "prepare_data"):
+            if self.local_rank == 0:
+                datamodule.prepare_data()
+        if overrides(model, LightningModule, "prepare_data") and self.local_rank == 0:
+            model._current_fx_name = "prepare_data"
+            model.prepare_data()
+        self._transfer = self._make_transfer(model, datamodule)
+        self._custom = _Overrides(*(overrides(model, LightningModule, name) for name in (
+            "optimizer_zero_grad", "backward", "configure_gradient_clipping", "lr_scheduler_step")))
+        self._step_takes_batch_idx = _positional_count(model.training_step) != 1
+
+    def _make_transfer(self, model: LightningModule, datamodule: Any) -> Optional[Callable[[Any, int], Any]]:
+        """The batch-transfer hooks as one function, or None when nothing needs doing (CPU, default hooks)."""
+        names = ("on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")
+        funcs = []
+        for name in names:
+            dm_overrides = datamodule is not None and overrides(datamodule, LightningDataModule, name)
+            if dm_overrides and overrides(model, LightningModule, name):
+                rank_zero_warn(f"Both the datamodule and the module override {name}; the datamodule's is used")
+            funcs.append(getattr(datamodule, name) if dm_overrides else getattr(model, name))
+        custom = [f for f, name in zip(funcs, names) if getattr(f, "__func__", None) is not getattr(
+            LightningModule, name) and getattr(f, "__func__", None) is not getattr(LightningDataModule, name)]
+        device = self.strategy.root_device
+        precision = self.precision_plugin
+        if not custom and device.type == "cpu" and precision.dtype is None:
+            return None
+        before, move, after = funcs
+
+        def transfer(batch: Any, dataloader_idx: int) -> Any:
+            batch = precision.convert_input(batch)
+            model._current_fx_name = "on_before_batch_transfer"
+            batch = before(batch, dataloader_idx)
+            model._current_fx_name = "transfer_batch_to_device"
+            batch = move(batch, device, dataloader_idx)
+            model._current_fx_name = "on_after_batch_transfer"
+            batch = after(batch, dataloader_idx)
+            model._current_fx_name = None
+            return batch
+
+        return transfer
+
+    def _setup_optimizers(self, model: LightningModule) -> None:
+        model._current_fx_name = "configure_optimizers"
+        conf = model.configure_optimizers()
+        model._current_fx_name = None
+        automatic = model.automatic_optimization
+        self.optimizers, self.lr_scheduler_configs = parse_optimizers(conf, automatic)
+        if automatic and len(self.optimizers) > 1:
+            raise MisconfigurationException(
+                f"configure_optimizers returned {len(self.optimizers)} optimizers; training with several "
+                "optimizers needs manual optimization: set self.automatic_optimization = False in __init__ and "
+                "step them in training_step"
+            )
+        self._lightning_optimizers = []
+        for opt in self.optimizers:
+            lopt = LightningOptimizer(opt)
+            lopt._on_step = functools.partial(lightning_optimizer_step, self)
+            self._lightning_optimizers.append(lopt)
+        if not automatic:
+            self._step_fn = manual_step
+        elif overrides(model, LightningModule, "optimizer_step") or needs_closure(self.optimizers[0]):
+            self._step_fn = closure_step
+        else:
+            self._step_fn = automatic_step
+
+    # ------------------------------------------------------------------------------------------ data
+    def _data_source(self, prefix: str) -> Any:
+        """Loaders given to the method, else the datamodule's hook, else the module's hook (if overridden)."""
+        given = self._eval_sources.get(prefix) if prefix != "train" else self._train_source
+        if given is not None:
+            return given
+        hook = f"{prefix}_dataloader"
+        for owner, base in ((self.datamodule, LightningDataModule), (self.lightning_module, LightningModule)):
+            if owner is not None and (overrides(owner, base, hook) or hook in getattr(owner, "__dict__", {})):
+                module = self.lightning_module
+                module._current_fx_name = hook
+                try:
+                    return getattr(owner, hook)()
+                finally:
+                    module._current_fx_name = None
+        return None
+
+    def _load_train_data(self) -> None:
+        if self.train_dataloader is not None:
+            return
+        source = self._data_source("train")
+        if source is None:
+            raise MisconfigurationException(
+                "No training data: pass train_dataloaders= or datamodule= to Trainer.fit, or define "
+                f"train_dataloader() on {type(self.lightning_module).__name__}"
+            )
+        loader = fetch.as_train_loader(source)
+        loader = fetch.prepare_loader(loader, self.global_rank, shuffle_off=bool(self.overfit_batches))
+        length = fetch.loader_length(loader)
+        if length == 0:
+            raise MisconfigurationException(
+                "The training loader is empty (0 batches); check the dataset size, batch_size and drop_last, or "
+                "pass limit_train_batches=0 to skip training on purpose"
+            )
+        self.train_dataloader = loader
+        self.num_training_batches = fetch.limited_length(length, self.limit_train_batches, "limit_train_batches")
+        self._last_train_reload = self.state.epoch
+        self._set_val_check(length)
+
+    def _set_val_check(self, length: Union[int, float]) -> None:
+        interval = self.val_check_interval
+        self._val_time_interval = None
+        if isinstance(interval, timedelta):
+            self._val_time_interval = interval.total_seconds()
+            self.val_check_batch = float("inf")
+        elif isinstance(interval, int):
+            if self.check_val_every_n_epoch is not None and interval > self.num_training_batches:
+                raise ValueError(
+                    f"Trainer(val_check_interval={interval}) is more than the {self.num_training_batches} training "
+                    "batches of an epoch; lower it, set check_val_every_n_epoch=None to count batches across "
+                    "epochs, or limit_val_batches=0 to turn validation off"
+                )
+            self.val_check_batch = interval
+        elif self.num_training_batches == float("inf"):
+            if interval != 1.0:
+                raise MisconfigurationException(
+                    f"Trainer(val_check_interval={interval}) is a fraction, but the training data has no length; "
+                    "use 1.0 or an int number of batches"
+                )
+            self.val_check_batch = float("inf")
+        else:
+            self.val_check_batch = max(1, int(self.num_training_batches * interval))
+        import time
+
+        self._last_val_time = time.monotonic()
+
+    def _reload_data_if_due(self) -> None:
+        n = self.reload_dataloaders_every_n_epochs
+        if n and self.state.epoch - self._last_train_reload >= n:
+            self.train_dataloader = None
+            self._load_train_data()
+            self._eval.pop(RunningStage.VALIDATING, None)
+
+    def _eval_data(self, stage: RunningStage) -> _EvalData:
+        """The loaders of an evaluation stage, loaded on first use (the sanity check shares validation's)."""
+        key = RunningStage.VALIDATING if stage == RunningStage.SANITY_CHECKING else stage
+        data = self._eval.get(key)
+        if data is not None:
+            return data
+        prefix = {RunningStage.VALIDATING: "val", RunningStage.TESTING: "test",
+                  RunningStage.PREDICTING: "predict"}[key]
+        limit = {"val": self.limit_val_batches, "test": self.limit_test_batches,
+                 "predict": self.limit_predict_batches}[prefix]
+        module = self.lightning_module
+        assert module is not None
+        loaders: list[Any] = []
+        several = False
+        if limit != 0:
+            source = self._data_source(prefix)
+            if source is None and key != RunningStage.VALIDATING:
+                raise MisconfigurationException(
+                    f"No {prefix} data: pass dataloaders= or datamodule= to Trainer."
+                    f"{'test' if prefix == 'test' else 'predict'}, or define {prefix}_dataloader()"
+                )
+            if source is not None:
+                loaders, several = fetch.as_eval_loaders(source)
+                loaders = [fetch.prepare_loader(dl, self.global_rank) for dl in loaders]
+        limits = [fetch.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
+        sanity = self.num_sanity_val_steps
+        sanity_limits = [n if sanity == -1 else min(n, sanity) for n in limits]
+        step_name = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[prefix]
+        step = getattr(module, step_name)
+        if several and "dataloader_idx" not in inspect.signature(step).parameters and not _takes_varargs(step):
+            raise MisconfigurationException(
+                f"There are {len(loaders)} {prefix} loaders but {step_name} has no dataloader_idx argument; define "
+                f"{step_name}(self, batch, batch_idx, dataloader_idx=0)"
+            )
+        data = _EvalData(loaders, limits, sanity_limits, several, MetricStore(training=False),
+                         _positional_count(step) != 1, [0] * len(loaders))
+        self._eval[key] = data
+        return data
+
+    # ------------------------------------------------------------------------------------------ loop decisions
+    def _should_sanity_check(self) -> bool:
+        return (self.num_sanity_val_steps != 0 and self._validation_enabled()
+                and self.state.global_step == 0 and self.state.epoch == 0)
+
+    def _validation_enabled(self) -> bool:
+        module = self.lightning_module
+        if module is None or not overrides(module, LightningModule, "validation_step") or self.limit_val_batches == 0:
+            return False
+        if self._eval_sources.get("val") is not None:
+            return True
+        for owner, base in ((self.datamodule, LightningDataModule), (module, LightningModule)):
+            if owner is not None and overrides(owner, base, "val_dataloader"):
+                return True
+        return False
+
+    def _fit_done(self) -> bool:
+        state = self.state
+        if self.max_steps != -1 and state.global_step >= self.max_steps:
+            return True
+        if self.max_epochs != -1 and state.epoch >= self.max_epochs:
+            return True
+        return state.should_stop and self._can_stop_early()
+
+    def _can_stop_early(self) -> bool:
+        state = self.state
+        met_epochs = state.epoch >= self.min_epochs if self.min_epochs else True
+        met_steps = state.global_step >= self.min_steps if self.min_steps else True
+        return met_epochs and met_steps
+
+    def _should_log_step(self) -> bool:
+        n = self.log_every_n_steps
+        if self.fast_dev_run:
+            return True
+        if n == 0:
+            return False
+        return (self.state.batches_that_stepped + 1) % n == 0 or self.state.should_stop
+
+    def _should_validate(self, is_last: bool) -> bool:
+        if not self._validation_enabled():
+            return False
+        n = self.check_val_every_n_epoch
+        if n is not None and (self.state.epoch + 1) % n != 0:
+            return False
+        if self.state.should_stop and self._can_stop_early():
+            return True
+        if self._val_time_interval is not None:
+            import time
+
+            now = time.monotonic()
+            if now - self._last_val_time >= self._val_time_interval:
+                self._last_val_time = now
+                return True
+            return False
+        if self.val_check_batch == float("inf"):
+            if isinstance(self.limit_train_batches, int) and self.num_training_batches != float("inf"):
+                return is_last
+            return is_last
+        count = self.state.total_batch_idx if n is None else self.state.batch_idx
+        return (count + 1) % self.val_check_batch == 0 or (is_last and n is not None
+                                                            and isinstance(self.val_check_interval, float))
+
+    def _train_epoch_should_end(self) -> bool:
+        state = self.state
+        if self.max_steps != -1 and state.global_step >= self.max_steps:
+            return True
+        if state.should_stop:
+            if self._can_stop_early():
+                return True
+            rank_zero_info(f"Trainer was signaled to stop but the required min_epochs={self.min_epochs} or "
+                           f"min_steps={self.min_steps} has not been met. Training will continue...")
+        return False
+
+    def _stores(self) -> list[MetricStore]:
+        return [self._train_store] + [data.store for data in self._eval.values()]
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def should_stop(self) -> bool:
+        """Set to True to end the fit at the next batch boundary (honoured once min_epochs/min_steps are met)."""
+        return self.state.should_stop
+
+    @should_stop.setter
+    def should_stop(self, value: bool) -> None:
+        self.state.should_stop = bool(value)
+
+    @property
+    def current_epoch(self) -> int:
+        """Training epochs completed; still N inside epoch N and its end hooks."""
+        return self.state.epoch
+
+    @property
+    def global_step(self) -> int:
+        """Optimizer steps taken."""
+        return self.state.global_step
+
+    @property
+    def is_last_batch(self) -> bool:
+        return self.state.is_last_batch
+
+    @property
+    def callback_metrics(self) -> dict[str, torch.Tensor]:
+        """Every logged value by name (with _step/_epoch variants), for callbacks such as checkpointing."""
+        return self._metrics.callback_metrics()
+
+    @property
+    def logged_metrics(self) -> dict[str, torch.Tensor]:
+        """The values sent (or due) to the loggers."""
+        return self._metrics.logged_metrics()
+
+    @property
+    def progress_bar_metrics(self) -> dict[str, float]:
+        """The values logged with prog_bar=True, as numbers (reading them synchronises with the device)."""
+        return self._metrics.progress_bar_metrics()
+
+    @property
+    def model(self) -> Optional[torch.nn.Module]:
+        """The module as the strategy runs it (the LightningModule itself on one device)."""
+        return self.lightning_module
+
+    @property
+    def accelerator(self) -> str:
+        return self._accelerator if isinstance(self._accelerator, str) else type(self._accelerator).__name__
+
+    @property
+    def precision(self) -> str:
+        return self.precision_plugin.name
+
+    @property
+    def scaler(self) -> Any:
+        return getattr(self.precision_plugin, "scaler", None)
+
+    @property
+    def device_ids(self) -> list[int]:
+        return list(self._device_ids)
+
+    @property
+    def num_devices(self) -> int:
+        return len(self._device_ids)
+
+    @property
+    def global_rank(self) -> int:
+        return self.strategy.global_rank
+
+    @property
+    def local_rank(self) -> int:
+        return self.strategy.local_rank
+
+    @property
+    def node_rank(self) -> int:
+        return self.strategy.node_rank
+
+    @property
+    def world_size(self) -> int:
+        return self.strategy.world_size
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.strategy.global_rank == 0
+
+    @property
+    def default_root_dir(self) -> str:
+        return self._default_root_dir if self._default_root_dir is not None else os.getcwd()
+
+    @property
+    def logger(self) -> Any:
+        return self.loggers[0] if self.loggers else None
+
+    @logger.setter
+    def logger(self, logger: Any) -> None:
+        self.loggers = [] if logger is None else [logger]
+
+    @property
+    def log_dir(self) -> str:
+        logger = self.logger
+        if logger is None:
+            return self.default_root_dir
+        return getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None) or self.default_root_dir
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state.status == TrainerStatus.INTERRUPTED
+
+    @property
+    def training(self) -> bool:
+        return self.state.stage == RunningStage.TRAINING
+
+    @training.setter
+    def training(self, value: bool) -> None:
+        self._set_stage(RunningStage.TRAINING, value)
+
+    @property
+    def validating(self) -> bool:
+        return self.state.stage == RunningStage.VALIDATING
+
+    @validating.setter
+    def validating(self, value: bool) -> None:
+        self._set_stage(RunningStage.VALIDATING, value)
+
+    @property
+    def testing(self) -> bool:
+        return self.state.stage == RunningStage.TESTING
+
+    @testing.setter
+    def testing(self, value: bool) -> None:
+        self._set_stage(RunningStage.TESTING, value)
+
+    @property
+    def predicting(self) -> bool:
+        return self.state.stage == RunningStage.PREDICTING
+
+    @predicting.setter
+    def predicting(self, value: bool) -> None:
+        self._set_stage(RunningStage.PREDICTING, value)
+
+    @property
+    def sanity_checking(self) -> bool:
+        return self.state.stage == RunningStage.SANITY_CHECKING
+
+    @sanity_checking.setter
+    def sanity_checking(self, value: bool) -> None:
+        self._set_stage(RunningStage.SANITY_CHECKING, value)
+
+    def _set_stage(self, stage: RunningStage, value: bool) -> None:
+        if value:
+            self.state.stage = stage
+        elif self.state.stage == stage:
+            self.state.stage = None
+
+    @property
+    def evaluating(self) -> bool:
+        return self.state.stage is not None and self.state.stage.evaluating
+
+    @property
+    def enable_validation(self) -> bool:
+        return self._validation_enabled()
+
+    @property
+    def received_sigterm(self) -> bool:
+        return False
+
+    @property
+    def val_dataloaders(self) -> Any:
+        return self._loaders_of(RunningStage.VALIDATING)
+
+    @property
+    def test_dataloaders(self) -> Any:
+        return self._loaders_of(RunningStage.TESTING)
+
+    @property
+    def predict_dataloaders(self) -> Any:
+        return self._loaders_of(RunningStage.PREDICTING)
+
+    def _loaders_of(self, stage: RunningStage) -> Any:
+        data = self._eval.get(stage)
+        if data is None:
+            return None
+        return data.loaders if data.several else (data.loaders[0] if data.loaders else None)
+
+    @property
+    def num_val_batches(self) -> list[Union[int, float]]:
+        data = self._eval.get(RunningStage.VALIDATING)
+        return list(data.limits) if data else []
+
+    @property
+    def num_sanity_val_batches(self) -> list[Union[int, float]]:
+        data = self._eval.get(RunningStage.VALIDATING)
+        return list(data.sanity_limits) if data else []
+
+    @property
+    def num_test_batches(self) -> list[Union[int, float]]:
+        data = self._eval.get(RunningStage.TESTING)
+        return list(data.limits) if data else []
+
+    @property
+    def num_predict_batches(self) -> list[Union[int, float]]:
+        data = self._eval.get(RunningStage.PREDICTING)
+        return list(data.limits) if data else []
+
+    @property
+    def estimated_stepping_batches(self) -> Union[int, float]:
+        """Optimizer steps the fit will take: ceil(batches / accumulation) * max_epochs, capped by max_steps."""
+        if self.state.fn == TrainerFn.FITTING and self.train_dataloader is None and self.lightning_module is not None:
+            self._load_train_data()
+        if self.num_training_batches == float("inf") or self.max_epochs == -1:
+            return float("inf") if self.max_steps == -1 else self.max_steps
+        steps = math.ceil(self.num_training_batches / self.accumulate_grad_batches) * max(self.max_epochs, 1)
+        return min(steps, self.max_steps) if self.max_steps != -1 else steps
+
+    @property
+    def checkpoint_callbacks(self) -> list[Callback]:
+        return [cb for cb in self.callbacks if type(cb).__name__ == "ModelCheckpoint"]
+
+    @property
+    def checkpoint_callback(self) -> Optional[Callback]:
+        cbs = self.checkpoint_callbacks
+        return cbs[0] if cbs else None
+
+    @property
+    def early_stopping_callbacks(self) -> list[Callback]:
+        return [cb for cb in self.callbacks if type(cb).__name__ == "EarlyStopping"]
+
+    @property
+    def early_stopping_callback(self) -> Optional[Callback]:
+        cbs = self.early_stopping_callbacks
+        return cbs[0] if cbs else None
+
+    @property
+    def progress_bar_callback(self) -> Optional[Callback]:
+        return next((cb for cb in self.callbacks if "ProgressBar" in type(cb).__name__), None)
+
+    @property
+    def distributed_sampler_kwargs(self) -> Optional[dict[str, int]]:
+        return None
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _positional_count(fn: Callable[..., Any]) -> int:
+    """How many positional arguments a bound method takes (inf-like 99 for *args)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 99
+    count = 0
+    for p in params:
+        if p.kind == p.VAR_POSITIONAL:
+            return 99
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+def _takes_varargs(fn: Callable[..., Any]) -> bool:
+    return any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in inspect.signature(fn).parameters.values())
+
+
+def _print_results(results: list[dict[str, float]], stage: RunningStage) -> None:
+    """A plain-text table of the metrics of each loader, as ``Trainer.validate``/``test`` print it."""
+    names = sorted({k for r in results for k in r})
+    if not names:
+        return
+    title = f"{'Validate' if stage == RunningStage.VALIDATING else 'Test'} metric"
+    headers = [title] + [f"DataLoader {i}" for i in range(len(results))]
+    rows = [[name] + [f"{r[name]:.6g}" if name in r else "" for r in results] for name in names]
+    widths = [max(len(row[i]) for row in [headers] + rows) for i in range(len(headers))]
+    line = "-" * (sum(widths) + 3 * (len(widths) - 1))
+    print(line)
+    print("   ".join(h.center(w) for h, w in zip(headers, widths)))
+    print(line)
+    for row in rows:
+        print("   ".join(c.center(w) for c, w in zip(row, widths)))
+    print(line)

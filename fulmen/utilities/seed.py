@@ -1,0 +1,76 @@
+"""Seeding of python, numpy and torch, and of DataLoader workers."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Optional
+
+import torch
+
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+_MAX_SEED = 2**32 - 1
+
+
+def seed_everything(seed: Optional[int] = None, workers: bool = False, verbose: bool = True) -> int:
+    """Seed the random generators of python, numpy (when installed) and torch (all devices); return the seed.
+
+    ``seed=None`` reads the ``PL_GLOBAL_SEED`` environment variable and falls back to 0. ``workers=True`` makes the
+    Trainer give every DataLoader without a ``worker_init_fn`` one that seeds each worker differently per rank.
+    """
+    if seed is None:
+        env = os.environ.get("PL_GLOBAL_SEED")
+        if env is None:
+            seed = 0
+            rank_zero_warn("seed_everything(seed=None) with no PL_GLOBAL_SEED set: using seed 0")
+        else:
+            try:
+                seed = int(env)
+            except ValueError:
+                raise ValueError(f"PL_GLOBAL_SEED={env!r} is not an integer; set it to a number or pass seed=") from None
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed_everything(seed={seed!r}): seed must be an int")
+    if not 0 <= seed <= _MAX_SEED:
+        rank_zero_warn(f"seed {seed} is outside [0, {_MAX_SEED}]; using 0 instead")
+        seed = 0
+    if verbose:
+        rank_zero_info(f"Seed set to {seed}")
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:
+        pass
+    os.environ["PL_SEED_WORKERS"] = f"{int(workers)}"
+    return seed
+
+
+def worker_init_function(worker_id: int, rank: Optional[int] = None) -> None:
+    """Seed python, numpy and torch in a DataLoader worker from the base seed, the worker id and the global rank.
+
+    torch already gives each worker a distinct torch seed; numpy and python would otherwise repeat the parent's
+    state in every worker, so augmentations would repeat across workers.
+    """
+    global_rank = rank if rank is not None else int(os.environ.get("RANK", 0))
+    base = torch.initial_seed() - worker_id
+    seq = [base, worker_id, global_rank]
+    # Mix the three numbers so that nearby (seed, worker, rank) triples give unrelated streams.
+    mixed = 0
+    for value in seq:
+        mixed = (mixed * 6364136223846793005 + value + 1442695040888963407) % 2**64
+    torch.manual_seed((mixed ^ (mixed >> 29)) % 2**63)
+    random.seed(mixed % 2**32)
+    try:
+        import numpy as np
+
+        np.random.seed((mixed >> 32) % 2**32)
+    except ImportError:
+        pass
+
+
+# The name Lightning uses, so code that passes it as worker_init_fn keeps working.
+pl_worker_init_function = worker_init_function
