@@ -432,8 +432,8 @@ class Trainer:
             hooks = self._hooks = Hooks(self, model, self.callbacks)
             self._prepare_run(model, datamodule)
             if datamodule is not None:
-                datamodule.setup(stage=fn.value)
-            hooks.setup(stage=fn.value)
+                datamodule.setup(stage=fn)
+            hooks.setup(stage=fn)
             if overrides(model, LightningModule, "configure_model"):
                 model._current_fx_name = "configure_model"
                 model.configure_model()
@@ -490,9 +490,9 @@ class Trainer:
 
     def _teardown(self, fn: TrainerFn) -> None:
         if self.datamodule is not None:
-            self.datamodule.teardown(stage=fn.value)
+            self.datamodule.teardown(stage=fn)
         if self._hooks is not None:
-            self._hooks.teardown(stage=fn.value)
+            self._hooks.teardown(stage=fn)
         for logger in self.loggers:
             finalize = getattr(logger, "finalize", None)
             if finalize is not None and self.state.status != TrainerStatus.INTERRUPTED:

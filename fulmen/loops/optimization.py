@@ -182,9 +182,11 @@ def lightning_optimizer_step(trainer: Any, optimizer: Any, closure: Any, kwargs:
 
 def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
     """Step the schedulers of ``interval`` whose frequency is due (plateau ones only when ``plateau``)."""
+    module = trainer.lightning_module
+    if not module.automatic_optimization:  # under manual optimization the user steps the schedulers
+        return
     state = trainer.state
     index = state.batch_idx if interval == "step" else state.epoch
-    module = trainer.lightning_module
     for config in trainer.lr_scheduler_configs:
         if config.reduce_on_plateau != plateau or config.interval != interval:
             continue

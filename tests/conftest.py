@@ -1,0 +1,18 @@
+import os
+import warnings
+
+import pytest
+import torch
+
+# One thread: the tests are small, and CI has 2 cores shared by 2 xdist workers.
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for key in list(os.environ):
+        if key.startswith("PL_"):
+            monkeypatch.delenv(key)
+    warnings.simplefilter("ignore", category=UserWarning)
+    yield

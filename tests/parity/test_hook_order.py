@@ -1,0 +1,77 @@
+"""Hook order: the same scenario on fulmen and on pytorch-lightning records the same sequence of calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from tests.parity.recorder import hooked_classes, quiet_trainer
+
+pytest.importorskip("pytorch_lightning")
+
+FRAMEWORKS = ("fulmen", "pytorch_lightning")
+
+
+def record(framework: str, run: Any, base_model: str = "BoringModel", record_module: bool = True,
+           model_kwargs: Any = None, **trainer_kwargs: Any) -> list[Any]:
+    torch.manual_seed(0)
+    pl, Model, HookedCallback, calls = hooked_classes(framework, base_model, record_module)
+    model = Model(**(model_kwargs or {}))
+    trainer = quiet_trainer(pl, callbacks=[HookedCallback()], **trainer_kwargs)
+    run(trainer, model)
+    return calls
+
+
+def assert_same(run: Any, **kwargs: Any) -> list[Any]:
+    ours = record("fulmen", run, **kwargs)
+    theirs = record("pytorch_lightning", run, **kwargs)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        assert a == b, f"call {i} differs: fulmen {a} vs lightning {b}\ncontext (lightning): {theirs[max(0, i-4):i+3]}"
+    assert len(ours) == len(theirs), f"fulmen made {len(ours)} calls, lightning {len(theirs)}: {ours[len(theirs):] or theirs[len(ours):]}"
+    return ours
+
+
+def fit(trainer: Any, model: Any) -> None:
+    trainer.fit(model)
+
+
+def test_fit_with_sanity_check():
+    calls = assert_same(fit, max_epochs=1, limit_train_batches=2, limit_val_batches=2)
+    names = [c[0] for c in calls]
+    assert names.index("Callback.on_sanity_check_start") < names.index("val_dataloader")
+
+
+def test_fit_two_epochs_val_check_interval():
+    assert_same(fit, max_epochs=2, limit_train_batches=4, limit_val_batches=1, val_check_interval=0.5)
+
+
+def test_accumulation_with_clipping():
+    assert_same(fit, max_epochs=1, limit_train_batches=5, limit_val_batches=0, accumulate_grad_batches=2,
+                gradient_clip_val=0.5)
+
+
+def test_manual_optimization():
+    assert_same(fit, base_model="ManualOptimBoringModel", max_epochs=1, limit_train_batches=2, limit_val_batches=1)
+
+
+def test_default_module_callback_order():
+    """The flat default path (no module hook overridden) shows callbacks the same order."""
+    assert_same(fit, record_module=False, max_epochs=1, limit_train_batches=3, limit_val_batches=2,
+                accumulate_grad_batches=2)
+
+
+def test_max_steps_mid_epoch_and_check_val_none():
+    assert_same(fit, max_steps=5, limit_train_batches=3, limit_val_batches=1, val_check_interval=2,
+                check_val_every_n_epoch=None, max_epochs=-1)
+
+
+@pytest.mark.parametrize("verb", ["validate", "test", "predict"])
+def test_eval_and_predict(verb):
+    assert_same(lambda t, m: getattr(t, verb)(m), limit_val_batches=2, limit_test_batches=2,
+                limit_predict_batches=2)
+
+
+def test_validate_zero_batches():
+    assert_same(lambda t, m: t.validate(m), limit_val_batches=0)
