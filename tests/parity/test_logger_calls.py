@@ -1,0 +1,59 @@
+"""What reaches a logger, and at which step, agrees with pytorch-lightning."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+import torch
+
+from tests.parity.test_metrics import make_model
+
+pytest.importorskip("pytorch_lightning")
+
+
+def recording_logger(framework: str) -> Any:
+    base = importlib.import_module("fulmen.loggers" if framework == "fulmen" else "pytorch_lightning.loggers").Logger
+
+    class Recording(base):
+        def __init__(self):
+            super().__init__()
+            self.calls: list[tuple[int, dict[str, float]]] = []
+
+        name = "rec"
+        version = 0
+
+        def log_metrics(self, metrics, step=None):
+            self.calls.append((step, {k: float(v) for k, v in metrics.items()}))
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
+
+    return Recording()
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(max_epochs=2, log_every_n_steps=2),
+    dict(max_epochs=1, log_every_n_steps=1, accumulate_grad_batches=2, val_check_interval=3),
+    dict(max_epochs=1, log_every_n_steps=1, several_val=True),
+])
+def test_logger_receives_the_same_calls(kwargs):
+    several = kwargs.pop("several_val", False)
+    got = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        torch.manual_seed(0)
+        pl, Model = make_model(framework, several)
+        logger = recording_logger(framework)
+        trainer = pl.Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False, **kwargs)
+        model = Model()
+        trainer.fit(model)
+        trainer.validate(model, verbose=False)
+        got[framework] = logger.calls
+    ours, theirs = got["fulmen"], got["pytorch_lightning"]
+    assert [step for step, _ in ours] == [step for step, _ in theirs]
+    for (_, a), (_, b) in zip(ours, theirs):
+        assert sorted(a) == sorted(b)
+        for key in a:
+            torch.testing.assert_close(torch.tensor(a[key]), torch.tensor(b[key]), rtol=1e-5, atol=1e-6, msg=key)
