@@ -178,7 +178,7 @@ class LightningOptimizer:
         # Share the optimizer's attributes (param_groups, state, defaults) rather than copying them.
         self.__dict__ = {k: v for k, v in optimizer.__dict__.items() if k not in ("step", "__del__")}
         self._optimizer = optimizer
-        self._on_step: Optional[Callable[[Any, Optional[Callable[[], Any]], dict[str, Any]], Any]] = None
+        self._trainer: Any = None  # set by the Trainer; without one, step() is the plain optimizer step
         self.__class__ = type("Lightning" + type(optimizer).__name__, (self.__class__, type(optimizer)), {})
 
     @property
@@ -191,10 +191,33 @@ class LightningOptimizer:
         return optimizer if isinstance(optimizer, LightningOptimizer) else cls(optimizer)
 
     def step(self, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
-        """Run ``closure`` (if given), the ``on_before_optimizer_step`` hooks, then the optimizer's step."""
-        if self._on_step is None:
-            return self._optimizer.step(closure=closure, **kwargs) if closure else self._optimizer.step(**kwargs)
-        return self._on_step(self._optimizer, closure, kwargs)
+        """Run ``closure`` (if given), the ``on_before_optimizer_step`` hooks, then the optimizer's step.
+
+        Under manual optimization each call counts as one ``global_step``.
+        """
+        optimizer = self._optimizer
+        trainer = self._trainer
+        if trainer is None:
+            return optimizer.step(closure=closure, **kwargs) if closure else optimizer.step(**kwargs)
+        from fulmen.loops.optimization import before_optimizer_step
+
+        if getattr(closure, "runs_pre_step_hooks", False):
+            full = closure
+        else:
+            def full() -> Any:
+                result = closure() if closure is not None else None
+                before_optimizer_step(trainer, optimizer)
+                return result
+
+        precision = trainer.precision_plugin
+        # Without a grad scaler, step directly: one frame less between the user's step and the closure.
+        if getattr(precision, "scaler", None) is None:
+            out = optimizer.step(closure=full, **kwargs)
+        else:
+            out = precision.optimizer_step(optimizer, full, **kwargs)
+        if not trainer.lightning_module.automatic_optimization:
+            trainer.state.global_step += 1
+        return out
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self._optimizer.zero_grad(set_to_none=set_to_none)

@@ -23,7 +23,7 @@ from fulmen.logging import MetricStore, MetricViews
 from fulmen.loops import fetch
 from fulmen.loops.evaluate import run_evaluation
 from fulmen.loops.fit import run_fit
-from fulmen.loops.optimization import automatic_step, closure_step, lightning_optimizer_step, manual_step
+from fulmen.loops.optimization import automatic_step, closure_step, manual_step
 from fulmen.loops.predict import run_predict
 from fulmen.module import LightningModule
 from fulmen.optimizers import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
@@ -618,7 +618,7 @@ class Trainer:
         self._lightning_optimizers = []
         for opt in self.optimizers:
             lopt = LightningOptimizer(opt)
-            lopt._on_step = functools.partial(lightning_optimizer_step, self)
+            lopt._trainer = self
             self._lightning_optimizers.append(lopt)
         if not automatic:
             self._step_fn = manual_step

@@ -57,8 +57,12 @@ def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step
             zero_gradients(trainer, batch_idx, optimizer)
         if loss is not None:
             run_backward(trainer, loss)
+        if step:
+            before_optimizer_step(trainer, optimizer)
         return loss
 
+    # LightningOptimizer.step sees this mark and does not wrap the closure again for the pre-step hooks.
+    closure.runs_pre_step_hooks = True  # type: ignore[attr-defined]
     if not step:  # accumulating: no optimizer step, the closure runs directly
         closure()
         return result[0]
@@ -164,20 +168,6 @@ def step_optimizer(trainer: Any, optimizer: Any) -> None:
     before_optimizer_step(trainer, optimizer)
     trainer.precision_plugin.optimizer_step(optimizer)
     trainer.state.global_step += 1
-
-
-def lightning_optimizer_step(trainer: Any, optimizer: Any, closure: Any, kwargs: dict[str, Any]) -> Any:
-    """What ``LightningOptimizer.step`` does: the closure, the pre-step hooks, the step; counts manual steps."""
-
-    def wrapped() -> Any:
-        result = closure() if closure is not None else None
-        before_optimizer_step(trainer, optimizer)
-        return result
-
-    out = trainer.precision_plugin.optimizer_step(optimizer, wrapped, **kwargs)
-    if not trainer.lightning_module.automatic_optimization:
-        trainer.state.global_step += 1
-    return out
 
 
 def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
