@@ -254,6 +254,7 @@ class Trainer:
         self._step_fn: Callable[..., Any] = automatic_step
         self._step_takes_batch_idx = True
         self._custom = _Overrides()
+        self._val_enabled = False
         self.ckpt_path: Optional[str] = None
 
     # ------------------------------------------------------------------------------------------ argument checks
@@ -778,7 +779,7 @@ class Trainer:
         return (self.state.batches_that_stepped + 1) % n == 0 or self.state.should_stop
 
     def _should_validate(self, is_last: bool) -> bool:
-        if not self._validation_enabled():
+        if not self._val_enabled:  # found once per fit by run_fit, not per batch
             return False
         n = self.check_val_every_n_epoch
         if n is not None and (self.state.epoch + 1) % n != 0:

@@ -26,6 +26,7 @@ def run_fit(trainer: Any) -> None:
     """
     hooks = trainer._hooks
     state = trainer.state
+    trainer._val_enabled = trainer._validation_enabled()
     if trainer._should_sanity_check():
         state.stage = RunningStage.SANITY_CHECKING
         hooks.on_sanity_check_start()

@@ -172,6 +172,8 @@ def step_optimizer(trainer: Any, optimizer: Any) -> None:
 
 def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
     """Step the schedulers of ``interval`` whose frequency is due (plateau ones only when ``plateau``)."""
+    if not trainer.lr_scheduler_configs:
+        return
     module = trainer.lightning_module
     if not module.automatic_optimization:  # under manual optimization the user steps the schedulers
         return

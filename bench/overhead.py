@@ -1,0 +1,119 @@
+"""Per-step overhead: fulmen fit against a hand-written PyTorch loop (and pytorch-lightning, when installed).
+
+Same tiny MLP, the same pre-batched tensors, one thread. The runs alternate within one process, several rounds,
+and the median ratio to the raw loop is reported, with and without ``self.log(..., prog_bar=True)`` every step.
+Run: ``.venv/bin/python bench/overhead.py [--steps 2000] [--rounds 5]``. Timings are never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import statistics
+import time
+import warnings
+
+import torch
+from torch import nn
+
+torch.set_num_threads(1)
+warnings.filterwarnings("ignore")
+logging.disable(logging.INFO)
+
+
+def make_data(steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    return [(torch.randn(32, 32, generator=g), torch.randint(0, 4, (32,), generator=g)) for _ in range(steps)]
+
+
+class Batches:
+    """The pre-made batches as one iterable with a length (a plain list would read as several loaders)."""
+
+    def __init__(self, batches: list) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4))
+
+
+def raw_loop(data: list, log: bool) -> float:
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    start = time.perf_counter()
+    for x, y in data:
+        loss = nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if log:
+            last = loss.detach()  # what a careful hand-written loop keeps for its progress print
+    return time.perf_counter() - start
+
+
+def framework_loop(package: str, data: list, log: bool) -> float:
+    pl = importlib.import_module(package)
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = nn.functional.cross_entropy(self.net(x), y)
+            if log:
+                self.log("loss", loss, prog_bar=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", devices=1)
+    module = Module()
+    start = time.perf_counter()
+    trainer.fit(module, train_dataloaders=Batches(data))
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    data = make_data(args.steps)
+    frameworks = ["fulmen"]
+    try:
+        importlib.import_module("pytorch_lightning")
+        frameworks.append("pytorch_lightning")
+    except ImportError:
+        pass
+    for log in (False, True):
+        ratios: dict[str, list[float]] = {f: [] for f in frameworks}
+        raw_times = []
+        raw_loop(data[:200], log)
+        for f in frameworks:
+            framework_loop(f, data[:200], log)  # warm-up
+        for _ in range(args.rounds):
+            raw = raw_loop(data, log)
+            raw_times.append(raw)
+            for f in frameworks:
+                ratios[f].append(framework_loop(f, data, log) / raw)
+        label = "with self.log(prog_bar=True) every step" if log else "without logging"
+        print(f"{label}: raw loop {statistics.median(raw_times) / args.steps * 1e6:.1f} us/step")
+        for f in frameworks:
+            print(f"  {f:18s} / raw = {statistics.median(ratios[f]):.3f}  (rounds: "
+                  f"{', '.join(f'{r:.3f}' for r in ratios[f])})")
+
+
+if __name__ == "__main__":
+    main()
