@@ -94,7 +94,6 @@ def save_hyperparameters(
     *args: Any,
     ignore: Optional[Union[Sequence[str], str]] = None,
     frame: Optional[FrameType] = None,
-    given_frame: bool = False,
 ) -> None:
     """Fill ``obj._hparams`` and ``obj._hparams_initial`` (see ``LightningModule.save_hyperparameters``).
 
