@@ -160,7 +160,8 @@ class MetricStore:
     def __init__(self, training: bool) -> None:
         self.training = training
         self.entries: dict[tuple[str, str, Optional[int]], Entry] = {}
-        self.batch: Any = None
+        self.batch: Any = None  # the training loop sets only this per batch; the size is inferred lazily
+        self._sized: Any = None  # the batch that batch_size was inferred from
         self.batch_size: Optional[int] = None
         self.dataloader_idx: Optional[int] = None
         self.epoch_done = False  # False: the views show step values; True: epoch aggregates
@@ -173,20 +174,21 @@ class MetricStore:
         self.epoch_done = False
 
     def start_batch(self, batch: Any, dataloader_idx: Optional[int] = None) -> None:
+        """An evaluation batch begins (the training loop only assigns ``batch``)."""
         self.batch = batch
-        self.batch_size = None
         self.dataloader_idx = dataloader_idx
         self.epoch_done = False
 
     def inferred_batch_size(self) -> int:
-        if self.batch_size is None:
+        if self._sized is not self.batch:
             from fulmen.utilities.apply_to_collection import batch_size_of
 
             try:
                 self.batch_size = batch_size_of(self.batch)
             except ValueError:
                 self.batch_size = 1
-        return self.batch_size
+            self._sized = self.batch
+        return self.batch_size  # type: ignore[return-value]
 
     def metrics(self) -> Metrics:
         """The current views: step values during an epoch, epoch aggregates once ``epoch_done`` is set."""

@@ -11,15 +11,20 @@ from torch import Tensor
 from fulmen.utilities.apply_to_collection import apply_to_collection
 
 
+_NO_CONTEXT = contextlib.nullcontext()  # reusable: entering it twice in a row is fine, and saves an object per step
+
+
 class Precision:
     """'32-true': plain float32, nothing to do. The base of the other modes."""
 
     name = "32-true"
     dtype: Optional[torch.dtype] = None  # the dtype modules and inputs are converted to, for the *-true modes
+    # A GradScaler for '16-mixed': the step scales the loss and unscales the gradients only when it is set.
+    scaler: Optional[torch.amp.GradScaler] = None
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         """The context ``training_step`` and the eval steps run in."""
-        return contextlib.nullcontext()
+        return _NO_CONTEXT
 
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module if self.dtype is None else module.to(dtype=self.dtype)
@@ -29,12 +34,6 @@ class Precision:
             return batch
         dtype = self.dtype
         return apply_to_collection(batch, Tensor, lambda t: t.to(dtype) if t.is_floating_point() else t)
-
-    def scale_loss(self, loss: Tensor) -> Tensor:
-        return loss
-
-    def unscale_gradients(self, optimizer: Any) -> None:
-        """Bring gradients to their true scale before hooks and clipping see them (a no-op without a scaler)."""
 
     def optimizer_step(self, optimizer: Any, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
         if closure is not None:
@@ -84,13 +83,6 @@ class MixedPrecision(Precision):
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         return torch.autocast(self.device_type, dtype=self.autocast_dtype)
-
-    def scale_loss(self, loss: Tensor) -> Tensor:
-        return self.scaler.scale(loss) if self.scaler is not None else loss
-
-    def unscale_gradients(self, optimizer: Any) -> None:
-        if self.scaler is not None:
-            self.scaler.unscale_(optimizer)
 
     def optimizer_step(self, optimizer: Any, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
         if self.scaler is None:

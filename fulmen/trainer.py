@@ -18,7 +18,7 @@ from fulmen import resolve
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.timer import Timer
 from fulmen.datamodule import LightningDataModule
-from fulmen.hooks import Hooks, overrides
+from fulmen.hooks import Hooks, overrides, set_hook_name
 from fulmen.logging import MetricStore, MetricViews
 from fulmen.loops import fetch
 from fulmen.loops.evaluate import run_evaluation
@@ -436,7 +436,7 @@ class Trainer:
                 datamodule.setup(stage=fn)
             hooks.setup(stage=fn)
             if overrides(model, LightningModule, "configure_model"):
-                model._current_fx_name = "configure_model"
+                set_hook_name(model, "configure_model")
                 model.configure_model()
             self.strategy.setup_module(model)
             self.precision_plugin.convert_module(model)
@@ -547,9 +547,9 @@ class Trainer:
         """Add ``configure_callbacks()`` results, replacing Trainer callbacks of the same type."""
         if not overrides(model, LightningModule, "configure_callbacks"):
             return
-        model._current_fx_name = "configure_callbacks"
+        set_hook_name(model, "configure_callbacks")
         extra = model.configure_callbacks()
-        model._current_fx_name = None
+        set_hook_name(model, None)
         extra = list(extra) if isinstance(extra, (list, tuple)) else [extra] if extra is not None else []
         for cb in extra:
             if not isinstance(cb, Callback):
@@ -567,7 +567,7 @@ class Trainer:
             if self.local_rank == 0:
                 datamodule.prepare_data()
         if overrides(model, LightningModule, "prepare_data") and self.local_rank == 0:
-            model._current_fx_name = "prepare_data"
+            set_hook_name(model, "prepare_data")
             model.prepare_data()
         self._transfer = self._make_transfer(model, datamodule)
         self._custom = _Overrides(*(overrides(model, LightningModule, name) for name in (
@@ -593,21 +593,21 @@ class Trainer:
 
         def transfer(batch: Any, dataloader_idx: int) -> Any:
             batch = precision.convert_input(batch)
-            model._current_fx_name = "on_before_batch_transfer"
+            set_hook_name(model, "on_before_batch_transfer")
             batch = before(batch, dataloader_idx)
-            model._current_fx_name = "transfer_batch_to_device"
+            set_hook_name(model, "transfer_batch_to_device")
             batch = move(batch, device, dataloader_idx)
-            model._current_fx_name = "on_after_batch_transfer"
+            set_hook_name(model, "on_after_batch_transfer")
             batch = after(batch, dataloader_idx)
-            model._current_fx_name = None
+            set_hook_name(model, None)
             return batch
 
         return transfer
 
     def _setup_optimizers(self, model: LightningModule) -> None:
-        model._current_fx_name = "configure_optimizers"
+        set_hook_name(model, "configure_optimizers")
         conf = model.configure_optimizers()
-        model._current_fx_name = None
+        set_hook_name(model, None)
         automatic = model.automatic_optimization
         self.optimizers, self.lr_scheduler_configs = parse_optimizers(conf, automatic)
         if automatic and len(self.optimizers) > 1:
@@ -638,11 +638,11 @@ class Trainer:
         for owner, base in ((self.datamodule, LightningDataModule), (self.lightning_module, LightningModule)):
             if owner is not None and (overrides(owner, base, hook) or hook in getattr(owner, "__dict__", {})):
                 module = self.lightning_module
-                module._current_fx_name = hook
+                set_hook_name(module, hook)
                 try:
                     return getattr(owner, hook)()
                 finally:
-                    module._current_fx_name = None
+                    set_hook_name(module, None)
         return None
 
     def _load_train_data(self) -> None:
@@ -772,11 +772,9 @@ class Trainer:
 
     def _should_log_step(self) -> bool:
         n = self.log_every_n_steps
-        if self.fast_dev_run:
+        if n and (self.state.batches_that_stepped + 1) % n == 0:
             return True
-        if n == 0:
-            return False
-        return (self.state.batches_that_stepped + 1) % n == 0 or self.state.should_stop
+        return bool(self.fast_dev_run) or (n != 0 and self.state.should_stop)
 
     def _should_validate(self, is_last: bool) -> bool:
         if not self._val_enabled:  # found once per fit by run_fit, not per batch
@@ -802,15 +800,12 @@ class Trainer:
         return (count + 1) % self.val_check_batch == 0 or (is_last and n is not None
                                                             and isinstance(self.val_check_interval, float))
 
-    def _train_epoch_should_end(self) -> bool:
-        state = self.state
-        if self.max_steps != -1 and state.global_step >= self.max_steps:
+    def _can_stop_early_or_say_why(self) -> bool:
+        """``should_stop`` is set: may the fit stop now (min_epochs/min_steps met)? If not, say so."""
+        if self._can_stop_early():
             return True
-        if state.should_stop:
-            if self._can_stop_early():
-                return True
-            rank_zero_info(f"Trainer was signaled to stop but the required min_epochs={self.min_epochs} or "
-                           f"min_steps={self.min_steps} has not been met. Training will continue...")
+        rank_zero_info(f"Trainer was signaled to stop but the required min_epochs={self.min_epochs} or "
+                       f"min_steps={self.min_steps} has not been met. Training will continue...")
         return False
 
     def _stores(self) -> list[MetricStore]:

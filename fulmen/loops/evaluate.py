@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from fulmen.hooks import _noop
+from fulmen.hooks import _noop, set_hook_name
 from fulmen.loops.fetch import iterate
 from fulmen.state import RunningStage
 
@@ -56,10 +56,10 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                     batch = trainer._transfer(batch, dl_idx)
                 store.start_batch(batch, dl_idx if several else None)
                 batch_start(batch, batch_idx, *extra)
-                module._current_fx_name = step_name
+                set_hook_name(module, step_name)
                 with trainer.precision_plugin.forward_context():
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
-                module._current_fx_name = None
+                set_hook_name(module, None)
                 batch_end(output, batch, batch_idx, *extra)
                 data.seen[dl_idx] += 1
                 if stage != RunningStage.SANITY_CHECKING:

@@ -76,13 +76,16 @@ def run_train_epoch(trainer: Any) -> None:
     automatic = module.automatic_optimization
     accumulate = trainer.accumulate_grad_batches if automatic else 1
     transfer = trainer._transfer
+    schedulers = trainer.lr_scheduler_configs
+    loggers = trainer.loggers
+    stop_at_step = trainer.max_steps if trainer.max_steps != -1 else float("inf")
     trainer._results = store
     for batch_idx, batch, is_last in iterate(trainer.train_dataloader, trainer.num_training_batches):
         state.batch_idx = batch_idx
         state.is_last_batch = is_last
         if transfer is not None:
             batch = transfer(batch, 0)
-        store.start_batch(batch)
+        store.batch = batch
         if hooks.on_train_batch_start(batch, batch_idx) == -1:
             state.is_last_batch = True
             update_schedulers(trainer, "epoch", plateau=False)
@@ -92,22 +95,23 @@ def run_train_epoch(trainer: Any) -> None:
             outputs = step_fn(trainer, batch, batch_idx, batch_idx % accumulate == 0, window_end)
         else:
             outputs = step_fn(trainer, batch, batch_idx)
-        if window_end:
+        if schedulers and window_end:
             update_schedulers(trainer, "step", plateau=False)
-        if is_last:
+        if schedulers and is_last:
             update_schedulers(trainer, "epoch", plateau=False)
         hooks.on_train_batch_end(outputs, batch, batch_idx)
-        if window_end and trainer._should_log_step():
+        if window_end and loggers and trainer._should_log_step():
             trainer._metrics.log_step(store, step=state.batches_that_stepped)
-        if trainer._should_validate(is_last):
+        if trainer._val_enabled and trainer._should_validate(is_last):
             if window_end:
                 hooks.on_validation_model_zero_grad()
             run_evaluation(trainer, RunningStage.VALIDATING)
             trainer._results = store
             state.stage = RunningStage.TRAINING
         if window_end:
-            update_schedulers(trainer, "step", plateau=True)
+            if schedulers:
+                update_schedulers(trainer, "step", plateau=True)
             state.batches_that_stepped += 1
         state.total_batch_idx += 1
-        if trainer._train_epoch_should_end():
+        if state.global_step >= stop_at_step or (state.should_stop and trainer._can_stop_early_or_say_why()):
             break

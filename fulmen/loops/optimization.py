@@ -18,6 +18,7 @@ from torch import Tensor
 
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.hooks import set_hook_name
 
 
 def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
@@ -26,7 +27,7 @@ def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, st
     hooks = trainer._hooks
     optimizer = trainer.optimizers[0]
     with trainer.precision_plugin.forward_context():
-        module._current_fx_name = "training_step"
+        set_hook_name(module, "training_step")
         output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
             module.training_step(batch)
     loss, outputs = training_step_loss(output, trainer.accumulate_grad_batches)
@@ -48,7 +49,7 @@ def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step
 
     def closure() -> Optional[Tensor]:
         with trainer.precision_plugin.forward_context():
-            module._current_fx_name = "training_step"
+            set_hook_name(module, "training_step")
             output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
                 module.training_step(batch)
         loss, result[0] = training_step_loss(output, trainer.accumulate_grad_batches)
@@ -68,9 +69,9 @@ def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step
         return result[0]
     lightning_optimizer = trainer._lightning_optimizers[0]
     previous = module._current_fx_name
-    module._current_fx_name = "optimizer_step"
+    set_hook_name(module, "optimizer_step")
     module.optimizer_step(trainer.current_epoch, batch_idx, lightning_optimizer, closure)
-    module._current_fx_name = previous
+    set_hook_name(module, previous)
     trainer.state.global_step += 1
     return result[0]
 
@@ -79,7 +80,7 @@ def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
     """Manual optimization: ``training_step`` steps its optimizers itself (through ``self.optimizers()``)."""
     module = trainer.lightning_module
     with trainer.precision_plugin.forward_context():
-        module._current_fx_name = "training_step"
+        set_hook_name(module, "training_step")
         output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
             module.training_step(batch)
     if output is None:
@@ -125,7 +126,7 @@ def training_step_loss(output: Any, accumulate: int) -> tuple[Optional[Tensor], 
 def zero_gradients(trainer: Any, batch_idx: int, optimizer: Any) -> None:
     module = trainer.lightning_module
     if trainer._custom.optimizer_zero_grad:
-        module._current_fx_name = "optimizer_zero_grad"
+        set_hook_name(module, "optimizer_zero_grad")
         module.optimizer_zero_grad(trainer.current_epoch, batch_idx, optimizer)
     else:
         optimizer.zero_grad()
@@ -136,12 +137,13 @@ def run_backward(trainer: Any, loss: Tensor, *args: Any, **kwargs: Any) -> None:
     hooks = trainer._hooks
     module = trainer.lightning_module
     hooks.on_before_backward(loss)
-    scaled = trainer.precision_plugin.scale_loss(loss)
+    scaler = trainer.precision_plugin.scaler
+    scaled = loss if scaler is None else scaler.scale(loss)
     if trainer._custom.backward:
         previous = module._current_fx_name
-        module._current_fx_name = "backward"
+        set_hook_name(module, "backward")
         module.backward(scaled, *args, **kwargs)
-        module._current_fx_name = previous
+        set_hook_name(module, previous)
     else:
         scaled.backward(*args, **kwargs)
     hooks.on_after_backward()
@@ -149,13 +151,15 @@ def run_backward(trainer: Any, loss: Tensor, *args: Any, **kwargs: Any) -> None:
 
 def before_optimizer_step(trainer: Any, optimizer: Any) -> None:
     """Unscale, on_before_optimizer_step, and (automatic optimization) gradient clipping."""
-    trainer.precision_plugin.unscale_gradients(optimizer)
+    scaler = trainer.precision_plugin.scaler
+    if scaler is not None:  # hooks and clipping must see the true gradients
+        scaler.unscale_(optimizer)
     trainer._hooks.on_before_optimizer_step(optimizer)
     module = trainer.lightning_module
-    if not module.automatic_optimization:
+    if not module._automatic_optimization:
         return
     if trainer._custom.configure_gradient_clipping:
-        module._current_fx_name = "configure_gradient_clipping"
+        set_hook_name(module, "configure_gradient_clipping")
         module.configure_gradient_clipping(optimizer, gradient_clip_val=trainer.gradient_clip_val,
                                            gradient_clip_algorithm=trainer.gradient_clip_algorithm)
     elif trainer.gradient_clip_val:
@@ -166,7 +170,11 @@ def before_optimizer_step(trainer: Any, optimizer: Any) -> None:
 def step_optimizer(trainer: Any, optimizer: Any) -> None:
     """The end of an accumulation window in the flat automatic step."""
     before_optimizer_step(trainer, optimizer)
-    trainer.precision_plugin.optimizer_step(optimizer)
+    precision = trainer.precision_plugin
+    if precision.scaler is None:
+        optimizer.step()
+    else:
+        precision.optimizer_step(optimizer)
     trainer.state.global_step += 1
 
 
@@ -199,9 +207,9 @@ def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
                 continue
         if trainer._custom.lr_scheduler_step:
             previous = module._current_fx_name
-            module._current_fx_name = "lr_scheduler_step"
+            set_hook_name(module, "lr_scheduler_step")
             module.lr_scheduler_step(config.scheduler, metric)
-            module._current_fx_name = previous
+            set_hook_name(module, previous)
         elif metric is None:
             config.scheduler.step()
         else:

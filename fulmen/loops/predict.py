@@ -8,6 +8,7 @@ import torch
 
 from fulmen.loops.fetch import iterate
 from fulmen.state import RunningStage
+from fulmen.hooks import set_hook_name
 
 
 def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
@@ -39,11 +40,11 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
                 if trainer._transfer is not None:
                     batch = trainer._transfer(batch, dl_idx)
                 hooks.on_predict_batch_start(batch, batch_idx, *extra)
-                module._current_fx_name = "predict_step"
+                set_hook_name(module, "predict_step")
                 with trainer.precision_plugin.forward_context():
                     output = module.predict_step(batch, batch_idx, *extra) if data.takes_batch_idx else \
                         module.predict_step(batch)
-                module._current_fx_name = None
+                set_hook_name(module, None)
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
                 if return_predictions:
                     predictions[dl_idx].append(output)
