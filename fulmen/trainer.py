@@ -18,7 +18,7 @@ from fulmen import resolve
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.timer import Timer
 from fulmen.datamodule import LightningDataModule
-from fulmen.hooks import Hooks, overrides, set_hook_name
+from fulmen.hooks import Hooks, _noop, overrides, set_hook_name
 from fulmen.logging import MetricStore, MetricViews
 from fulmen.loops import fetch
 from fulmen.loops.evaluate import run_evaluation
@@ -255,6 +255,7 @@ class Trainer:
         self._step_takes_batch_idx = True
         self._custom = _Overrides()
         self._val_enabled = False
+        self._wants_outputs = True
         self.ckpt_path: Optional[str] = None
 
     # ------------------------------------------------------------------------------------------ argument checks
@@ -431,6 +432,7 @@ class Trainer:
         try:
             self._merge_module_callbacks(model)
             hooks = self._hooks = Hooks(self, model, self.callbacks)
+            self._wants_outputs = hooks.on_train_batch_end is not _noop
             self._prepare_run(model, datamodule)
             if datamodule is not None:
                 datamodule.setup(stage=fn)
