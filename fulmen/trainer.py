@@ -304,12 +304,20 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
 
     def _init_loggers(self, logger: Any) -> list[Any]:
-        if logger is None or logger is True or logger is False:
-            # The CSV / TensorBoard default loggers arrive with the logging release; until then True means none.
+        if logger is False or self.fast_dev_run:
             return []
-        if isinstance(logger, (list, tuple)):
-            return list(logger)
-        return [logger]
+        if logger is None or logger is True:
+            from fulmen.loggers.csv_logs import CSVLogger
+
+            return [CSVLogger(save_dir=self.default_root_dir)]
+        loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+        from fulmen.loggers.logger import Logger
+
+        for item in loggers:
+            if not isinstance(item, Logger):
+                raise TypeError(f"Trainer(logger=...) got {item!r} of type {type(item).__name__}; pass True, False, "
+                                "a fulmen.loggers.Logger or a list of them")
+        return loggers
 
     def _init_callbacks(self, callbacks: Any, checkpointing: Any, summary: Any) -> list[Callback]:
         if callbacks is None:
@@ -445,6 +453,7 @@ class Trainer:
             if fn == TrainerFn.FITTING:
                 self._setup_optimizers(model)
                 hooks.on_fit_start()
+                self._log_hyperparams(model, datamodule)
             model.zero_grad()
             with torch.autograd.set_detect_anomaly(self.detect_anomaly) if self.detect_anomaly else _nullcontext():
                 if fn == TrainerFn.FITTING:
@@ -502,6 +511,27 @@ class Trainer:
                 finalize("success")
         self.callbacks = self._callbacks_before_run
         self.strategy.teardown()
+
+    def _log_hyperparams(self, model: LightningModule, datamodule: Any) -> None:
+        """Hand the module's and datamodule's initial hyperparameters to every logger, once per fit."""
+        if not self.loggers or not self.enable_autolog_hparams:
+            return
+        params: dict[str, Any] = {}
+        if model._log_hyperparams:
+            params.update(model.hparams_initial)
+        if datamodule is not None and datamodule._log_hyperparams:
+            for key, value in datamodule.hparams_initial.items():
+                if key in params and params[key] != value:
+                    raise RuntimeError(
+                        f"The module and the datamodule both save hyperparameter {key!r}, with different values "
+                        f"({params[key]!r} and {value!r}); rename one, or pass save_hyperparameters(logger=False)"
+                    )
+                params[key] = value
+        for logger in self.loggers:
+            if params:
+                logger.log_hyperparams(params)
+            logger.log_graph(model)
+            logger.save()
 
     def _check_module(self, model: LightningModule, fn: TrainerFn) -> None:
         for removed in ("training_epoch_end", "validation_epoch_end", "test_epoch_end"):

@@ -1,0 +1,128 @@
+"""CSVLogger: metrics to ``metrics.csv`` and hyperparameters to ``hparams.yaml``, in ``save_dir/name/version_N``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from argparse import Namespace
+from typing import Any, Optional, Union
+
+from fulmen.loggers.logger import Logger
+from fulmen.utilities.rank_zero import rank_zero_only
+
+
+def to_yaml(data: dict[str, Any]) -> str:
+    """Plain data as YAML: one ``key: value`` line each; strings, lists and dicts in JSON flow style (which YAML
+    reads as is), anything else by its repr as a quoted string."""
+
+    def value(v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        try:
+            return json.dumps(v)
+        except (TypeError, ValueError):
+            return json.dumps(repr(v))
+
+    return "".join(f"{json.dumps(str(k))}: {value(v)}\n" for k, v in data.items())
+
+
+class CSVLogger(Logger):
+    """Append logged metrics to ``metrics.csv`` (one row per call, sorted columns, ``step`` included) and save
+    hyperparameters to ``hparams.yaml``. Rows are written every ``flush_logs_every_n_steps`` steps and at the end."""
+
+    NAME_METRICS_FILE = "metrics.csv"
+    NAME_HPARAMS_FILE = "hparams.yaml"
+
+    def __init__(self, save_dir: Union[str, os.PathLike[str]], name: Optional[str] = "lightning_logs",
+                 version: Optional[Union[int, str]] = None, prefix: str = "",
+                 flush_logs_every_n_steps: int = 100) -> None:
+        super().__init__()
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+        self._prefix = prefix
+        self._flush_every = flush_logs_every_n_steps
+        self._rows: list[dict[str, Any]] = []
+        self._keys: list[str] = []
+        self._hparams: dict[str, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> Union[int, str]:
+        if self._version is None:
+            self._version = self._next_version()
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name)
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        return os.path.join(self.root_dir, version)
+
+    def _next_version(self) -> int:
+        try:
+            names = os.listdir(self.root_dir)
+        except FileNotFoundError:
+            return 0
+        versions = [int(n[len("version_"):]) for n in names
+                    if n.startswith("version_") and n[len("version_"):].isdigit()
+                    and os.path.isdir(os.path.join(self.root_dir, n))]
+        return max(versions) + 1 if versions else 0
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Optional[Union[dict[str, Any], Namespace]] = None, *args: Any,
+                        **kwargs: Any) -> None:
+        if params is None:
+            return
+        self._hparams.update(vars(params) if isinstance(params, Namespace) else dict(params))
+
+    @rank_zero_only
+    def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
+        row = {f"{self._prefix}-{k}" if self._prefix else k: v for k, v in metrics.items()}
+        row["step"] = step
+        self._rows.append(row)
+        if step is not None and (step + 1) % self._flush_every == 0:
+            self.save()
+
+    @rank_zero_only
+    def save(self) -> None:
+        os.makedirs(self.log_dir, exist_ok=True)
+        if self._hparams:
+            with open(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), "w") as f:
+                f.write(to_yaml(self._hparams))
+        if not self._rows:
+            return
+        path = os.path.join(self.log_dir, self.NAME_METRICS_FILE)
+        new_keys = {k for row in self._rows for k in row} - set(self._keys)
+        rows = self._rows
+        if new_keys:
+            self._keys = sorted(set(self._keys) | new_keys)
+            if os.path.exists(path):  # the header grows: rewrite the file with the wider header
+                with open(path, newline="") as f:
+                    rows = list(csv.DictReader(f)) + rows
+                os.remove(path)
+        write_header = not os.path.exists(path)
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._keys)
+            if write_header:
+                writer.writeheader()
+            writer.writerows(rows)
+        self._rows = []
+
+    def finalize(self, status: str) -> None:
+        self.save()
