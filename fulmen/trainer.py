@@ -226,7 +226,8 @@ class Trainer:
 
         self._default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else None
         self.loggers: list[Any] = self._init_loggers(logger)
-        self.callbacks: list[Callback] = self._init_callbacks(callbacks, enable_checkpointing, enable_model_summary)
+        self.callbacks: list[Callback] = self._init_callbacks(callbacks, enable_checkpointing, enable_model_summary,
+                                                              enable_progress_bar)
         self.enable_progress_bar = enable_progress_bar is not False
         self.enable_checkpointing = enable_checkpointing is not False
 
@@ -319,7 +320,7 @@ class Trainer:
                                 "a fulmen.loggers.Logger or a list of them")
         return loggers
 
-    def _init_callbacks(self, callbacks: Any, checkpointing: Any, summary: Any) -> list[Callback]:
+    def _init_callbacks(self, callbacks: Any, checkpointing: Any, summary: Any, progress: Any) -> list[Callback]:
         if callbacks is None:
             items: list[Any] = []
         elif isinstance(callbacks, (list, tuple)):
@@ -334,6 +335,26 @@ class Trainer:
             from fulmen.callbacks.model_summary import ModelSummary
 
             items.insert(0, ModelSummary())
+        from fulmen.callbacks.progress import ProgressBar
+
+        bars = [cb for cb in items if isinstance(cb, ProgressBar)]
+        if len(bars) > 1:
+            raise MisconfigurationException(
+                f"Trainer(callbacks=...) holds {len(bars)} progress bars ({[type(b).__name__ for b in bars]}); "
+                "keep one"
+            )
+        if bars and progress is False:
+            raise MisconfigurationException(
+                f"Trainer(enable_progress_bar=False) but callbacks holds {type(bars[0]).__name__}; remove one of them"
+            )
+        if not bars and progress is not False:
+            import importlib.util
+
+            # tqdm is an optional extra; without it there is no default bar.
+            if importlib.util.find_spec("tqdm") is not None:
+                from fulmen.callbacks.progress import TQDMProgressBar
+
+                items.append(TQDMProgressBar())
         if self._max_time is not None and not any(isinstance(cb, Timer) for cb in items):
             items.append(Timer(self._max_time, interval="step"))
         return items

@@ -1,5 +1,8 @@
 """Callbacks: objects whose hooks the Trainer calls at fixed points of a run."""
 
 from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.model_summary import ModelSummary
+from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
+from fulmen.callbacks.timer import Timer
 
-__all__ = ["Callback"]
+__all__ = ["Callback", "ModelSummary", "ProgressBar", "TQDMProgressBar", "Timer"]

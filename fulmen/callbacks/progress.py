@@ -1,0 +1,158 @@
+"""Progress bars: ``ProgressBar`` (the base) and ``TQDMProgressBar`` (the default when tqdm is installed).
+
+Reading logged values synchronises with the device, so the bars do it on a clock, a few times a second at most,
+never on every step: the counters move every ``refresh_rate`` batches, the metrics shown refresh every
+``metrics_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Optional, Union
+
+from fulmen.callbacks.callback import Callback
+
+
+class ProgressBar(Callback):
+    """Base class of progress bars: what they show (``get_metrics``) and whether they are on."""
+
+    def __init__(self) -> None:
+        self._enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Union[int, str, float]]:
+        """The values shown: ``progress_bar_metrics`` plus ``v_num``, the logger's version."""
+        metrics: dict[str, Union[int, str, float]] = {}
+        logger = trainer.logger
+        version = getattr(logger, "version", None) if logger is not None else None
+        if version is not None:
+            metrics["v_num"] = version[-4:] if isinstance(version, str) else version
+        metrics.update(trainer.progress_bar_metrics)
+        return metrics
+
+
+def _total(value: Union[int, float]) -> Optional[int]:
+    return None if value == float("inf") else int(value)
+
+
+class TQDMProgressBar(ProgressBar):
+    """tqdm bars for training (one per epoch), validation, test and predict.
+
+    ``refresh_rate``: update the counters every N batches (0 turns the bar off). ``leave``: keep each epoch's bar.
+    """
+
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False,
+                 metrics_interval: float = 0.5) -> None:
+        super().__init__()
+        if not isinstance(refresh_rate, int) or refresh_rate < 0:
+            raise ValueError(f"TQDMProgressBar(refresh_rate={refresh_rate!r}) must be an int >= 0")
+        self.refresh_rate = refresh_rate
+        self.process_position = process_position
+        self.leave = leave
+        self.metrics_interval = metrics_interval
+        self._bars: dict[str, Any] = {}
+        self._last_metrics = float("-inf")  # the first batch shows the metrics
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled and self.refresh_rate > 0
+
+    def _open(self, key: str, desc: str, total: Optional[int], position: int, leave: bool) -> None:
+        from tqdm.auto import tqdm
+
+        self._close(key)
+        self._bars[key] = tqdm(desc=desc, total=total, position=self.process_position + position, leave=leave,
+                               dynamic_ncols=True, file=sys.stdout, smoothing=0)
+
+    def _close(self, key: str) -> None:
+        bar = self._bars.pop(key, None)
+        if bar is not None:
+            bar.close()
+
+    def _advance(self, key: str, n: int, total: Optional[int], trainer: Any, pl_module: Any) -> None:
+        bar = self._bars.get(key)
+        if bar is None or not self.is_enabled:
+            return
+        if n % self.refresh_rate == 0 or (total is not None and n == total):
+            now = time.monotonic()
+            if key == "train" and now - self._last_metrics >= self.metrics_interval:
+                self._last_metrics = now
+                bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+            bar.update(n - bar.n)  # tqdm redraws at most every mininterval (0.1 s)
+
+    # ---- training
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.is_enabled:
+            self._open("train", f"Epoch {trainer.current_epoch}", _total(trainer.num_training_batches), 0,
+                       self.leave)
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._advance("train", batch_idx + 1, _total(trainer.num_training_batches), trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        bar = self._bars.get("train")
+        if bar is not None:
+            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)
+            self._close("train")
+
+    # ---- evaluation
+    def _eval_start(self, trainer: Any, key: str, desc: str, totals: list[Union[int, float]]) -> None:
+        if self.is_enabled:
+            total = None if any(t == float("inf") for t in totals) else int(sum(totals))
+            self._open(key, desc, total, 1 if "train" in self._bars else 0, False)
+            self._eval_seen = 0
+
+    def _eval_batch_end(self, key: str, trainer: Any, pl_module: Any) -> None:
+        self._eval_seen += 1
+        bar = self._bars.get(key)
+        self._advance(key, self._eval_seen, bar.total if bar is not None else None, trainer, pl_module)
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        desc = "Sanity Checking" if trainer.sanity_checking else "Validation"
+        totals = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
+        self._eval_start(trainer, "val", desc, totals)
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                                dataloader_idx: int = 0) -> None:
+        self._eval_batch_end("val", trainer, pl_module)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        self._close("val")
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        self._eval_start(trainer, "test", "Testing", trainer.num_test_batches)
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                          dataloader_idx: int = 0) -> None:
+        self._eval_batch_end("test", trainer, pl_module)
+
+    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+        self._close("test")
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+        self._eval_start(trainer, "predict", "Predicting", trainer.num_predict_batches)
+
+    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+                             dataloader_idx: int = 0) -> None:
+        self._eval_batch_end("predict", trainer, pl_module)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        self._close("predict")
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        for key in list(self._bars):
+            self._close(key)
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        for key in list(self._bars):
+            self._close(key)
