@@ -368,3 +368,54 @@ def test_import_does_not_load_optional_packages():
             "if m in sys.modules and m not in before]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_time_based_val_check_interval():
+    runs = []
+
+    class Slow(BoringModel):
+        def training_step(self, batch, batch_idx):
+            time.sleep(0.01)
+            return super().training_step(batch, batch_idx)
+
+        def on_validation_start(self):
+            if not self.trainer.sanity_checking:
+                runs.append(self.trainer.state.batch_idx)
+
+    trainer = make_trainer(max_epochs=1, limit_train_batches=30, limit_val_batches=1,
+                           val_check_interval={"seconds": 0.05}, num_sanity_val_steps=0)
+    trainer.fit(Slow())
+    assert 2 <= len(runs) < 30  # every ~5 batches of 10 ms, not every batch
+
+
+def test_inference_mode_switch_and_no_grad_in_fit_validation():
+    modes = []
+
+    class Check(BoringModel):
+        def validation_step(self, batch, batch_idx):
+            modes.append((self.trainer.state.fn, torch.is_inference_mode_enabled(), torch.is_grad_enabled()))
+
+    model = Check()
+    make_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=0).fit(model)
+    make_trainer(limit_val_batches=1).validate(model, verbose=False)
+    make_trainer(limit_val_batches=1, inference_mode=False).validate(model, verbose=False)
+    assert modes == [("fit", False, False), ("validate", True, False), ("validate", False, False)]
+
+
+def test_detect_anomaly_finds_nan_in_backward():
+    class NaN(BoringModel):
+        def training_step(self, batch, batch_idx):
+            return {"loss": torch.sqrt(self(batch).sum() * 0 - 1)}
+
+    with pytest.raises(RuntimeError, match="returned nan"):
+        make_trainer(max_steps=1, limit_val_batches=0, detect_anomaly=True).fit(NaN())
+
+
+def test_deterministic_sets_torch_flag():
+    try:
+        make_trainer(deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        make_trainer(deterministic="warn")
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

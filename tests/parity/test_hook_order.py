@@ -75,3 +75,53 @@ def test_eval_and_predict(verb):
 
 def test_validate_zero_batches():
     assert_same(lambda t, m: t.validate(m), limit_val_batches=0)
+
+
+def test_several_eval_loaders():
+    def run(trainer, model):
+        from torch.utils.data import DataLoader
+
+        loaders = [DataLoader(torch.randn(4, 32), batch_size=2), DataLoader(torch.randn(6, 32), batch_size=2)]
+        trainer.validate(model, dataloaders=loaders)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        return {"x": self.step(batch)}
+
+    ours = _record_with(run, validation_step, "fulmen")
+    theirs = _record_with(run, validation_step, "pytorch_lightning")
+    assert ours == theirs
+    assert ("Callback.on_validation_batch_start", ("Tensor", 0, 1), ()) in ours
+
+
+def _record_with(run, validation_step, framework):
+    torch.manual_seed(0)
+    pl, Model, HookedCallback, calls = hooked_classes(framework)
+    Model.validation_step = validation_step
+    trainer = quiet_trainer(pl, callbacks=[HookedCallback()])
+    run(trainer, Model())
+    return [c for c in calls if c[0] != "validation_step"]
+
+
+@pytest.mark.parametrize("verb", ["fit", "validate", "test", "predict"])
+def test_datamodule_hook_order(verb):
+    """Datamodule hooks run before the callbacks' and the module's: prepare_data, setup, loaders, teardown."""
+    from tests.parity.recorder import _recording, load
+
+    def record_dm(framework):
+        pl, demos = load(framework)
+        calls = []
+        body = {"_calls": calls}
+        for name in ("prepare_data", "setup", "teardown", "train_dataloader", "val_dataloader", "test_dataloader",
+                     "predict_dataloader", "state_dict"):
+            body[name] = _recording(name, "DM.", 0)
+        DM = type("HookedDM", (demos.BoringDataModule,), body)
+        torch.manual_seed(0)
+        trainer = quiet_trainer(pl, max_epochs=1, limit_train_batches=2, limit_val_batches=2, limit_test_batches=2,
+                                limit_predict_batches=2)
+        getattr(trainer, verb)(demos.BoringModel(), datamodule=DM())
+        return calls
+
+    ours, theirs = record_dm("fulmen"), record_dm("pytorch_lightning")
+    # Lightning's DM.state_dict call comes from its checkpoint callback/dump; fulmen saves no checkpoint yet.
+    theirs = [c for c in theirs if c[0] != "DM.state_dict"]
+    assert ours == theirs
