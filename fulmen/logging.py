@@ -235,13 +235,14 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
     dl_idx = store.dataloader_idx
     key = (fx, name, dl_idx)
     entry = store.entries.get(key)
-    metric = value if is_metric(value) else None
-    if entry is None:
+    if entry is None:  # first time in this hook: check everything once
+        metric = value if is_metric(value) else None
         meta = _validate(module, fx, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
                          sync_dist_group, add_dataloader_idx, dl_idx, metric_attribute, rank_zero_only, metric)
         entry = store.entries[key] = Entry(meta, metric)
     else:
         meta = entry.meta
+        metric = entry.metric
         if (prog_bar != meta.prog_bar or (logger is not None and logger != meta.logger)
                 or (on_step is not None and on_step != meta.on_step)
                 or (on_epoch is not None and on_epoch != meta.on_epoch)):
@@ -257,13 +258,13 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
         entry.count += 1
         return
     if isinstance(value, Tensor):
-        if value.numel() != 1:
-            raise ValueError(
-                f"self.log({name!r}, value) in `{fx}` got a tensor of shape {tuple(value.shape)}; log a scalar: "
-                "reduce it first (value.mean()) or log each element under its own name"
-            )
         tensor = value if enable_graph else value.detach()
-        if tensor.ndim:
+        if tensor.ndim:  # a 0-dim tensor (the usual loss) skips the shape checks
+            if tensor.numel() != 1:
+                raise ValueError(
+                    f"self.log({name!r}, value) in `{fx}` got a tensor of shape {tuple(value.shape)}; log a scalar: "
+                    "reduce it first (value.mean()) or log each element under its own name"
+                )
             tensor = tensor.reshape(())
         if not tensor.is_floating_point():
             tensor = tensor.float()
