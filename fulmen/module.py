@@ -532,30 +532,27 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self.train()
 
     def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
-        """Gather tensors from every process, stacked on a new first dimension (the data itself, with a
-        leading dimension of 1, on a single process)."""
+        """Gather tensors (numbers become tensors) from every process, stacked on a new first dimension.
+
+        On a single process the data comes back as it is, as in Lightning.
+        """
+        import numbers
+
         from fulmen.utilities.apply_to_collection import apply_to_collection
 
+        data = apply_to_collection(data, numbers.Number, lambda x: torch.tensor(x, device=self.device))
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return data
+
         def gather(t: Tensor) -> Tensor:
-            t = t if t.ndim else t.reshape(1)
-            if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-                return t.unsqueeze(0) if data is not None else t
-            world = torch.distributed.get_world_size(group)
-            out = [torch.zeros_like(t) for _ in range(world)]
             if sync_grads:
                 import torch.distributed.nn
 
-                out = list(torch.distributed.nn.all_gather(t, group=group))
-            else:
-                torch.distributed.all_gather(out, t.contiguous(), group=group)
+                return torch.stack(torch.distributed.nn.all_gather(t, group=group))
+            out = [torch.zeros_like(t) for _ in range(torch.distributed.get_world_size(group))]
+            torch.distributed.all_gather(out, t.contiguous(), group=group)
             return torch.stack(out)
 
-        def as_tensor(x: Any) -> Tensor:
-            return torch.tensor(x, device=self.device)
-
-        import numbers
-
-        data = apply_to_collection(data, numbers.Number, as_tensor)
         return apply_to_collection(data, Tensor, gather)
 
     def to_torchscript(self, file_path: Optional[str] = None, method: str = "script",

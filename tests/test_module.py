@@ -1,0 +1,104 @@
+"""LightningModule and LightningDataModule utilities."""
+
+import logging
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import fulmen
+from fulmen.callbacks import Callback
+from fulmen.demos import BoringModel, RandomDataset
+
+
+def test_all_gather_on_one_process_returns_the_data():
+    model = BoringModel()
+    t = torch.arange(3.0)
+    out = model.all_gather({"a": t, "b": 2})
+    assert out["a"] is t and torch.equal(out["b"], torch.tensor(2))
+
+
+def test_freeze_unfreeze_print_device_dtype(capsys):
+    model = BoringModel()
+    model.freeze()
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+    model.unfreeze()
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    model.print("hello")
+    assert capsys.readouterr().out == "hello\n"
+    assert model.device == torch.device("cpu") and model.dtype == torch.float32
+    assert model.current_epoch == 0 and model.global_step == 0
+    with pytest.raises(RuntimeError, match="not attached to a `Trainer`"):
+        model.trainer
+
+
+def test_configure_callbacks_replace_trainer_callbacks_of_the_same_type():
+    class Marker(Callback):
+        def __init__(self, tag):
+            self.tag = tag
+
+    seen = []
+
+    class WithCallbacks(BoringModel):
+        def configure_callbacks(self):
+            return [Marker("module")]
+
+        def on_train_start(self):
+            seen.extend(cb.tag for cb in self.trainer.callbacks if isinstance(cb, Marker))
+
+    trainer = fulmen.Trainer(max_steps=1, limit_val_batches=0, enable_model_summary=False,
+                             callbacks=[Marker("trainer")])
+    trainer.fit(WithCallbacks())
+    assert seen == ["module"]
+    assert [cb.tag for cb in trainer.callbacks if isinstance(cb, Marker)] == ["trainer"]  # restored after the run
+
+
+def test_lr_schedulers_under_manual_optimization():
+    class Manual(BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = False
+
+        def training_step(self, batch, batch_idx):
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(self.step(batch))
+            opt.step()
+            if self.trainer.is_last_batch:
+                self.lr_schedulers().step()
+
+    trainer = fulmen.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=0, enable_model_summary=False)
+    trainer.fit(Manual())
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.1 * 0.1 ** 2)
+
+
+def test_datamodule_from_datasets_and_hparams():
+    class DM(fulmen.LightningDataModule):
+        def __init__(self, batch_size=4):
+            super().__init__()
+            self.save_hyperparameters()
+
+    dm = DM.from_datasets(RandomDataset(32, 8), RandomDataset(32, 4), batch_size=4)
+    assert len(dm.train_dataloader()) == 2 and len(dm.val_dataloader()) == 1
+    assert DM(batch_size=8).hparams.batch_size == 8
+    trainer = fulmen.Trainer(max_epochs=1, enable_model_summary=False)
+    trainer.fit(BoringModel(), datamodule=dm)
+    assert trainer.global_step == 2
+
+
+def test_model_summary_is_logged(caplog):
+    with caplog.at_level(logging.INFO, logger="fulmen"):
+        logger = logging.getLogger("fulmen")
+        logger.propagate = True
+        try:
+            fulmen.Trainer(max_steps=1, limit_val_batches=0).fit(BoringModel())
+        finally:
+            logger.propagate = False
+    text = caplog.text
+    assert "layer" in text and "Linear" in text and "66" in text and "Trainable params" in text
+
+
+def test_predict_default_step_calls_forward():
+    preds = fulmen.Trainer(enable_model_summary=False).predict(BoringModel(), DataLoader(RandomDataset(32, 4),
+                                                                                         batch_size=2))
+    assert [p.shape for p in preds] == [torch.Size([2, 2])] * 2
