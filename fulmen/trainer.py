@@ -845,13 +845,11 @@ class Trainer:
                 self._last_val_time = now
                 return True
             return False
-        if self.val_check_batch == float("inf"):
-            if isinstance(self.limit_train_batches, int) and self.num_training_batches != float("inf"):
-                return is_last
+        if self.val_check_batch == float("inf"):  # no length: validate at the end of the data
             return is_last
+        # Only at multiples of val_check_batch: with 5 batches and 0.5, after batches 2 and 4, not the 5th.
         count = self.state.total_batch_idx if n is None else self.state.batch_idx
-        return (count + 1) % self.val_check_batch == 0 or (is_last and n is not None
-                                                            and isinstance(self.val_check_interval, float))
+        return (count + 1) % self.val_check_batch == 0
 
     def _can_stop_early_or_say_why(self) -> bool:
         """``should_stop`` is set: may the fit stop now (min_epochs/min_steps met)? If not, say so."""

@@ -125,3 +125,20 @@ def test_datamodule_hook_order(verb):
     # Lightning's DM.state_dict call comes from its checkpoint callback/dump; fulmen saves no checkpoint yet.
     theirs = [c for c in theirs if c[0] != "DM.state_dict"]
     assert ours == theirs
+
+
+def test_fractional_val_check_with_odd_batches():
+    assert_same(fit, max_epochs=2, limit_train_batches=5, limit_val_batches=1, val_check_interval=0.5)
+
+
+def test_iterable_train_data_with_validation():
+    def run(trainer, model):
+        from torch.utils.data import DataLoader
+
+        from tests.parity.recorder import load
+
+        _, demos = load("fulmen" if type(trainer).__module__.startswith("fulmen") else "pytorch_lightning")
+        trainer.fit(model, train_dataloaders=DataLoader(demos.RandomIterableDataset(32, 7)))
+
+    assert_same(run, max_epochs=2, limit_val_batches=1, record_module=False)
+    assert_same(run, max_epochs=2, limit_train_batches=3, limit_val_batches=1, record_module=False)
