@@ -16,7 +16,7 @@ def run_fit(trainer: Any) -> None:
     Pseudocode::
 
         if validation is on and num_sanity_val_steps: sanity check (on_sanity_check_start/end, metrics dropped)
-        train_dataloader; on_train_start
+        train_dataloader (then val_dataloader, if the sanity check did not load it); on_train_start
         while not done:
             on_train_epoch_start
             run_train_epoch                     # batches, validation every val_check_interval
@@ -34,8 +34,12 @@ def run_fit(trainer: Any) -> None:
         hooks.on_sanity_check_end()
         trainer._metrics.drop_all()  # sanity-check metrics are never reported
     state.stage = RunningStage.TRAINING
+    if trainer.limit_train_batches == 0:  # training skipped on purpose: the train loader is not even built
+        return
     trainer._load_train_data()
-    if trainer._fit_done() or trainer.limit_train_batches == 0:
+    if trainer._val_enabled:
+        trainer._eval_data(RunningStage.VALIDATING)  # without a sanity check, the val loader loads here
+    if trainer._fit_done():
         return
     hooks.on_train_start()
     while not trainer._fit_done():

@@ -142,3 +142,53 @@ def test_iterable_train_data_with_validation():
 
     assert_same(run, max_epochs=2, limit_val_batches=1, record_module=False)
     assert_same(run, max_epochs=2, limit_train_batches=3, limit_val_batches=1, record_module=False)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(max_epochs=3, limit_train_batches=2, limit_val_batches=1, check_val_every_n_epoch=2),
+    dict(max_epochs=1, limit_train_batches=2, limit_val_batches=3, num_sanity_val_steps=-1),
+    dict(max_epochs=2, limit_train_batches=2, limit_val_batches=1, reload_dataloaders_every_n_epochs=1),
+    dict(max_epochs=1, limit_train_batches=0, limit_val_batches=1),
+    dict(max_epochs=0, limit_val_batches=1),
+    dict(fast_dev_run=2),
+    dict(max_epochs=2, overfit_batches=2),
+    dict(max_epochs=2, min_epochs=1, limit_train_batches=3, limit_val_batches=1, max_steps=4),
+    dict(max_epochs=1, limit_train_batches=3, limit_val_batches=0.5),
+], ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_trainer_options(kwargs):
+    assert_same(fit, **kwargs)
+
+
+def test_on_train_batch_start_minus_one():
+    def on_train_batch_start(self, batch, batch_idx):
+        self._calls.append(("on_train_batch_start", ("Tensor", batch_idx), ()))
+        return -1 if batch_idx == 1 else None
+
+    def run_with(framework):
+        torch.manual_seed(0)
+        pl, Model, HookedCallback, calls = hooked_classes(framework)
+        Model.on_train_batch_start = on_train_batch_start
+        trainer = quiet_trainer(pl, callbacks=[HookedCallback()], max_epochs=2, limit_train_batches=4,
+                                limit_val_batches=1)
+        trainer.fit(Model())
+        return calls, trainer.global_step
+
+    assert run_with("fulmen") == run_with("pytorch_lightning")
+
+
+def test_should_stop_from_a_callback_mid_epoch():
+    def run_with(framework):
+        torch.manual_seed(0)
+        pl, Model, HookedCallback, calls = hooked_classes(framework)
+
+        class Stop(pl.Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                if trainer.global_step == 3:
+                    trainer.should_stop = True
+
+        trainer = quiet_trainer(pl, callbacks=[HookedCallback(), Stop()], max_epochs=3, min_epochs=2,
+                                limit_train_batches=4, limit_val_batches=1, val_check_interval=2)
+        trainer.fit(Model())
+        return calls, trainer.global_step, trainer.current_epoch
+
+    assert run_with("fulmen") == run_with("pytorch_lightning")
