@@ -150,6 +150,9 @@ class Metrics(NamedTuple):
     pbar: dict[str, Tensor]
 
 
+_NOT_SIZED = object()
+
+
 class MetricStore:
     """The values logged during one loop (training, validation or test) of a run.
 
@@ -161,7 +164,7 @@ class MetricStore:
         self.training = training
         self.entries: dict[tuple[str, str, Optional[int]], Entry] = {}
         self.batch: Any = None  # the training loop sets only this per batch; the size is inferred lazily
-        self._sized: Any = None  # the batch that batch_size was inferred from
+        self._sized: Any = _NOT_SIZED  # the batch that batch_size was inferred from
         self.batch_size: Optional[int] = None
         self.dataloader_idx: Optional[int] = None
         self.epoch_done = False  # False: the views show step values; True: epoch aggregates
@@ -233,7 +236,8 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
             "or write them with a BasePredictionWriter callback"
         )
     dl_idx = store.dataloader_idx
-    key = (fx, name, dl_idx)
+    # Without the dataloader suffix, every loader logs into one entry (and may not, as its loader differs below).
+    key = (fx, name, dl_idx if add_dataloader_idx else None)
     entry = store.entries.get(key)
     if entry is None:  # first time in this hook: check everything once
         metric = value if is_metric(value) else None
@@ -245,10 +249,11 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
         metric = entry.metric
         if (prog_bar != meta.prog_bar or (logger is not None and logger != meta.logger)
                 or (on_step is not None and on_step != meta.on_step)
-                or (on_epoch is not None and on_epoch != meta.on_epoch)):
+                or (on_epoch is not None and on_epoch != meta.on_epoch) or dl_idx != meta.dataloader_idx):
             raise MisconfigurationException(
-                f"You called self.log({name!r}, ...) twice in `{fx}` with different arguments; log it with the "
-                "same prog_bar, logger, on_step and on_epoch every time, or use another name"
+                f"You called self.log({name!r}, ...) twice in `{fx}` with different arguments (or from two "
+                "dataloaders with add_dataloader_idx=False); log it with the same prog_bar, logger, on_step and "
+                "on_epoch every time, or use another name per dataloader"
             )
     if metric is not None:
         # forward() leaves the batch value in _forward_cache; after a bare update() there is only the epoch value.
@@ -385,20 +390,17 @@ class MetricViews:
     def fold(self, store: MetricStore) -> Metrics:
         return self._update(store.metrics())
 
-    def send(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
-        """Hand ``metrics`` to every logger, with the x-axis step (and the epoch, as Lightning adds it)."""
+    def send(self, metrics: dict[str, Any], step: Optional[int] = None, add_epoch: bool = True) -> None:
+        """Hand ``metrics`` to every logger at x-axis ``step`` (by default the optimizer-window count), with the
+        current epoch added under "epoch" (as Lightning does for training and epoch-end values)."""
         loggers = self.trainer.loggers
         if not loggers or not metrics:
             return
         scalars = _scalars(metrics)
         if step is None:
             step_metric = scalars.pop("step", None)
-            if step_metric is not None:
-                step = int(step_metric)
-            else:
-                scalars.setdefault("epoch", self.trainer.current_epoch)
-                step = self.trainer.state.batches_that_stepped
-        else:
+            step = int(step_metric) if step_metric is not None else self.trainer.state.batches_that_stepped
+        if add_epoch:
             scalars.setdefault("epoch", self.trainer.current_epoch)
         for logger in loggers:
             logger.log_metrics(metrics=scalars, step=step)
@@ -413,10 +415,11 @@ class MetricViews:
             self.send(store.metrics().log, step)
 
     def log_eval_step(self, store: MetricStore, step: int) -> None:
+        """Step-level eval values, at the loader's running batch count (which goes on across the runs of a fit)."""
         if self.trainer.loggers:
             metrics = store.metrics().log
             if metrics:
-                self.send(metrics, step)
+                self.send(metrics, step, add_epoch=False)
 
     def loader_epoch_metrics(self, store: MetricStore, sanity: bool) -> dict[str, Tensor]:
         """Epoch metrics of the loader that just finished (the store's dataloader_idx selects it)."""

@@ -61,9 +61,9 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 batch_end(output, batch, batch_idx, *extra)
-                data.seen[dl_idx] += 1
                 if stage != RunningStage.SANITY_CHECKING:
-                    trainer._metrics.log_eval_step(store, data.seen[dl_idx] - 1)
+                    trainer._metrics.log_eval_step(store, data.seen[dl_idx])
+                    data.seen[dl_idx] += 1
             store.epoch_done = True
             per_loader.append(trainer._metrics.loader_epoch_metrics(store, stage == RunningStage.SANITY_CHECKING))
             store.epoch_done = False

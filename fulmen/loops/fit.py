@@ -41,14 +41,16 @@ def run_fit(trainer: Any) -> None:
         trainer._eval_data(RunningStage.VALIDATING)  # without a sanity check, the val loader loads here
     if trainer._fit_done():
         return
+    trainer._results = trainer._train_store
     hooks.on_train_start()
     while not trainer._fit_done():
         trainer._reload_data_if_due()
         set_epoch(trainer.train_dataloader, state.epoch)
+        trainer._results = trainer._train_store  # what on_train_epoch_start logs belongs to training
         hooks.on_train_epoch_start()
         run_train_epoch(trainer)
         state.stage = RunningStage.TRAINING
-        store = trainer._train_store
+        store = trainer._results = trainer._train_store
         trainer._metrics.end_epoch(store)
         # Monitoring callbacks are "late" in this hook group: they run after the module so they see its metrics.
         hooks.on_train_epoch_end()
