@@ -10,6 +10,7 @@ from tests.parity.recorder import load
 from tests.parity.test_logger_calls import recording_logger
 
 pytest.importorskip("pytorch_lightning")
+torchmetrics = pytest.importorskip("torchmetrics")
 
 
 def build(framework: str, manual: bool):
@@ -19,6 +20,8 @@ def build(framework: str, manual: bool):
         def __init__(self):
             super().__init__()
             self.automatic_optimization = not manual
+            self.val_mean = torchmetrics.MeanMetric()
+            self.val_max = torchmetrics.MaxMetric()
             # Data made here, so that it does not depend on how many random numbers each framework draws later
             # (every iter(DataLoader) draws a base seed from the global generator).
             self.train_data = demos.RandomDictDataset(32, 20)
@@ -41,6 +44,8 @@ def build(framework: str, manual: bool):
 
         def on_train_batch_end(self, outputs, batch, batch_idx):
             self.log("batch_end", float(batch_idx))
+            if outputs:  # the loss divided by accumulate_grad_batches, detached
+                self.log("out_loss", outputs["loss"], on_epoch=True)
 
         def on_before_optimizer_step(self, optimizer):
             self.log("grad_norm", self.layer.weight.grad.norm())
@@ -52,6 +57,11 @@ def build(framework: str, manual: bool):
             self.log("v", self.step(batch["a"]))
             self.log(f"v_plain{dataloader_idx}", float(batch_idx), add_dataloader_idx=False, reduce_fx="max")
             self.log("v_step", float(batch_idx), on_step=True)
+            if dataloader_idx == 0:
+                self.val_mean(batch["a"].mean())  # forward: a batch value and an epoch accumulation
+                self.log("tm_mean", self.val_mean, on_step=True, on_epoch=True)
+                self.val_max.update(batch["a"].max())  # update only: an epoch value
+                self.log("tm_max", self.val_max)
 
         def on_validation_epoch_end(self):
             self.log("v_end", 3.0, prog_bar=True)
