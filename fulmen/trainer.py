@@ -503,6 +503,10 @@ class Trainer:
             self._results = None
 
     def _on_exception(self, exc: BaseException, fn: TrainerFn) -> None:
+        """Status INTERRUPTED, then on_exception (callbacks, datamodule), loggers finalized as 'failed'.
+
+        As in Lightning, the user's teardown hooks do not run after an exception; only fulmen's own clean-up does.
+        """
         self.state.status = TrainerStatus.INTERRUPTED
         self.state.interrupted_by = exc
         module = self.lightning_module
@@ -513,23 +517,20 @@ class Trainer:
         if self.datamodule is not None:
             self.datamodule.on_exception(exc)
         for logger in self.loggers:
-            finalize = getattr(logger, "finalize", None)
-            if finalize is not None:
-                finalize("failed")
-        try:
-            self._teardown(fn)
-        except Exception:  # the original exception is the one to report
-            pass
+            logger.finalize("failed")
+        self._clean_up()
 
     def _teardown(self, fn: TrainerFn) -> None:
+        """The end of a run that finished: teardown hooks (datamodule first), loggers finalized, clean-up."""
         if self.datamodule is not None:
             self.datamodule.teardown(stage=fn)
         if self._hooks is not None:
             self._hooks.teardown(stage=fn)
         for logger in self.loggers:
-            finalize = getattr(logger, "finalize", None)
-            if finalize is not None and self.state.status != TrainerStatus.INTERRUPTED:
-                finalize("success")
+            logger.finalize("success")
+        self._clean_up()
+
+    def _clean_up(self) -> None:
         self.callbacks = self._callbacks_before_run
         self.strategy.teardown()
 

@@ -192,3 +192,23 @@ def test_should_stop_from_a_callback_mid_epoch():
         return calls, trainer.global_step, trainer.current_epoch
 
     assert run_with("fulmen") == run_with("pytorch_lightning")
+
+
+@pytest.mark.parametrize("where", ["on_train_batch_end", "validation_step", "on_fit_start"])
+def test_exception_path(where):
+    def run_with(framework):
+        torch.manual_seed(0)
+        pl, Model, HookedCallback, calls = hooked_classes(framework)
+
+        def boom(self, *args, **kwargs):
+            raise ValueError("boom")
+
+        setattr(Model, where, boom)
+        trainer = quiet_trainer(pl, callbacks=[HookedCallback()], max_epochs=1, limit_train_batches=2,
+                                limit_val_batches=1)
+        with pytest.raises(ValueError, match="boom"):
+            trainer.fit(Model())
+        return [c for c in calls if c[0] != "Callback.on_exception"] + [
+            (c[0], ("ValueError",)) for c in calls if c[0] == "Callback.on_exception"], trainer.state.status.value
+
+    assert run_with("fulmen") == run_with("pytorch_lightning")
