@@ -212,3 +212,22 @@ def test_exception_path(where):
             (c[0], ("ValueError",)) for c in calls if c[0] == "Callback.on_exception"], trainer.state.status.value
 
     assert run_with("fulmen") == run_with("pytorch_lightning")
+
+
+def test_no_optimizer():
+    def run_with(framework):
+        torch.manual_seed(0)
+        pl, Model, HookedCallback, calls = hooked_classes(framework, record_module=False)
+
+        class NoOpt(Model):
+            def configure_optimizers(self):
+                return None
+
+        trainer = quiet_trainer(pl, callbacks=[HookedCallback()], max_epochs=1, limit_train_batches=3,
+                                limit_val_batches=0)
+        model = NoOpt()
+        before = model.layer.weight.detach().clone()
+        trainer.fit(model)
+        return calls, trainer.global_step, torch.equal(before, model.layer.weight)
+
+    assert run_with("fulmen") == run_with("pytorch_lightning")
