@@ -777,7 +777,7 @@ class Trainer:
                     f"{'test' if prefix == 'test' else 'predict'}, or define {prefix}_dataloader()"
                 )
             if source is not None:
-                loaders, several = fetch.as_eval_loaders(source)
+                loaders, several = fetch.as_eval_loaders(source, f"{prefix}_dataloaders" if prefix == "val" else "dataloaders")
                 loaders = [fetch.prepare_loader(dl, self.global_rank) for dl in loaders]
         limits = [fetch.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
         sanity = self.num_sanity_val_steps

@@ -254,3 +254,18 @@ def test_callback_exception_reaches_on_exception_and_is_reraised():
         t.fit(BoringModel())
     assert seen == ["boom"]
     assert t.interrupted
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda t: t.fit(BoringModel(), 5), r"train_dataloaders got int 5, which is not iterable"),
+    (lambda t: t.fit(BoringModel(), val_dataloaders=5), r"val_dataloaders got int 5, which is not iterable"),
+    (lambda t: t.validate(BoringModel(), dataloaders=3.5), r"dataloaders got float 3.5, which is not iterable"),
+])
+def test_loaders_that_are_not_iterable(call, match):
+    with pytest.raises(TypeError, match=match):
+        call(trainer())
+
+
+def test_logger_that_is_not_a_logger():
+    with pytest.raises(TypeError, match=r"Trainer\(logger=...\) got 'csv'"):
+        fulmen.Trainer(logger="csv")

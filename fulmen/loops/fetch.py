@@ -70,7 +70,16 @@ def prepare_loader(loader: Any, global_rank: int, shuffle_off: bool = False) -> 
     return loader
 
 
-def as_eval_loaders(source: Any) -> tuple[list[Any], bool]:
+def check_iterable(loader: Any, arg: str) -> None:
+    """Raise a TypeError naming ``arg`` when ``loader`` cannot be iterated."""
+    if not hasattr(loader, "__iter__"):
+        raise TypeError(
+            f"{arg} got {type(loader).__name__} {loader!r:.80}, which is not iterable; pass a DataLoader (or any "
+            "iterable of batches), a list or dict of them, or a CombinedLoader"
+        )
+
+
+def as_eval_loaders(source: Any, arg: str = "dataloaders") -> tuple[list[Any], bool]:
     """Evaluation data as a flat list of loaders, and whether there are several (then dataloader_idx is passed)."""
     if isinstance(source, CombinedLoader):
         loaders = source.flattened
@@ -81,6 +90,8 @@ def as_eval_loaders(source: Any) -> tuple[list[Any], bool]:
     else:
         loaders = [source]
     loaders = [dl for dl in loaders if dl is not None]
+    for dl in loaders:
+        check_iterable(dl, arg)
     return loaders, len(loaders) > 1
 
 
@@ -97,6 +108,7 @@ def _looks_like_loader(x: Any) -> bool:
 
 def as_train_loader(source: Any) -> Any:
     """Training data as one iterable: several loaders (list or dict) become CombinedLoader("max_size_cycle")."""
+    check_iterable(source, "train_dataloaders")
     if isinstance(source, CombinedLoader):
         if source.mode == "sequential":
             raise ValueError('Trainer.fit does not support CombinedLoader(mode="sequential"); use "max_size_cycle", '
@@ -104,6 +116,8 @@ def as_train_loader(source: Any) -> Any:
         return source
     if isinstance(source, Mapping) or (isinstance(source, (list, tuple)) and source
                                         and all(_looks_like_loader(x) for x in source)):
+        for loader in (source.values() if isinstance(source, Mapping) else source):
+            check_iterable(loader, "train_dataloaders")
         return CombinedLoader(source, "max_size_cycle")
     return source
 
