@@ -168,6 +168,19 @@ def _scheduler_config(scheduler: Any, monitor: Optional[str], automatic: bool) -
     return config
 
 
+_WRAPPER_CLASSES: dict[type, type] = {}
+
+
+def _wrapper_class(optimizer_cls: type) -> type:
+    """``Lightning<Optimizer>``: a subclass of both LightningOptimizer and the optimizer's class, made once per class
+    (so that isinstance(wrapped, torch.optim.SGD) holds)."""
+    cls = _WRAPPER_CLASSES.get(optimizer_cls)
+    if cls is None:
+        cls = _WRAPPER_CLASSES[optimizer_cls] = type("Lightning" + optimizer_cls.__name__,
+                                                     (LightningOptimizer, optimizer_cls), {})
+    return cls
+
+
 class LightningOptimizer:
     """Wraps a torch optimizer so that ``step`` runs through the Trainer (hooks, precision, step counting).
 
@@ -179,7 +192,7 @@ class LightningOptimizer:
         self.__dict__ = {k: v for k, v in optimizer.__dict__.items() if k not in ("step", "__del__")}
         self._optimizer = optimizer
         self._trainer: Any = None  # set by the Trainer; without one, step() is the plain optimizer step
-        self.__class__ = type("Lightning" + type(optimizer).__name__, (self.__class__, type(optimizer)), {})
+        self.__class__ = _wrapper_class(type(optimizer))
 
     @property
     def optimizer(self) -> Any:

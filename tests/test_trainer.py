@@ -419,3 +419,25 @@ def test_deterministic_sets_torch_flag():
         assert torch.is_deterministic_algorithms_warn_only_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_steps_without_batch_idx_and_with_varargs():
+    seen = []
+
+    class OneArg(BoringModel):
+        def training_step(self, batch):
+            seen.append("train")
+            return self.step(batch)
+
+        def validation_step(self, batch):
+            seen.append("val")
+
+        def test_step(self, *args):
+            seen.append(("test", len(args)))
+
+    trainer = make_trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, limit_test_batches=1,
+                           num_sanity_val_steps=0)
+    model = OneArg()
+    trainer.fit(model)
+    trainer.test(model, verbose=False)
+    assert seen == ["train", "val", ("test", 2)]
