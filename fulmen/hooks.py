@@ -8,6 +8,7 @@ attribute, in Lightning's order: callbacks first, then the module.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, NamedTuple, Optional
 
 # Hooks a Callback may implement, in the order they first happen in a fit.
@@ -149,3 +150,24 @@ class Hooks:
                 setattr(self, name, HookGroup(name, trainer, module, early, module_fn, late))
             else:
                 setattr(self, name, _noop)
+
+
+def positional_count(fn: Callable[..., Any]) -> int:
+    """How many positional arguments a bound method takes (99 for ``*args``), read off its code object, which is
+    far cheaper than ``inspect.signature`` (this runs at every fit)."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is None:
+        try:
+            params = inspect.signature(fn).parameters.values()
+        except (TypeError, ValueError):
+            return 99
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            return 99
+        return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if code.co_flags & inspect.CO_VARARGS:
+        return 99
+    return code.co_argcount - (1 if hasattr(fn, "__self__") else 0)
+
+
+def takes_varargs(fn: Callable[..., Any]) -> bool:
+    return any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in inspect.signature(fn).parameters.values())

@@ -234,3 +234,35 @@ def gradient_clip(value: Any, algorithm: Any) -> tuple[Optional[Union[int, float
             )
         algorithm = algorithm.lower()
     return value, algorithm
+
+
+def fast_dev_run(value: Any) -> int:
+    """fast_dev_run: a bool (True = 1 batch) or an int >= 0 -> the number of batches."""
+    if isinstance(value, bool):
+        return int(value)
+    if not isinstance(value, int) or value < 0:
+        raise ValueError(f"Trainer(fast_dev_run={value!r}) is not supported; pass a bool or an int >= 0")
+    return value
+
+def check_plugins(plugins: Any) -> None:
+    """Plugins are instances, at most one of each kind."""
+    if plugins is None:
+        return
+    items = plugins if isinstance(plugins, (list, tuple)) else [plugins]
+    for plugin in items:
+        if isinstance(plugin, str):
+            raise TypeError(f"Trainer(plugins={plugin!r}): pass plugin instances, not strings")
+    kinds = [type(p).__name__ for p in items]
+    if len(set(kinds)) != len(kinds):
+        raise MisconfigurationException(f"Trainer(plugins={kinds}) holds more than one plugin of one kind")
+
+def check_barebones(logger: Any, checkpointing: Any, progress: Any, summary: Any, sanity: Any, log_every: Any,
+                     anomaly: bool, profiler: Any) -> None:
+    for name, value, off in (("logger", logger, (None, False)), ("enable_checkpointing", checkpointing,
+                             (None, False)), ("enable_progress_bar", progress, (None, False)),
+                             ("enable_model_summary", summary, (None, False)),
+                             ("num_sanity_val_steps", sanity, (None, 0)), ("log_every_n_steps", log_every,
+                             (None, 0)), ("detect_anomaly", anomaly, (False,)), ("profiler", profiler, (None,))):
+        if value not in off:
+            raise ValueError(f"Trainer(barebones=True) turns {name} off, but {name}={value!r} was passed; "
+                             f"drop {name} or barebones")

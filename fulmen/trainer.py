@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Optional, Union
 
@@ -18,10 +19,10 @@ from fulmen import resolve
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.timer import Timer
 from fulmen.datamodule import LightningDataModule
-from fulmen.hooks import Hooks, _noop, overrides, set_hook_name
+from fulmen.hooks import Hooks, _noop, overrides, positional_count, set_hook_name
 from fulmen.logging import MetricStore, MetricViews
-from fulmen.loops import fetch
-from fulmen.loops.evaluate import run_evaluation
+from fulmen.loops import data
+from fulmen.loops.evaluate import print_results, run_evaluation
 from fulmen.loops.fit import run_fit
 from fulmen.loops.optimization import automatic_step, closure_step, manual_step
 from fulmen.loops.predict import run_predict
@@ -52,19 +53,6 @@ def _defaults_from_env_vars(init: Callable[..., None]) -> Callable[..., None]:
         init(self, **kwargs)
 
     return wrapped
-
-
-@dataclass
-class _EvalData:
-    """The loaders of one evaluation stage, their batch limits, and its metric store."""
-
-    loaders: list[Any]
-    limits: list[Union[int, float]]
-    sanity_limits: list[Union[int, float]]
-    several: bool
-    store: MetricStore
-    takes_batch_idx: bool
-    seen: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -143,10 +131,10 @@ class Trainer:
         else:
             self.strategy = strategy
         self.precision_plugin = resolve.precision(precision, accel_name)
-        self._check_plugins(plugins, precision)
+        resolve.check_plugins(plugins)
 
         # ---- loop limits
-        self.fast_dev_run = self._check_fast_dev_run(fast_dev_run)
+        self.fast_dev_run = resolve.fast_dev_run(fast_dev_run)
         self.max_steps = resolve.check_int("max_steps", max_steps, -1)
         self.min_steps = resolve.check_int("min_steps", min_steps, 0, allow_none=True)
         resolve.check_int("max_epochs", max_epochs, -1, allow_none=True)
@@ -212,7 +200,7 @@ class Trainer:
         self.model_registry = model_registry
         self.deterministic = deterministic
         if barebones:
-            self._check_barebones(logger, enable_checkpointing, enable_progress_bar, enable_model_summary,
+            resolve.check_barebones(logger, enable_checkpointing, enable_progress_bar, enable_model_summary,
                                   num_sanity_val_steps, log_every_n_steps, detect_anomaly, profiler)
             enable_checkpointing = enable_progress_bar = enable_model_summary = False
             logger = False
@@ -243,7 +231,7 @@ class Trainer:
         self._metrics = MetricViews(self)
         self._train_store = MetricStore(training=True)
         self._results: Optional[MetricStore] = None
-        self._eval: dict[RunningStage, _EvalData] = {}
+        self._eval: dict[RunningStage, data.EvalData] = {}
         self._train_source: Any = None
         self._eval_sources: dict[str, Any] = {}
         self.train_dataloader: Any = None
@@ -262,38 +250,6 @@ class Trainer:
         self.ckpt_path: Optional[str] = None
 
     # ------------------------------------------------------------------------------------------ argument checks
-    @staticmethod
-    def _check_fast_dev_run(value: Any) -> int:
-        if isinstance(value, bool):
-            return int(value)
-        if not isinstance(value, int) or value < 0:
-            raise ValueError(f"Trainer(fast_dev_run={value!r}) is not supported; pass a bool or an int >= 0")
-        return value
-
-    @staticmethod
-    def _check_plugins(plugins: Any, precision: Any) -> None:
-        if plugins is None:
-            return
-        items = plugins if isinstance(plugins, (list, tuple)) else [plugins]
-        for plugin in items:
-            if isinstance(plugin, str):
-                raise TypeError(f"Trainer(plugins={plugin!r}): pass plugin instances, not strings")
-        kinds = [type(p).__name__ for p in items]
-        if len(set(kinds)) != len(kinds):
-            raise MisconfigurationException(f"Trainer(plugins={kinds}) holds more than one plugin of one kind")
-
-    @staticmethod
-    def _check_barebones(logger: Any, checkpointing: Any, progress: Any, summary: Any, sanity: Any, log_every: Any,
-                         anomaly: bool, profiler: Any) -> None:
-        for name, value, off in (("logger", logger, (None, False)), ("enable_checkpointing", checkpointing,
-                                 (None, False)), ("enable_progress_bar", progress, (None, False)),
-                                 ("enable_model_summary", summary, (None, False)),
-                                 ("num_sanity_val_steps", sanity, (None, 0)), ("log_every_n_steps", log_every,
-                                 (None, 0)), ("detect_anomaly", anomaly, (False,)), ("profiler", profiler, (None,))):
-            if value not in off:
-                raise ValueError(f"Trainer(barebones=True) turns {name} off, but {name}={value!r} was passed; "
-                                 f"drop {name} or barebones")
-
     @staticmethod
     def _apply_determinism(deterministic: Any, benchmark: Optional[bool]) -> None:
         if deterministic:
@@ -478,7 +434,7 @@ class Trainer:
                 hooks.on_fit_start()
                 self._log_hyperparams(model, datamodule)
             model.zero_grad()
-            with torch.autograd.set_detect_anomaly(self.detect_anomaly) if self.detect_anomaly else _nullcontext():
+            with torch.autograd.set_detect_anomaly(self.detect_anomaly) if self.detect_anomaly else contextlib.nullcontext():
                 if fn == TrainerFn.FITTING:
                     run_fit(self)
                     hooks.on_fit_end()
@@ -490,7 +446,7 @@ class Trainer:
                     self._require_eval_step(model, stage)
                     out = run_evaluation(self, stage)
                     if self._verbose and out:
-                        _print_results(out, stage)
+                        print_results(out, stage)
             self._teardown(fn)
             state.status = TrainerStatus.FINISHED
             return out
@@ -628,7 +584,7 @@ class Trainer:
         self._transfer = self._make_transfer(model, datamodule)
         self._custom = _Overrides(*(overrides(model, LightningModule, name) for name in (
             "optimizer_zero_grad", "backward", "configure_gradient_clipping", "lr_scheduler_step")))
-        self._step_takes_batch_idx = _positional_count(model.training_step) != 1
+        self._step_takes_batch_idx = positional_count(model.training_step) != 1
 
     def _make_transfer(self, model: LightningModule, datamodule: Any) -> Optional[Callable[[Any, int], Any]]:
         """The batch-transfer hooks as one function, or None when nothing needs doing (CPU, default hooks)."""
@@ -685,132 +641,10 @@ class Trainer:
             self._step_fn = automatic_step
 
     # ------------------------------------------------------------------------------------------ data
-    def _data_source(self, prefix: str) -> Any:
-        """Loaders given to the method, else the datamodule's hook, else the module's hook (if overridden)."""
-        given = self._eval_sources.get(prefix) if prefix != "train" else self._train_source
-        if given is not None:
-            return given
-        hook = f"{prefix}_dataloader"
-        for owner, base in ((self.datamodule, LightningDataModule), (self.lightning_module, LightningModule)):
-            if owner is not None and (overrides(owner, base, hook) or hook in getattr(owner, "__dict__", {})):
-                module = self.lightning_module
-                set_hook_name(module, hook)
-                try:
-                    return getattr(owner, hook)()
-                finally:
-                    set_hook_name(module, None)
-        return None
-
-    def _load_train_data(self) -> None:
-        if self.train_dataloader is not None:
-            return
-        source = self._data_source("train")
-        if source is None:
-            raise MisconfigurationException(
-                "No training data: pass train_dataloaders= or datamodule= to Trainer.fit, or define "
-                f"train_dataloader() on {type(self.lightning_module).__name__}"
-            )
-        loader = fetch.as_train_loader(source)
-        loader = fetch.prepare_loader(loader, self.global_rank, shuffle_off=bool(self.overfit_batches))
-        length = fetch.loader_length(loader)
-        if length == 0:
-            raise MisconfigurationException(
-                "The training loader is empty (0 batches); check the dataset size, batch_size and drop_last, or "
-                "pass limit_train_batches=0 to skip training on purpose"
-            )
-        self.train_dataloader = loader
-        self.num_training_batches = fetch.limited_length(length, self.limit_train_batches, "limit_train_batches")
-        self._last_train_reload = self.state.epoch
-        self._set_val_check(length)
-
-    def _set_val_check(self, length: Union[int, float]) -> None:
-        interval = self.val_check_interval
-        self._val_time_interval = None
-        if isinstance(interval, timedelta):
-            self._val_time_interval = interval.total_seconds()
-            self.val_check_batch = float("inf")
-        elif isinstance(interval, int):
-            if self.check_val_every_n_epoch is not None and interval > self.num_training_batches:
-                raise ValueError(
-                    f"Trainer(val_check_interval={interval}) is more than the {self.num_training_batches} training "
-                    "batches of an epoch; lower it, set check_val_every_n_epoch=None to count batches across "
-                    "epochs, or limit_val_batches=0 to turn validation off"
-                )
-            self.val_check_batch = interval
-        elif self.num_training_batches == float("inf"):
-            if interval != 1.0:
-                raise MisconfigurationException(
-                    f"Trainer(val_check_interval={interval}) is a fraction, but the training data has no length; "
-                    "use 1.0 or an int number of batches"
-                )
-            self.val_check_batch = float("inf")
-        else:
-            self.val_check_batch = max(1, int(self.num_training_batches * interval))
-        import time
-
-        self._last_val_time = time.monotonic()
-
-    def _reload_data_if_due(self) -> None:
-        n = self.reload_dataloaders_every_n_epochs
-        if n and self.state.epoch - self._last_train_reload >= n:
-            self.train_dataloader = None
-            self._load_train_data()
-            self._eval.pop(RunningStage.VALIDATING, None)
-
-    def _eval_data(self, stage: RunningStage) -> _EvalData:
-        """The loaders of an evaluation stage, loaded on first use (the sanity check shares validation's)."""
-        key = RunningStage.VALIDATING if stage == RunningStage.SANITY_CHECKING else stage
-        data = self._eval.get(key)
-        if data is not None:
-            return data
-        prefix = {RunningStage.VALIDATING: "val", RunningStage.TESTING: "test",
-                  RunningStage.PREDICTING: "predict"}[key]
-        limit = {"val": self.limit_val_batches, "test": self.limit_test_batches,
-                 "predict": self.limit_predict_batches}[prefix]
-        module = self.lightning_module
-        assert module is not None
-        loaders: list[Any] = []
-        several = False
-        if limit != 0:
-            source = self._data_source(prefix)
-            if source is None and key != RunningStage.VALIDATING:
-                raise MisconfigurationException(
-                    f"No {prefix} data: pass dataloaders= or datamodule= to Trainer."
-                    f"{'test' if prefix == 'test' else 'predict'}, or define {prefix}_dataloader()"
-                )
-            if source is not None:
-                loaders, several = fetch.as_eval_loaders(source, f"{prefix}_dataloaders" if prefix == "val" else "dataloaders")
-                loaders = [fetch.prepare_loader(dl, self.global_rank) for dl in loaders]
-        limits = [fetch.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
-        sanity = self.num_sanity_val_steps
-        sanity_limits = [n if sanity == -1 else min(n, sanity) for n in limits]
-        step_name = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[prefix]
-        step = getattr(module, step_name)
-        if several and "dataloader_idx" not in inspect.signature(step).parameters and not _takes_varargs(step):
-            raise MisconfigurationException(
-                f"There are {len(loaders)} {prefix} loaders but {step_name} has no dataloader_idx argument; define "
-                f"{step_name}(self, batch, batch_idx, dataloader_idx=0)"
-            )
-        data = _EvalData(loaders, limits, sanity_limits, several, MetricStore(training=False),
-                         _positional_count(step) != 1, [0] * len(loaders))
-        self._eval[key] = data
-        return data
-
     # ------------------------------------------------------------------------------------------ loop decisions
     def _should_sanity_check(self) -> bool:
-        return (self.num_sanity_val_steps != 0 and self._validation_enabled()
+        return (self.num_sanity_val_steps != 0 and data.validation_enabled(self)
                 and self.state.global_step == 0 and self.state.epoch == 0)
-
-    def _validation_enabled(self) -> bool:
-        module = self.lightning_module
-        if module is None or not overrides(module, LightningModule, "validation_step") or self.limit_val_batches == 0:
-            return False
-        if self._eval_sources.get("val") is not None:
-            return True
-        for owner, base in ((self.datamodule, LightningDataModule), (module, LightningModule)):
-            if owner is not None and overrides(owner, base, "val_dataloader"):
-                return True
-        return False
 
     def _fit_done(self) -> bool:
         state = self.state
@@ -1024,7 +858,7 @@ class Trainer:
 
     @property
     def enable_validation(self) -> bool:
-        return self._validation_enabled()
+        return data.validation_enabled(self)
 
     @property
     def received_sigterm(self) -> bool:
@@ -1072,7 +906,7 @@ class Trainer:
     def estimated_stepping_batches(self) -> Union[int, float]:
         """Optimizer steps the fit will take: ceil(batches / accumulation) * max_epochs, capped by max_steps."""
         if self.state.fn == TrainerFn.FITTING and self.train_dataloader is None and self.lightning_module is not None:
-            self._load_train_data()
+            data.load_train_data(self)
         if self.num_training_batches == float("inf") or self.max_epochs == -1:
             return float("inf") if self.max_steps == -1 else self.max_steps
         steps = math.ceil(self.num_training_batches / self.accumulate_grad_batches) * max(self.max_epochs, 1)
@@ -1103,50 +937,3 @@ class Trainer:
     @property
     def distributed_sampler_kwargs(self) -> Optional[dict[str, int]]:
         return None
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def _positional_count(fn: Callable[..., Any]) -> int:
-    """How many positional arguments a bound method takes (99 for ``*args``), read off its code object, which is
-    far cheaper than ``inspect.signature`` (this runs at every fit)."""
-    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
-    if code is None:
-        try:
-            params = inspect.signature(fn).parameters.values()
-        except (TypeError, ValueError):
-            return 99
-        if any(p.kind == p.VAR_POSITIONAL for p in params):
-            return 99
-        return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
-    if code.co_flags & inspect.CO_VARARGS:
-        return 99
-    return code.co_argcount - (1 if hasattr(fn, "__self__") else 0)
-
-
-def _takes_varargs(fn: Callable[..., Any]) -> bool:
-    return any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in inspect.signature(fn).parameters.values())
-
-
-def _print_results(results: list[dict[str, float]], stage: RunningStage) -> None:
-    """A plain-text table of the metrics of each loader, as ``Trainer.validate``/``test`` print it."""
-    names = sorted({k for r in results for k in r})
-    if not names:
-        return
-    title = f"{'Validate' if stage == RunningStage.VALIDATING else 'Test'} metric"
-    headers = [title] + [f"DataLoader {i}" for i in range(len(results))]
-    rows = [[name] + [f"{r[name]:.6g}" if name in r else "" for r in results] for name in names]
-    widths = [max(len(row[i]) for row in [headers] + rows) for i in range(len(headers))]
-    line = "-" * (sum(widths) + 3 * (len(widths) - 1))
-    print(line)
-    print("   ".join(h.center(w) for h, w in zip(headers, widths)))
-    print(line)
-    for row in rows:
-        print("   ".join(c.center(w) for c, w in zip(row, widths)))
-    print(line)

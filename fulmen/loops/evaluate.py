@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from fulmen.hooks import _noop, set_hook_name
+from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
 from fulmen.state import RunningStage
 
@@ -26,7 +27,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     noun = "test" if testing else "validation"
     hooks = trainer._hooks
     module = trainer.lightning_module
-    data = trainer._eval_data(stage)
+    data = eval_data(trainer, stage)
     limits = data.sanity_limits if stage == RunningStage.SANITY_CHECKING else data.limits
     if sum(limits) == 0:
         return []
@@ -82,3 +83,20 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
         state.val_runs += 1
     return results
 
+
+def print_results(results: list[dict[str, float]], stage: RunningStage) -> None:
+    """A plain-text table of the metrics of each loader, as ``Trainer.validate``/``test`` print it."""
+    names = sorted({k for r in results for k in r})
+    if not names:
+        return
+    title = f"{'Validate' if stage == RunningStage.VALIDATING else 'Test'} metric"
+    headers = [title] + [f"DataLoader {i}" for i in range(len(results))]
+    rows = [[name] + [f"{r[name]:.6g}" if name in r else "" for r in results] for name in names]
+    widths = [max(len(row[i]) for row in [headers] + rows) for i in range(len(headers))]
+    line = "-" * (sum(widths) + 3 * (len(widths) - 1))
+    print(line)
+    print("   ".join(h.center(w) for h, w in zip(headers, widths)))
+    print(line)
+    for row in rows:
+        print("   ".join(c.center(w) for c, w in zip(row, widths)))
+    print(line)

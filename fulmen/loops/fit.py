@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fulmen.loops.evaluate import run_evaluation
+from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, validation_enabled
 from fulmen.loops.fetch import iterate, set_epoch
 from fulmen.loops.optimization import update_schedulers
 from fulmen.state import RunningStage
@@ -26,7 +27,7 @@ def run_fit(trainer: Any) -> None:
     """
     hooks = trainer._hooks
     state = trainer.state
-    trainer._val_enabled = trainer._validation_enabled()
+    trainer._val_enabled = validation_enabled(trainer)
     if trainer._should_sanity_check():
         state.stage = RunningStage.SANITY_CHECKING
         hooks.on_sanity_check_start()
@@ -36,15 +37,15 @@ def run_fit(trainer: Any) -> None:
     state.stage = RunningStage.TRAINING
     if trainer.limit_train_batches == 0:  # training skipped on purpose: the train loader is not even built
         return
-    trainer._load_train_data()
+    load_train_data(trainer)
     if trainer._val_enabled:
-        trainer._eval_data(RunningStage.VALIDATING)  # without a sanity check, the val loader loads here
+        eval_data(trainer, RunningStage.VALIDATING)  # without a sanity check, the val loader loads here
     if trainer._fit_done():
         return
     trainer._results = trainer._train_store
     hooks.on_train_start()
     while not trainer._fit_done():
-        trainer._reload_data_if_due()
+        reload_data_if_due(trainer)
         set_epoch(trainer.train_dataloader, state.epoch)
         trainer._results = trainer._train_store  # what on_train_epoch_start logs belongs to training
         hooks.on_train_epoch_start()

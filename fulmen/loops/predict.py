@@ -6,6 +6,7 @@ from typing import Any, Optional
 
 import torch
 
+from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
 from fulmen.state import RunningStage
 from fulmen.hooks import set_hook_name
@@ -22,7 +23,7 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     """
     hooks = trainer._hooks
     module = trainer.lightning_module
-    data = trainer._eval_data(RunningStage.PREDICTING)
+    data = eval_data(trainer, RunningStage.PREDICTING)
     trainer.state.stage = RunningStage.PREDICTING
     trainer._results = None  # predict hooks cannot log
     if sum(data.limits) == 0:
