@@ -247,6 +247,7 @@ class Trainer:
         self._custom = _Overrides()
         self._val_enabled = False
         self._wants_outputs = True
+        self._warned_empty_epoch = False
         self.ckpt_path: Optional[str] = None
 
     # ------------------------------------------------------------------------------------------ argument checks

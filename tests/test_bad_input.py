@@ -269,3 +269,16 @@ def test_loaders_that_are_not_iterable(call, match):
 def test_logger_that_is_not_a_logger():
     with pytest.raises(TypeError, match=r"Trainer\(logger=...\) got 'csv'"):
         fulmen.Trainer(logger="csv")
+
+
+def test_training_data_without_length_that_yields_nothing():
+    with pytest.raises(MisconfigurationException, match="training data produced no batches"):
+        trainer().fit(BoringModel(), iter([]))
+
+
+def test_spent_generator_warns_in_later_epochs():
+    gen = (torch.randn(2, 32) for _ in range(3))
+    t = fulmen.Trainer(max_epochs=3, limit_val_batches=0, enable_model_summary=False)
+    with pytest.warns(UserWarning, match="a generator can be iterated only once"):
+        t.fit(BoringModel(), gen)
+    assert t.global_step == 3 and t.current_epoch == 3

@@ -9,6 +9,8 @@ from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, va
 from fulmen.loops.fetch import iterate, set_epoch
 from fulmen.loops.optimization import update_schedulers
 from fulmen.state import RunningStage
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
 
 
 def run_fit(trainer: Any) -> None:
@@ -87,6 +89,7 @@ def run_train_epoch(trainer: Any) -> None:
     loggers = trainer.loggers
     stop_at_step = trainer.max_steps if trainer.max_steps != -1 else float("inf")
     trainer._results = store
+    batch_idx = -1
     for batch_idx, batch, is_last in iterate(trainer.train_dataloader, trainer.num_training_batches):
         state.batch_idx = batch_idx
         state.is_last_batch = is_last
@@ -122,3 +125,20 @@ def run_train_epoch(trainer: Any) -> None:
         state.total_batch_idx += 1
         if state.global_step >= stop_at_step or (state.should_stop and trainer._can_stop_early_or_say_why()):
             break
+    if batch_idx == -1:
+        _no_batches(trainer)
+
+
+def _no_batches(trainer: Any) -> None:
+    """The training data gave nothing this epoch: an error at the start, a warning later (a spent generator)."""
+    if trainer.state.epoch == 0:
+        raise MisconfigurationException(
+            "The training data produced no batches; check the dataset, batch_size and drop_last (or pass "
+            "limit_train_batches=0 to skip training on purpose)"
+        )
+    if not trainer._warned_empty_epoch:
+        trainer._warned_empty_epoch = True
+        rank_zero_warn(
+            f"The training data produced no batches in epoch {trainer.state.epoch}: a generator can be iterated only "
+            "once; pass a re-iterable (a DataLoader, a list, or an object whose __iter__ starts over)"
+        )

@@ -1,0 +1,51 @@
+"""Instructions per training step, counted by valgrind (deterministic, unlike timings on a shared machine).
+
+Each loop runs twice, for ``--short`` and ``--long`` steps, under ``valgrind --tool=callgrind``; the difference of
+the two totals divided by the difference of the step counts is the cost of one step, start-up and per-fit set-up
+cancelled out. Needs valgrind. Slow: about a minute and a half per run, eight runs.
+Run: ``.venv/bin/python bench/instructions.py [--short 100] [--long 400]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def count(loop: str, log: bool, steps: int) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "cg.out")
+        code = (f"import sys; sys.path.insert(0, {HERE!r}); import overhead as o; d = o.make_data({steps}); "
+                + ("o.raw_loop(d, %r)" % log if loop == "raw" else f"o.framework_loop({loop!r}, d, {log!r})"))
+        proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
+                               code], capture_output=True, text=True, check=True)
+        match = re.search(r"Collected : (\d+)", proc.stderr)
+        assert match, proc.stderr[-2000:]
+        return int(match.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--short", type=int, default=100)
+    parser.add_argument("--long", type=int, default=400)
+    parser.add_argument("--loops", default="raw,fulmen")
+    args = parser.parse_args()
+    for log in (False, True):
+        per_step = {}
+        for loop in args.loops.split(","):
+            per_step[loop] = (count(loop, log, args.long) - count(loop, log, args.short)) / (args.long - args.short)
+        label = "with self.log(prog_bar=True) every step" if log else "without logging"
+        raw = per_step.pop("raw")
+        print(f"{label}: raw loop {raw / 1e3:.0f} k instructions/step")
+        for loop, value in per_step.items():
+            print(f"  {loop:18s} / raw = {value / raw:.4f}  (+{(value - raw) / 1e3:.1f} k instructions/step)")
+
+
+if __name__ == "__main__":
+    main()
