@@ -125,6 +125,19 @@ class HookGroup:
         return out
 
 
+class EvalHooks(NamedTuple):
+    """The hooks of one evaluation stage (validation or test), named once so the loop needs no strings."""
+
+    model_eval: Callable[..., Any]
+    start: Callable[..., Any]
+    epoch_start: Callable[..., Any]
+    batch_start: Callable[..., Any]
+    batch_end: Callable[..., Any]
+    epoch_end: Callable[..., Any]
+    end: Callable[..., Any]
+    model_train: Callable[..., Any]
+
+
 class Hooks:
     """The hooks of one run, as attributes: ``hooks.on_train_batch_end(outputs, batch, batch_idx)``.
 
@@ -150,6 +163,15 @@ class Hooks:
                 setattr(self, name, HookGroup(name, trainer, module, early, module_fn, late))
             else:
                 setattr(self, name, _noop)
+        self.validation = EvalHooks(
+            self.on_validation_model_eval, self.on_validation_start, self.on_validation_epoch_start,
+            self.on_validation_batch_start, self.on_validation_batch_end, self.on_validation_epoch_end,
+            self.on_validation_end, self.on_validation_model_train,
+        )
+        self.test = EvalHooks(
+            self.on_test_model_eval, self.on_test_start, self.on_test_epoch_start, self.on_test_batch_start,
+            self.on_test_batch_end, self.on_test_epoch_end, self.on_test_end, self.on_test_model_train,
+        )
 
 
 def positional_count(fn: Callable[..., Any]) -> int:

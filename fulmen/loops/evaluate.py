@@ -24,8 +24,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     """
     state = trainer.state
     testing = stage == RunningStage.TESTING
-    noun = "test" if testing else "validation"
-    hooks = trainer._hooks
+    hooks = trainer._hooks.test if testing else trainer._hooks.validation
     module = trainer.lightning_module
     data = eval_data(trainer, stage)
     limits = data.sanity_limits if stage == RunningStage.SANITY_CHECKING else data.limits
@@ -36,13 +35,11 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     store.reset()
     trainer._results = store
     modes = {m: m.training for m in trainer.model.modules()}
-    getattr(hooks, f"on_{noun}_model_eval")()
-    getattr(hooks, f"on_{noun}_start")()
-    getattr(hooks, f"on_{noun}_epoch_start")()
-    batch_start = getattr(hooks, f"on_{noun}_batch_start")
-    batch_end = getattr(hooks, f"on_{noun}_batch_end")
-    step = getattr(module, f"{noun}_step")
-    step_name = f"{noun}_step"
+    hooks.model_eval()
+    hooks.start()
+    hooks.epoch_start()
+    step = module.test_step if testing else module.validation_step
+    step_name = "test_step" if testing else "validation_step"
     several = data.several
     per_loader: list[dict[str, Any]] = []
     # Validation inside fit uses no_grad (a later training step may need tensors made here); a standalone run may
@@ -56,12 +53,12 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                 if trainer._transfer is not None:
                     batch = trainer._transfer(batch, dl_idx)
                 store.start_batch(batch, dl_idx if several else None)
-                batch_start(batch, batch_idx, *extra)
+                hooks.batch_start(batch, batch_idx, *extra)
                 set_hook_name(module, step_name)
                 with trainer.precision_plugin.forward_context():
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
-                batch_end(output, batch, batch_idx, *extra)
+                hooks.batch_end(output, batch, batch_idx, *extra)
                 if stage != RunningStage.SANITY_CHECKING:
                     trainer._metrics.log_eval_step(store, data.seen[dl_idx])
                     data.seen[dl_idx] += 1
@@ -70,12 +67,11 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
             store.epoch_done = False
         store.dataloader_idx = None
         store.epoch_done = True
-        getattr(hooks, f"on_{noun}_epoch_end")()
+        hooks.epoch_end()
     results = trainer._metrics.eval_end(store, per_loader, sanity=stage == RunningStage.SANITY_CHECKING)
-    getattr(hooks, f"on_{noun}_end")()
-    model_train = getattr(hooks, f"on_{noun}_model_train")
-    if model_train is not _noop:
-        model_train()
+    hooks.end()
+    if hooks.model_train is not _noop:
+        hooks.model_train()
     else:  # give each submodule back the mode it had (a frozen, eval-mode backbone stays in eval)
         for m, training in modes.items():
             m.training = training
