@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 
+from tests.parity.compare import assert_same_logger_calls
 from tests.parity.test_metrics import make_model
 
 pytest.importorskip("pytorch_lightning")
@@ -51,9 +52,4 @@ def test_logger_receives_the_same_calls(kwargs):
         trainer.fit(model)
         trainer.validate(model, verbose=False)
         got[framework] = logger.calls
-    ours, theirs = got["fulmen"], got["pytorch_lightning"]
-    assert [step for step, _ in ours] == [step for step, _ in theirs]
-    for (_, a), (_, b) in zip(ours, theirs):
-        assert sorted(a) == sorted(b)
-        for key in a:
-            torch.testing.assert_close(torch.tensor(a[key]), torch.tensor(b[key]), rtol=1e-5, atol=1e-6, msg=key)
+    assert_same_logger_calls(got["fulmen"], got["pytorch_lightning"])

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from tests.parity.compare import assert_close_dicts, assert_same_logger_calls
 from tests.parity.recorder import load
 from tests.parity.test_logger_calls import recording_logger
 
@@ -91,15 +92,9 @@ def test_logging_everywhere(manual, kwargs):
         got[framework] = (logger.calls, {k: float(v) for k, v in trainer.callback_metrics.items()},
                           dict(trainer.progress_bar_metrics))
     (ours, our_cb, our_pb), (theirs, their_cb, their_pb) = got["fulmen"], got["pytorch_lightning"]
-    assert [s for s, _ in ours] == [s for s, _ in theirs]
-    for (_, a), (_, b) in zip(ours, theirs):
-        assert sorted(a) == sorted(b)
-        for key in a:
-            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
-    assert sorted(our_cb) == sorted(their_cb)
-    for key in our_cb:
-        assert our_cb[key] == pytest.approx(their_cb[key], rel=1e-5, abs=1e-6), key
-    assert our_pb == pytest.approx(their_pb)
+    assert_same_logger_calls(ours, theirs)
+    assert_close_dicts(our_cb, their_cb)
+    assert_close_dicts(our_pb, their_pb)
 
 
 def test_same_name_from_two_loaders_without_suffix_raises_in_both():

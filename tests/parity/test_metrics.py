@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from tests.parity.compare import assert_close_dicts
 from tests.parity.recorder import load, quiet_trainer
 
 pytest.importorskip("pytorch_lightning")
@@ -87,12 +88,6 @@ def run_both(several_val: bool = False, **kwargs: Any) -> dict[str, Any]:
     return out
 
 
-def assert_dicts_close(a: dict[str, float], b: dict[str, float]) -> None:
-    assert sorted(a) == sorted(b)
-    for key in a:
-        torch.testing.assert_close(torch.tensor(a[key]), torch.tensor(b[key]), rtol=1e-5, atol=1e-6, msg=key)
-
-
 @pytest.mark.parametrize("kwargs", [
     dict(max_epochs=2, num_sanity_val_steps=2),
     dict(max_epochs=2, accumulate_grad_batches=2, gradient_clip_val=0.3, val_check_interval=0.5),
@@ -104,14 +99,14 @@ def test_metrics_and_weights_match(kwargs):
     assert ours["step"] == theirs["step"] and ours["epoch"] == theirs["epoch"]
     for key in theirs["weights"]:
         torch.testing.assert_close(ours["weights"][key], theirs["weights"][key], rtol=1e-5, atol=1e-6)
-    assert_dicts_close(ours["callback"], theirs["callback"])
-    assert_dicts_close(ours["logged"], theirs["logged"])
-    assert_dicts_close(ours["pbar"], theirs["pbar"])
+    assert_close_dicts(ours["callback"], theirs["callback"])
+    assert_close_dicts(ours["logged"], theirs["logged"])
+    assert_close_dicts(ours["pbar"], theirs["pbar"])
     assert len(ours["seen"]) == len(theirs["seen"])
     for a, b in zip(ours["seen"], theirs["seen"]):
-        assert_dicts_close(a, b)
+        assert_close_dicts(a, b)
     assert len(ours["validate"]) == len(theirs["validate"])
     for a, b in zip(ours["validate"], theirs["validate"]):
-        assert_dicts_close(a, b)
+        assert_close_dicts(a, b)
     for a, b in zip(ours["test"], theirs["test"]):
-        assert_dicts_close(a, b)
+        assert_close_dicts(a, b)
