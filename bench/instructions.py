@@ -2,7 +2,8 @@
 
 Each loop runs twice, for ``--short`` and ``--long`` steps, under ``valgrind --tool=callgrind``; the difference of
 the two totals divided by the difference of the step counts is the cost of one step, start-up and per-fit set-up
-cancelled out. Needs valgrind. Slow: about a minute and a half per run, eight runs.
+cancelled out. The garbage collector is off and background threads (numpy's OpenBLAS pool spins) still add some
+noise, of the order of 1%. Needs valgrind. Slow: about a minute and a half per run, eight runs.
 Run: ``.venv/bin/python bench/instructions.py [--short 100] [--long 400]``.
 """
 
@@ -21,7 +22,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 def count(loop: str, log: bool, steps: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
-        code = (f"import sys; sys.path.insert(0, {HERE!r}); import overhead as o; d = o.make_data({steps}); "
+        # The garbage collector is off during the loop: whether a collection of torch's large heap falls inside
+        # the longer run or not would otherwise swing the count by tens of thousands of instructions per step.
+        code = (f"import sys, gc; sys.path.insert(0, {HERE!r}); import overhead as o; d = o.make_data({steps}); "
+                "gc.collect(); gc.disable(); "
                 + ("o.raw_loop(d, %r)" % log if loop == "raw" else f"o.framework_loop({loop!r}, d, {log!r})"))
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
                                code], capture_output=True, text=True, check=True)

@@ -248,6 +248,9 @@ class Trainer:
         self._val_enabled = False
         self._wants_outputs = True
         self._warned_empty_epoch = False
+        self._verbose = True  # validate/test print their results table
+        self._return_predictions = True
+        self._callbacks_before_run: list[Callback] = list(self.callbacks)  # restored after each run
         self.ckpt_path: Optional[str] = None
 
     # ------------------------------------------------------------------------------------------ argument checks
