@@ -362,6 +362,27 @@ class Trainer:
         self._return_predictions = True if return_predictions is None else return_predictions
         return self._run(TrainerFn.PREDICTING, self._model_or_attached(model, "predict"), datamodule, ckpt_path)
 
+    @contextlib.contextmanager
+    def init_module(self, empty_init: Optional[bool] = None) -> Any:
+        """Build the module inside this block to create its tensors directly on the run's device, in the
+        precision's dtype for the '*-true' modes.
+
+        ``empty_init=True`` skips the initialisation of the weights (they are left uninitialised: use it only
+        when loading a checkpoint over them right after).
+        """
+        device = self.strategy.root_device
+        dtype = self.precision_plugin.dtype
+        with contextlib.ExitStack() as stack:
+            if device.type != "cpu":
+                stack.enter_context(device)
+            if dtype is not None:
+                previous = torch.get_default_dtype()
+                torch.set_default_dtype(dtype)
+                stack.callback(torch.set_default_dtype, previous)
+            if empty_init:
+                stack.enter_context(_skip_init())
+            yield
+
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on global rank zero only."""
         if self.is_global_zero:
@@ -941,3 +962,21 @@ class Trainer:
     @property
     def distributed_sampler_kwargs(self) -> Optional[dict[str, int]]:
         return None
+
+
+@contextlib.contextmanager
+def _skip_init() -> Any:
+    """Turn torch.nn.init's in-place initialisers into no-ops (for modules whose weights are loaded right after)."""
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+
+    def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    try:
+        for n in names:
+            setattr(torch.nn.init, n, keep)
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)

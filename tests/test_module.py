@@ -102,3 +102,47 @@ def test_predict_default_step_calls_forward():
     preds = fulmen.Trainer(enable_model_summary=False).predict(BoringModel(), DataLoader(RandomDataset(32, 4),
                                                                                          batch_size=2))
     assert [p.shape for p in preds] == [torch.Size([2, 2])] * 2
+
+
+def test_init_module_uses_the_precision_dtype_and_can_skip_init():
+    trainer = fulmen.Trainer(precision="64-true")
+    with trainer.init_module():
+        model = BoringModel()
+    assert model.layer.weight.dtype == torch.float64
+    assert torch.get_default_dtype() == torch.float32  # restored
+
+    torch.manual_seed(0)
+    reference = torch.nn.Linear(4, 4).weight.detach().clone()
+    torch.manual_seed(0)
+    with fulmen.Trainer().init_module(empty_init=True):
+        layer = torch.nn.Linear(4, 4)
+    assert not torch.equal(layer.weight, reference)  # not initialised by kaiming_uniform_
+    assert torch.nn.init.kaiming_uniform_.__name__ == "kaiming_uniform_"  # restored
+
+
+def test_double_precision_trains_in_float64():
+    seen = []
+
+    class Double(BoringModel):
+        def training_step(self, batch, batch_idx):
+            seen.append((batch.dtype, self.layer.weight.dtype))
+            return super().training_step(batch, batch_idx)
+
+    fulmen.Trainer(precision="64-true", max_steps=1, limit_val_batches=0, enable_model_summary=False).fit(Double())
+    assert seen == [(torch.float64, torch.float64)]
+
+
+def test_bf16_mixed_on_cpu_runs_under_autocast():
+    seen = []
+
+    class Mixed(BoringModel):
+        def training_step(self, batch, batch_idx):
+            out = self(batch)
+            seen.append((out.dtype, self.layer.weight.dtype))
+            return self.loss(out.float())
+
+    trainer = fulmen.Trainer(precision="bf16-mixed", max_steps=2, limit_val_batches=0, enable_model_summary=False)
+    trainer.fit(Mixed())
+    assert seen == [(torch.bfloat16, torch.float32)] * 2 and trainer.precision == "bf16-mixed"
+    with pytest.warns(UserWarning, match="'16-mixed' is not supported on the CPU; using 'bf16-mixed'"):
+        assert fulmen.Trainer(precision="16-mixed", accelerator="cpu").precision == "bf16-mixed"
