@@ -2,8 +2,8 @@
 
 Each loop runs twice, for ``--short`` and ``--long`` steps, under ``valgrind --tool=callgrind``; the difference of
 the two totals divided by the difference of the step counts is the cost of one step, start-up and per-fit set-up
-cancelled out. The garbage collector is off and background threads (numpy's OpenBLAS pool spins) still add some
-noise, of the order of 1%. Needs valgrind. Slow: about a minute and a half per run, eight runs.
+cancelled out. The garbage collector is off and the BLAS/OpenMP pools have one thread, as both would otherwise add
+tens of thousands of instructions per step at random. Needs valgrind. Slow: about a minute and a half per run, eight runs.
 Run: ``.venv/bin/python bench/instructions.py [--short 100] [--long 400]``.
 """
 
@@ -27,8 +27,10 @@ def count(loop: str, log: bool, steps: int) -> int:
         code = (f"import sys, gc; sys.path.insert(0, {HERE!r}); import overhead as o; d = o.make_data({steps}); "
                 "gc.collect(); gc.disable(); "
                 + ("o.raw_loop(d, %r)" % log if loop == "raw" else f"o.framework_loop({loop!r}, d, {log!r})"))
+        # Thread pools that spin while idle (numpy's OpenBLAS, OpenMP) would add their spinning to the count.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
-                               code], capture_output=True, text=True, check=True)
+                               code], capture_output=True, text=True, check=True, env=env)
         match = re.search(r"Collected : (\d+)", proc.stderr)
         assert match, proc.stderr[-2000:]
         return int(match.group(1))

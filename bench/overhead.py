@@ -12,12 +12,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import statistics
 import time
 import warnings
 
-import torch
-from torch import nn
+# One thread everywhere, set before torch (and the numpy it loads) start their pools: idle pools that spin take
+# CPU from the loop being timed on a 2-core machine.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
