@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Callable, Optional
 
 import torch
@@ -21,10 +22,13 @@ class Precision:
     dtype: Optional[torch.dtype] = None  # the dtype modules and inputs are converted to, for the *-true modes
     # A GradScaler for '16-mixed': the step scales the loss and unscales the gradients only when it is set.
     scaler: Optional[torch.amp.GradScaler] = None
+    # Makes the autocast context of the mixed modes; None when the forward runs as it is (the training step then
+    # skips the with-statement altogether).
+    autocast: Optional[Callable[[], contextlib.AbstractContextManager[Any]]] = None
 
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         """The context ``training_step`` and the eval steps run in."""
-        return _NO_CONTEXT
+        return _NO_CONTEXT if self.autocast is None else self.autocast()
 
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module if self.dtype is None else module.to(dtype=self.dtype)
@@ -80,9 +84,7 @@ class MixedPrecision(Precision):
         self.device_type = device_type
         self.autocast_dtype = torch.float16 if name == "16-mixed" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device_type) if name == "16-mixed" else None
-
-    def forward_context(self) -> contextlib.AbstractContextManager[Any]:
-        return torch.autocast(self.device_type, dtype=self.autocast_dtype)
+        self.autocast = functools.partial(torch.autocast, device_type, dtype=self.autocast_dtype)
 
     def optimizer_step(self, optimizer: Any, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
         if self.scaler is None:

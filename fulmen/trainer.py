@@ -243,7 +243,7 @@ class Trainer:
         self._hooks: Any = None
         self._transfer: Optional[Callable[[Any, int], Any]] = None
         self._step_fn: Callable[..., Any] = automatic_step
-        self._step_takes_batch_idx = True
+        self._training_step: Callable[[Any, int], Any] = lambda batch, batch_idx: None
         self._custom = _Overrides()
         self._val_enabled = False
         self._wants_outputs = True
@@ -609,7 +609,9 @@ class Trainer:
         self._transfer = self._make_transfer(model, datamodule)
         self._custom = _Overrides(*(overrides(model, LightningModule, name) for name in (
             "optimizer_zero_grad", "backward", "configure_gradient_clipping", "lr_scheduler_step")))
-        self._step_takes_batch_idx = positional_count(model.training_step) != 1
+        step = model.training_step
+        # Bound once per run: the loops always pass (batch, batch_idx); a step that takes only the batch gets it.
+        self._training_step = step if positional_count(step) != 1 else (lambda batch, batch_idx: step(batch))
 
     def _make_transfer(self, model: LightningModule, datamodule: Any) -> Optional[Callable[[Any, int], Any]]:
         """The batch-transfer hooks as one function, or None when nothing needs doing (CPU, default hooks)."""

@@ -26,10 +26,13 @@ def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, st
     module = trainer.lightning_module
     hooks = trainer._hooks
     optimizer = trainer.optimizers[0]
-    with trainer.precision_plugin.forward_context():
-        set_hook_name(module, "training_step")
-        output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
-            module.training_step(batch)
+    autocast = trainer.precision_plugin.autocast
+    set_hook_name(module, "training_step")
+    if autocast is None:  # the usual case: no context to enter on every step
+        output = trainer._training_step(batch, batch_idx)
+    else:
+        with autocast():
+            output = trainer._training_step(batch, batch_idx)
     loss, outputs = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
     if zero_grad:
         hooks.on_before_zero_grad(optimizer)
@@ -52,8 +55,7 @@ def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step
     def closure() -> Optional[Tensor]:
         with trainer.precision_plugin.forward_context():
             set_hook_name(module, "training_step")
-            output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
-                module.training_step(batch)
+            output = trainer._training_step(batch, batch_idx)
         loss, result[0] = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
         if zero_grad:
             trainer._hooks.on_before_zero_grad(optimizer)
@@ -83,8 +85,7 @@ def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
     module = trainer.lightning_module
     with trainer.precision_plugin.forward_context():
         set_hook_name(module, "training_step")
-        output = module.training_step(batch, batch_idx) if trainer._step_takes_batch_idx else \
-            module.training_step(batch)
+        output = trainer._training_step(batch, batch_idx)
     if output is None:
         return {}
     if isinstance(output, Tensor):
