@@ -146,3 +146,24 @@ def test_bf16_mixed_on_cpu_runs_under_autocast():
     assert seen == [(torch.bfloat16, torch.float32)] * 2 and trainer.precision == "bf16-mixed"
     with pytest.warns(UserWarning, match="'16-mixed' is not supported on the CPU; using 'bf16-mixed'"):
         assert fulmen.Trainer(precision="16-mixed", accelerator="cpu").precision == "bf16-mixed"
+
+
+def test_bf16_mixed_autocast_on_the_closure_path_and_in_validation():
+    seen = []
+
+    class Mixed(BoringModel):
+        def training_step(self, batch, batch_idx):
+            out = self(batch)
+            seen.append(("train", out.dtype))
+            return self.loss(out.float())
+
+        def validation_step(self, batch, batch_idx):
+            seen.append(("val", self(batch).dtype))
+
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            optimizer.step(closure=optimizer_closure)
+
+    trainer = fulmen.Trainer(precision="bf16-mixed", max_steps=1, limit_val_batches=1, num_sanity_val_steps=0,
+                             val_check_interval=1, enable_model_summary=False)
+    trainer.fit(Mixed())
+    assert seen == [("train", torch.bfloat16), ("val", torch.bfloat16)]
