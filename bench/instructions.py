@@ -3,7 +3,8 @@
 Each loop runs twice, for ``--short`` and ``--long`` steps, under ``valgrind --tool=callgrind``; the difference of
 the two totals divided by the difference of the step counts is the cost of one step, start-up and per-fit set-up
 cancelled out. The garbage collector is off and the BLAS/OpenMP pools have one thread, as both would otherwise add
-tens of thousands of instructions per step at random. Needs valgrind. Slow: about a minute and a half per run, eight runs.
+tens of thousands of instructions per step at random; the hash seed is fixed. Counts still differ by about 1%
+between runs of the script. Needs valgrind. Slow: about a minute and a half per run, eight runs.
 Run: ``.venv/bin/python bench/instructions.py [--short 100] [--long 400]``.
 """
 
@@ -28,7 +29,9 @@ def count(loop: str, log: bool, steps: int) -> int:
                 "gc.collect(); gc.disable(); "
                 + ("o.raw_loop(d, %r)" % log if loop == "raw" else f"o.framework_loop({loop!r}, d, {log!r})"))
         # Thread pools that spin while idle (numpy's OpenBLAS, OpenMP) would add their spinning to the count.
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        # A fixed hash seed: string hashing decides dict layouts, and so how much work each lookup takes.
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "PYTHONHASHSEED": "0"}
         proc = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c",
                                code], capture_output=True, text=True, check=True, env=env)
         match = re.search(r"Collected : (\d+)", proc.stderr)
