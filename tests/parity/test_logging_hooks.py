@@ -8,7 +8,7 @@ from torch.utils.data import DataLoader
 
 from tests.parity.compare import assert_close_dicts, assert_same_logger_calls
 from tests.parity.recorder import load
-from tests.parity.test_logger_calls import recording_logger
+from tests.parity.test_logger_calls import fit_with_recording_logger
 
 pytest.importorskip("pytorch_lightning")
 torchmetrics = pytest.importorskip("torchmetrics")
@@ -83,12 +83,7 @@ def build(framework: str, manual: bool):
 def test_logging_everywhere(manual, kwargs):
     got = {}
     for framework in ("fulmen", "pytorch_lightning"):
-        torch.manual_seed(0)
-        pl, Model = build(framework, manual)
-        logger = recording_logger(framework)
-        trainer = pl.Trainer(logger=logger, enable_progress_bar=False, enable_model_summary=False,
-                             enable_checkpointing=False, **kwargs)
-        trainer.fit(Model())
+        trainer, _, logger = fit_with_recording_logger(framework, lambda fw: build(fw, manual), **kwargs)
         got[framework] = (logger.calls, {k: float(v) for k, v in trainer.callback_metrics.items()},
                           dict(trainer.progress_bar_metrics))
     (ours, our_cb, our_pb), (theirs, their_cb, their_pb) = got["fulmen"], got["pytorch_lightning"]
