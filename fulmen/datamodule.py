@@ -74,6 +74,22 @@ class LightningDataModule(HyperparametersMixin):
         """Change the batch after it is moved; when overridden here, it replaces the module's."""
         return batch
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add entries to a checkpoint being saved (plain data only)."""
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read your entries from a checkpoint being loaded."""
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Union[str, Any], map_location: Any = None,
+                             hparams_file: Optional[Union[str, Any]] = None, weights_only: Optional[bool] = None,
+                             **kwargs: Any) -> Any:
+        """Build the datamodule from the hyperparameters saved in a checkpoint (``kwargs`` override them) and
+        restore its ``state_dict``."""
+        from fulmen.checkpoint.format import build_from_checkpoint
+
+        return build_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, None, weights_only, kwargs)
+
     def state_dict(self) -> dict[str, Any]:
         """State to save in checkpoints (under the class name)."""
         return {}

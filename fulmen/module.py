@@ -239,6 +239,27 @@ class LightningModule(HyperparametersMixin, nn.Module):
                      rank_zero_only=rank_zero_only)
 
     # ----------------------------------------------------------------------------------------------- steps
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Union[str, Any],
+        map_location: Any = None,
+        hparams_file: Optional[Union[str, Any]] = None,
+        strict: Optional[bool] = None,
+        weights_only: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Build the module from the hyperparameters saved in a checkpoint (``kwargs`` override them), then load
+        its weights. ``weights_only`` None/True loads safely (plain data only); False allows pickled objects.
+
+        ``hparams_file`` (a YAML file) replaces the saved hyperparameters. ``strict`` (default
+        ``strict_loading``) requires every key to match; False loads the keys that do.
+        """
+        from fulmen.checkpoint.format import build_from_checkpoint
+
+        return build_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, strict, weights_only,
+                                     kwargs)
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Same as ``nn.Module.forward``; override it."""
         return super().forward(*args, **kwargs)
@@ -444,6 +465,13 @@ class LightningModule(HyperparametersMixin, nn.Module):
     def on_after_backward(self) -> None: """After ``backward``, before clipping and the optimizer step."""
     def on_before_optimizer_step(self, optimizer: Any) -> None:
         """After gradients are unscaled, before clipping and ``optimizer.step()``."""
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add entries to (or change) a checkpoint being saved; values must be plain data (tensors, numbers,
+        strings, lists, dicts) so the file still loads with ``weights_only=True``."""
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Read your entries from a checkpoint, before its weights are loaded."""
 
     def on_validation_model_zero_grad(self) -> None:
         """Before validation inside fit: free the gradients' memory."""

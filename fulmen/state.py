@@ -81,6 +81,7 @@ class TrainerState:
         is_last_batch: whether the current training batch is the last of its epoch.
         should_stop: set by the user or a callback to end the fit at the next safe point.
         val_runs: how many times validation has run during this fit.
+        in_epoch: whether a training epoch is under way (from on_train_epoch_start to its end), for checkpoints.
         interrupted_by: the exception that ended the run early, if any.
     """
 
@@ -95,6 +96,7 @@ class TrainerState:
     is_last_batch: bool = False
     should_stop: bool = False
     val_runs: int = 0
+    in_epoch: bool = False
     interrupted_by: Optional[BaseException] = field(default=None, repr=False)
 
     @property

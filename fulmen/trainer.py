@@ -17,7 +17,12 @@ import torch
 
 from fulmen import resolve
 from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.model_checkpoint import ModelCheckpoint
+from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.timer import Timer
+from fulmen.checkpoint import format as ckpt_format
+from fulmen.checkpoint import io as ckpt_io
+from fulmen.checkpoint.select import select as select_checkpoint
 from fulmen.datamodule import LightningDataModule
 from fulmen.hooks import Hooks, _noop, overrides, positional_count, set_hook_name
 from fulmen.logging import MetricStore, MetricViews
@@ -251,7 +256,10 @@ class Trainer:
         self._verbose = True  # validate/test print their results table
         self._return_predictions = True
         self._callbacks_before_run: list[Callback] = list(self.callbacks)  # restored after each run
-        self.ckpt_path: Optional[str] = None
+        self.ckpt_path: Optional[str] = None  # the checkpoint the last run started from
+        self._resume_plan: Any = None  # set when a fit resumes from a checkpoint (checkpoint/resume.py)
+        self._epoch_start_step = 0  # global_step when the current epoch began
+        self._epoch_start: Optional[dict[str, Any]] = None  # what decided this epoch's data order
 
     # ------------------------------------------------------------------------------------------ argument checks
     @staticmethod
@@ -319,7 +327,15 @@ class Trainer:
                 items.append(TQDMProgressBar())
         if self._max_time is not None and not any(isinstance(cb, Timer) for cb in items):
             items.append(Timer(self._max_time, interval="step"))
-        return items
+        checkpoints = [cb for cb in items if isinstance(cb, (ModelCheckpoint, OnExceptionCheckpoint))]
+        if checkpoints and checkpointing is False:
+            raise MisconfigurationException(
+                f"Trainer(enable_checkpointing=False) but callbacks holds {type(checkpoints[0]).__name__}; remove "
+                "one of them")
+        if checkpointing is not False and not any(isinstance(cb, ModelCheckpoint) for cb in checkpoints):
+            checkpoints.append(ModelCheckpoint())
+        # Checkpoint callbacks go last, as in Lightning: what they save includes what the other callbacks did.
+        return [cb for cb in items if cb not in checkpoints] + checkpoints
 
     # ------------------------------------------------------------------------------------------ public API
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
@@ -334,21 +350,21 @@ class Trainer:
             )
         self._eval_sources = {"val": val_dataloaders}
         self._train_source = train_dataloaders
-        self._run(TrainerFn.FITTING, model, datamodule, ckpt_path)
+        self._run(TrainerFn.FITTING, model, datamodule, ckpt_path, True, weights_only)
 
     def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                  ckpt_path: Optional[str] = None, verbose: bool = True,
                  datamodule: Optional[LightningDataModule] = None,
                  weights_only: Optional[bool] = None) -> list[dict[str, float]]:
         """Run one validation epoch; returns one dict of logged epoch metrics per loader."""
-        return self._evaluate(TrainerFn.VALIDATING, model, dataloaders, datamodule, ckpt_path, verbose)
+        return self._evaluate(TrainerFn.VALIDATING, model, dataloaders, datamodule, ckpt_path, verbose, weights_only)
 
     def test(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
              ckpt_path: Optional[str] = None, verbose: bool = True,
              datamodule: Optional[LightningDataModule] = None,
              weights_only: Optional[bool] = None) -> list[dict[str, float]]:
         """Run one test epoch; returns one dict of logged epoch metrics per loader."""
-        return self._evaluate(TrainerFn.TESTING, model, dataloaders, datamodule, ckpt_path, verbose)
+        return self._evaluate(TrainerFn.TESTING, model, dataloaders, datamodule, ckpt_path, verbose, weights_only)
 
     def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                 datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
@@ -360,7 +376,8 @@ class Trainer:
             raise MisconfigurationException("Trainer.predict got both dataloaders and a datamodule; pass one")
         self._eval_sources = {"predict": dataloaders}
         self._return_predictions = True if return_predictions is None else return_predictions
-        return self._run(TrainerFn.PREDICTING, self._model_or_attached(model, "predict"), datamodule, ckpt_path)
+        return self._run(TrainerFn.PREDICTING, self._model_or_attached(model, "predict"), datamodule, ckpt_path,
+                         model is not None, weights_only)
 
     @contextlib.contextmanager
     def init_module(self, empty_init: Optional[bool] = None) -> Any:
@@ -383,13 +400,31 @@ class Trainer:
                 stack.enter_context(_skip_init())
             yield
 
+    def save_checkpoint(self, filepath: Union[str, os.PathLike[str]], weights_only: bool = False,
+                        storage_options: Optional[Any] = None) -> None:
+        """Write a checkpoint of the run to ``filepath`` (a path or fsspec URL), atomically.
+
+        ``weights_only=True`` keeps the weights, loop counters and hyperparameters only (enough for
+        ``load_from_checkpoint``, not to resume a fit). The file loads with ``torch.load(weights_only=True)``.
+        """
+        if self.lightning_module is None:
+            raise RuntimeError("Trainer.save_checkpoint needs a model attached to the Trainer: call it during or "
+                               "after fit/validate/test/predict")
+        if storage_options is not None:
+            raise TypeError("Trainer.save_checkpoint(storage_options=...) is not supported on a single device; "
+                            "pass options in the fsspec URL instead")
+        checkpoint = ckpt_format.dump(self, weights_only=weights_only)
+        if self.is_global_zero:
+            ckpt_io.atomic_save(checkpoint, filepath)
+        self.strategy.barrier("Trainer.save_checkpoint")
+
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on global rank zero only."""
         if self.is_global_zero:
             print(*args, **kwargs)
 
     def _evaluate(self, fn: TrainerFn, model: Any, dataloaders: Any, datamodule: Any, ckpt_path: Any,
-                  verbose: bool) -> list[dict[str, float]]:
+                  verbose: bool, weights_only: Optional[bool]) -> list[dict[str, float]]:
         if isinstance(dataloaders, LightningDataModule):
             dataloaders, datamodule = None, dataloaders
         if datamodule is not None and dataloaders is not None:
@@ -397,7 +432,8 @@ class Trainer:
         prefix = "val" if fn == TrainerFn.VALIDATING else "test"
         self._eval_sources = {prefix: dataloaders}
         self._verbose = verbose
-        return self._run(fn, self._model_or_attached(model, fn.value), datamodule, ckpt_path)
+        return self._run(fn, self._model_or_attached(model, fn.value), datamodule, ckpt_path, model is not None,
+                         weights_only)
 
     def _model_or_attached(self, model: Any, verb: str) -> LightningModule:
         if model is None:
@@ -407,14 +443,16 @@ class Trainer:
         return model
 
     # ------------------------------------------------------------------------------------------ the run
-    def _run(self, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any) -> Any:
+    def _run(self, fn: TrainerFn, model: Any, datamodule: Any, ckpt_path: Any, model_provided: bool = True,
+             weights_only: Optional[bool] = None) -> Any:
         """Set up, run the stage, tear down; on an exception, tell the callbacks and re-raise.
 
         Pseudocode::
 
             attach model and datamodule; configure_callbacks; build the hook dispatch
             prepare_data (DM, module); setup (DM, callbacks, module); configure_model
-            [fit] configure_optimizers; on_fit_start; zero_grad; run_fit; on_fit_end
+            [ckpt_path] on_load_checkpoint, weights, datamodule and callback states
+            [fit] configure_optimizers; [ckpt_path] optimizer, scheduler and loop state; on_fit_start; run_fit
             [validate/test] run_evaluation      [predict] run_predict
             teardown (DM, callbacks, module)
         """
@@ -423,14 +461,11 @@ class Trainer:
                             "subclass fulmen.LightningModule")
         if datamodule is not None and not isinstance(datamodule, LightningDataModule):
             raise TypeError(f"datamodule= expects a fulmen LightningDataModule, got {type(datamodule).__name__}")
-        if ckpt_path is not None:
-            raise MisconfigurationException(
-                f"Trainer.{fn.value}(ckpt_path={ckpt_path!r}): loading checkpoints arrives with fulmen's checkpoint "
-                "release; load the weights with model.load_state_dict for now"
-            )
         state = self.state
         state.fn, state.status, state.stage = fn, TrainerStatus.RUNNING, None
         state.should_stop = False
+        state.in_epoch = False
+        self._resume_plan = None
         self.lightning_module = model
         model.trainer = self
         self.datamodule = datamodule
@@ -454,11 +489,17 @@ class Trainer:
                 model.configure_model()
             self.strategy.setup_module(model)
             self.precision_plugin.convert_module(model)
+            model.zero_grad()  # before a checkpoint can bring back the gradients of an accumulation window
+            self.ckpt_path, checkpoint = select_checkpoint(self, fn.value, ckpt_path, model_provided, weights_only)
+            source = ckpt_format.source_name(self.ckpt_path) if self.ckpt_path else ""
+            if checkpoint is not None:
+                ckpt_format.restore_modules(self, checkpoint, source)
             if fn == TrainerFn.FITTING:
                 self._setup_optimizers(model)
+                if checkpoint is not None:
+                    ckpt_format.restore_training(self, checkpoint, source)
                 hooks.on_fit_start()
                 self._log_hyperparams(model, datamodule)
-            model.zero_grad()
             with torch.autograd.set_detect_anomaly(self.detect_anomaly) if self.detect_anomaly else contextlib.nullcontext():
                 if fn == TrainerFn.FITTING:
                     run_fit(self)
@@ -940,11 +981,11 @@ class Trainer:
         return min(steps, self.max_steps) if self.max_steps != -1 else steps
 
     @property
-    def checkpoint_callbacks(self) -> list[Callback]:
-        return [cb for cb in self.callbacks if type(cb).__name__ == "ModelCheckpoint"]
+    def checkpoint_callbacks(self) -> list[ModelCheckpoint]:
+        return [cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)]
 
     @property
-    def checkpoint_callback(self) -> Optional[Callback]:
+    def checkpoint_callback(self) -> Optional[ModelCheckpoint]:
         cbs = self.checkpoint_callbacks
         return cbs[0] if cbs else None
 

@@ -6,7 +6,7 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from functools import partial
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
 
@@ -132,20 +132,32 @@ def set_epoch(loader: Any, epoch: int) -> None:
                 fn(epoch)
 
 
-def iterate(loader: Any, limit: Union[int, float]) -> Iterator[tuple[int, Any, bool]]:
-    """Yield ``(batch_idx, batch, is_last)`` for at most ``limit`` batches.
+def iterate(loader: Any, limit: Union[int, float], it: Optional[Iterator[Any]] = None,
+            start: int = 0) -> Iterator[tuple[int, Any, bool]]:
+    """Yield ``(batch_idx, batch, is_last)`` for batches ``start`` to ``limit - 1``.
 
-    One batch is read ahead, so that ``is_last`` is known before the batch runs, also for loaders without a length.
+    ``it`` is the loader's iterator when the caller made it (a resumed epoch). With a known length, ``is_last`` comes
+    from it, so batch k+1 is read only after batch k ran: a checkpoint taken between them knows exactly what was
+    consumed. Without a trustworthy length (none, or an IterableDataset's estimate), one batch is read ahead.
     """
-    if limit <= 0:
+    if start >= limit:
         return
-    it = iter(loader)
+    if it is None:
+        it = iter(loader)
     combined = isinstance(loader, CombinedLoader)
+    batch_idx = start
+    if limit != INF and not (isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset)):
+        for item in it:
+            is_last = batch_idx + 1 >= limit
+            yield batch_idx, (item[0] if combined else item), is_last
+            if is_last:
+                return
+            batch_idx += 1
+        return
     try:
         upcoming = next(it)
     except StopIteration:
         return
-    batch_idx = 0
     while True:
         batch = upcoming[0] if combined else upcoming
         is_last = batch_idx + 1 >= limit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fulmen.checkpoint.resume import capture_epoch_start, restore_rng, resumed_batches, warn_if_inexact
 from fulmen.loops.evaluate import run_evaluation
 from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, validation_enabled
 from fulmen.loops.fetch import iterate, set_epoch
@@ -18,8 +19,10 @@ def run_fit(trainer: Any) -> None:
 
     Pseudocode::
 
-        if validation is on and num_sanity_val_steps: sanity check (on_sanity_check_start/end, metrics dropped)
-        train_dataloader (then val_dataloader, if the sanity check did not load it); on_train_start
+        if validation is on and num_sanity_val_steps (and not resuming): sanity check (metrics dropped)
+        train_dataloader (then val_dataloader, if the sanity check did not load it)
+        [resuming from on_train_epoch_end: finish that epoch first]
+        on_train_start
         while not done:
             on_train_epoch_start
             run_train_epoch                     # batches, validation every val_check_interval
@@ -29,8 +32,9 @@ def run_fit(trainer: Any) -> None:
     """
     hooks = trainer._hooks
     state = trainer.state
+    plan = trainer._resume_plan
     trainer._val_enabled = validation_enabled(trainer)
-    if trainer._should_sanity_check():
+    if plan is None and trainer._should_sanity_check():
         state.stage = RunningStage.SANITY_CHECKING
         hooks.on_sanity_check_start()
         run_evaluation(trainer, RunningStage.SANITY_CHECKING)
@@ -42,14 +46,27 @@ def run_fit(trainer: Any) -> None:
     load_train_data(trainer)
     if trainer._val_enabled:
         eval_data(trainer, RunningStage.VALIDATING)  # without a sanity check, the val loader loads here
+    if plan is not None and plan.phase == "epoch_end":
+        # The checkpoint was taken in on_train_epoch_end: do what the interrupted run did after it.
+        update_schedulers(trainer, "epoch", plateau=True)
+        state.epoch += 1
+        plan.phase = "between_epochs"
     if trainer._fit_done():
         return
     trainer._results = trainer._train_store
     hooks.on_train_start()
     while not trainer._fit_done():
+        plan = trainer._resume_plan
+        if plan is not None and not plan.mid_epoch:
+            trainer._resume_plan = None
+            if plan.rng is not None:
+                restore_rng(plan.rng)
         reload_data_if_due(trainer)
         set_epoch(trainer.train_dataloader, state.epoch)
+        if trainer._resume_plan is None:
+            trainer._epoch_start_step = state.global_step
         trainer._results = trainer._train_store  # what on_train_epoch_start logs belongs to training
+        state.in_epoch = True
         hooks.on_train_epoch_start()
         run_train_epoch(trainer)
         state.stage = RunningStage.TRAINING
@@ -62,6 +79,7 @@ def run_fit(trainer: Any) -> None:
         trainer._metrics.log_epoch_end(store, step=state.batches_that_stepped - 1)
         store.reset()
         state.epoch += 1
+        state.in_epoch = False
     hooks.on_train_end()
 
 
@@ -70,12 +88,13 @@ def run_train_epoch(trainer: Any) -> None:
 
     Pseudocode::
 
+        [resuming mid-epoch: finish the interrupted batch, skip the consumed batches at the sampler]
         for batch_idx, batch, is_last in the train loader (limited):
             transfer to device; on_train_batch_start (-1 ends the epoch)
             step: automatic (flat or closure) or manual
             step-interval schedulers (window end); epoch-interval ones on the last batch
             on_train_batch_end; log step metrics every log_every_n_steps
-            validate if due; count the batch; stop at max_steps or should_stop
+            finish_batch: validate if due; plateau schedulers; count the batch; stop at max_steps or should_stop
     """
     state = trainer.state
     hooks = trainer._hooks
@@ -87,10 +106,29 @@ def run_train_epoch(trainer: Any) -> None:
     transfer = trainer._transfer
     schedulers = trainer.lr_scheduler_configs
     loggers = trainer.loggers
-    stop_at_step = trainer.max_steps if trainer.max_steps != -1 else float("inf")
+    loader, limit = trainer.train_dataloader, trainer.num_training_batches
     trainer._results = store
+    start, it = 0, None
+    plan = trainer._resume_plan
+    if plan is not None:
+        trainer._resume_plan = None
+        start = plan.batches_done
+        if plan.rng is not None:
+            restore_rng(plan.rng)
+        if plan.tail:
+            state.batch_idx, state.is_last_batch = start - 1, plan.is_last_batch
+            window_end = plan.is_last_batch or start % accumulate == 0
+            if finish_batch(trainer, store, plan.is_last_batch, window_end, plan.phase == "batch_end") \
+                    or plan.is_last_batch:
+                return
+        warn_if_inexact(loader, plan)
+        trainer._epoch_start = plan.epoch_start
+        if start < limit:
+            it = resumed_batches(loader, start, plan.epoch_start, plan.loader_state)
+    else:
+        trainer._epoch_start = capture_epoch_start(loader)
     batch_idx = -1
-    for batch_idx, batch, is_last in iterate(trainer.train_dataloader, trainer.num_training_batches):
+    for batch_idx, batch, is_last in iterate(loader, limit, it, start):
         state.batch_idx = batch_idx
         state.is_last_batch = is_last
         if transfer is not None:
@@ -112,21 +150,34 @@ def run_train_epoch(trainer: Any) -> None:
         hooks.on_train_batch_end(outputs, batch, batch_idx)
         if window_end and loggers and trainer._should_log_step():
             trainer._metrics.log_step(store, step=state.batches_that_stepped)
-        if trainer._val_enabled and trainer._should_validate(is_last):
-            if window_end:
-                hooks.on_validation_model_zero_grad()
-            run_evaluation(trainer, RunningStage.VALIDATING)
-            trainer._results = store
-            state.stage = RunningStage.TRAINING
-        if window_end:
-            if schedulers:
-                update_schedulers(trainer, "step", plateau=True)
-            state.batches_that_stepped += 1
-        state.total_batch_idx += 1
-        if state.global_step >= stop_at_step or (state.should_stop and trainer._can_stop_early_or_say_why()):
+        if finish_batch(trainer, store, is_last, window_end, True):
             break
-    if batch_idx == -1:
+    if batch_idx == -1 and start == 0:
         _no_batches(trainer)
+
+
+def finish_batch(trainer: Any, store: Any, is_last: bool, window_end: bool, validate: bool) -> bool:
+    """The end of a training batch after its end hooks: validation if due, plateau step schedulers, the batch
+    counters. Returns whether the epoch stops here (max_steps, or should_stop with min_epochs/min_steps met).
+
+    A resumed run calls it for the batch whose end a checkpoint interrupted (``validate`` False when that
+    checkpoint was taken after the validation).
+    """
+    state = trainer.state
+    if validate and trainer._val_enabled and trainer._should_validate(is_last):
+        if window_end:
+            trainer._hooks.on_validation_model_zero_grad()
+        run_evaluation(trainer, RunningStage.VALIDATING)
+        trainer._results = store
+        state.stage = RunningStage.TRAINING
+    if window_end:
+        if trainer.lr_scheduler_configs:
+            update_schedulers(trainer, "step", plateau=True)
+        state.batches_that_stepped += 1
+    state.total_batch_idx += 1
+    if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
+        return True
+    return state.should_stop and trainer._can_stop_early_or_say_why()
 
 
 def _no_batches(trainer: Any) -> None:

@@ -27,6 +27,10 @@ class SingleDeviceStrategy:
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(self.root_device)
 
+    def module_state_dict(self, module: torch.nn.Module) -> dict[str, Any]:
+        """The weights to save: the module's own state dict on one device."""
+        return module.state_dict()
+
     def barrier(self, name: str | None = None) -> None:
         """Nothing to wait for on one process."""
 

@@ -1,0 +1,364 @@
+"""The checkpoint dictionary: Lightning's layout, plain data only, plus fulmen's resume record.
+
+Top-level keys, as Lightning 2.x writes them: ``epoch``, ``global_step``, ``pytorch-lightning_version``,
+``state_dict``, ``loops``, then (full checkpoints) ``callbacks``, ``optimizer_states``, ``lr_schedulers`` and the
+precision plugin's state under its class name; ``hparams_name``/``hyper_parameters`` and the datamodule's
+``datamodule_hparams_name``/``datamodule_hyper_parameters`` and state; then whatever ``on_save_checkpoint`` adds.
+fulmen adds one key, ``fulmen``, holding what exact resume needs (``checkpoint/resume.py``). Lightning ignores it, so
+a fulmen checkpoint loads into Lightning, and a Lightning checkpoint (without it) loads into fulmen.
+
+Every value is a tensor, number, string, None, list, tuple or dict, so the file loads with
+``torch.load(weights_only=True)``; hyperparameters that are other objects are converted by ``to_plain``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from argparse import Namespace
+from collections.abc import Mapping
+from enum import Enum
+from pathlib import PurePath
+from typing import Any, Optional
+
+import torch
+
+from fulmen.hooks import overrides, set_hook_name
+from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+# The Lightning release whose checkpoint layout fulmen writes. Lightning reads this key to decide which of its
+# legacy upgrades to apply to a file; with a 2.x version it applies none, which is right for this layout.
+LIGHTNING_FORMAT_VERSION = "2.6.0"
+FULMEN_KEY = "fulmen"
+
+
+def to_plain(value: Any, where: str = "hyperparameter") -> Any:
+    """``value`` as plain data that a safe load accepts: Namespace and dataclasses become dicts, paths strings,
+    enums their value; tensors, numbers, strings, dtypes and devices stay; other objects become their ``repr``
+    (with a warning naming ``where``)."""
+    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device)):
+        return value
+    if isinstance(value, Enum):
+        return to_plain(value.value, where)
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, Namespace):
+        return {k: to_plain(v, f"{where}.{k}") for k, v in vars(value).items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name), f"{where}.{f.name}") for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {to_plain(k, where): to_plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [to_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (set, frozenset)):
+        return [to_plain(v, where) for v in value]
+    if isinstance(value, type) or callable(value):
+        name = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+        rank_zero_warn(f"{where} {value!r} is stored in the checkpoint as the text {name!r} (checkpoints hold "
+                       "plain data only, so that they load without running code)")
+        return name
+    text = repr(value)
+    rank_zero_warn(f"{where} of type {type(value).__name__} is stored in the checkpoint as its repr {text!r} "
+                   "(checkpoints hold plain data only); convert it to numbers, strings, lists or dicts to keep it")
+    return text
+
+
+def _progress(ready: int, completed: int, started: Optional[int] = None, processed: Optional[int] = None,
+              ) -> dict[str, int]:
+    out = {"ready": ready}
+    if started is not None:
+        out["started"] = started
+    if processed is not None:
+        out["processed"] = processed
+    out["completed"] = completed
+    return out
+
+
+def _both(current: dict[str, int], total: dict[str, int], **extra: Any) -> dict[str, Any]:
+    return {"total": total, "current": current, **extra}
+
+
+def _batch_progress(current: int, total: int, pending: bool = False, is_last: Optional[bool] = None) -> dict:
+    """Lightning's batch progress: ``pending`` means the last batch ran but its end hooks had not finished."""
+    def counts(n: int) -> dict[str, int]:
+        return _progress(n, n - 1 if pending and n else n, started=n, processed=n)
+    out = _both(counts(current), counts(total))
+    if is_last is not None:
+        out["is_last_batch"] = is_last
+    return out
+
+
+def lightning_loops(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
+    """The ``loops`` entry in Lightning's form, computed from the run state, so that Lightning resumes from a
+    fulmen checkpoint at the same epoch and step. (fulmen itself resumes from its own record, which is exact.)"""
+    state = trainer.state
+    epoch, done = position["epoch"], position["batches_done"]
+    in_epoch = position["phase"] != "between_epochs"
+    pending = position["phase"] == "batch_end"
+    epochs = _progress(epoch + 1 if in_epoch else epoch, epoch, started=epoch + 1 if in_epoch else epoch,
+                       processed=epoch)
+    steps, epoch_steps = state.global_step, state.global_step - trainer._epoch_start_step
+    automatic = trainer.lightning_module.automatic_optimization if trainer.lightning_module is not None else True
+    auto_steps, auto_epoch_steps = (steps, epoch_steps) if automatic else (0, 0)
+    manual_steps, manual_epoch_steps = (0, 0) if automatic else (steps, epoch_steps)
+    step_counts = _both(_progress(auto_epoch_steps, auto_epoch_steps), _progress(auto_steps, auto_steps))
+    zero_grad_counts = _both(_progress(auto_epoch_steps, auto_epoch_steps, started=auto_epoch_steps),
+                             _progress(auto_steps, auto_steps, started=auto_steps))
+    val = trainer._eval.get("validate")
+    val_batches = sum(val.seen) if val is not None else 0
+    fit_loop = {
+        "state_dict": {},
+        "epoch_loop.state_dict": {"_batches_that_stepped": state.batches_that_stepped},
+        "epoch_loop.batch_progress": _batch_progress(done, position["total_batches_done"], pending,
+                                                     is_last=position["is_last_batch"]),
+        "epoch_loop.scheduler_progress": _both(_progress(0, 0), _progress(0, 0)),
+        "epoch_loop.automatic_optimization.state_dict": {},
+        "epoch_loop.automatic_optimization.optim_progress": {
+            "optimizer": {"step": step_counts, "zero_grad": zero_grad_counts},
+        },
+        "epoch_loop.manual_optimization.state_dict": {},
+        "epoch_loop.manual_optimization.optim_step_progress": _both(
+            _progress(manual_epoch_steps, manual_epoch_steps), _progress(manual_steps, manual_steps)),
+        "epoch_loop.val_loop.state_dict": {},
+        "epoch_loop.val_loop.batch_progress": _batch_progress(val_batches, val_batches, is_last=val is not None),
+        "epoch_progress": _both(dict(epochs), dict(epochs)),
+    }
+    idle = {"state_dict": {}, "batch_progress": _batch_progress(0, 0, is_last=False)}
+    predict = {"state_dict": {}, "batch_progress": _batch_progress(0, 0)}
+    return {"fit_loop": fit_loop, "validate_loop": idle, "test_loop": dict(idle), "predict_loop": predict}
+
+
+def hparams_entries(obj: Any, name_key: str, params_key: str) -> dict[str, Any]:
+    """``hparams_name`` and ``hyper_parameters`` (or the datamodule's keys) for ``obj``, as plain data."""
+    hparams = getattr(obj, "_hparams", None)
+    if not hparams:
+        return {}
+    out: dict[str, Any] = {}
+    if hasattr(obj, "_hparams_name"):
+        out[name_key] = obj._hparams_name
+    out[params_key] = to_plain(dict(hparams), "hyperparameter")
+    return out
+
+
+def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
+    """The checkpoint of the Trainer's current state (see the module docstring for the layout)."""
+    from fulmen.checkpoint.resume import position_of, resume_record
+
+    module = trainer.lightning_module
+    datamodule = trainer.datamodule
+    position = position_of(trainer)
+    checkpoint: dict[str, Any] = {
+        "epoch": trainer.state.epoch,
+        "global_step": trainer.state.global_step,
+        "pytorch-lightning_version": LIGHTNING_FORMAT_VERSION,
+        "state_dict": trainer.strategy.module_state_dict(module),
+        "loops": lightning_loops(trainer, position),
+    }
+    if not weights_only:
+        states = {}
+        for cb in trainer.callbacks:
+            state = cb.state_dict()
+            if state:
+                if cb.state_key in states:
+                    raise RuntimeError(
+                        f"Two callbacks share the checkpoint key {cb.state_key!r}; give one a different state_key "
+                        "(Callback.state_key) so that both states can be saved"
+                    )
+                states[cb.state_key] = to_plain(state, f"{type(cb).__name__}.state_dict()")
+        checkpoint["callbacks"] = states
+        checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
+        checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+        precision_state = trainer.precision_plugin.state_dict()
+        if precision_state:
+            checkpoint[type(trainer.precision_plugin).__qualname__] = precision_state
+    checkpoint.update(hparams_entries(module, module.CHECKPOINT_HYPER_PARAMS_NAME, module.CHECKPOINT_HYPER_PARAMS_KEY))
+    if datamodule is not None:
+        checkpoint.update(hparams_entries(datamodule, datamodule.CHECKPOINT_HYPER_PARAMS_NAME,
+                                          datamodule.CHECKPOINT_HYPER_PARAMS_KEY))
+        dm_state = datamodule.state_dict()
+        if dm_state:
+            checkpoint[type(datamodule).__qualname__] = to_plain(dm_state, "datamodule.state_dict()")
+    if not weights_only:
+        checkpoint[FULMEN_KEY] = resume_record(trainer, position)
+        for cb in trainer.callbacks:
+            if overrides(cb, _callback_base(), "on_save_checkpoint"):
+                cb.on_save_checkpoint(trainer, module, checkpoint)
+    if datamodule is not None and hasattr(datamodule, "on_save_checkpoint"):
+        datamodule.on_save_checkpoint(checkpoint)
+    previous = module._current_fx_name
+    set_hook_name(module, "on_save_checkpoint")
+    module.on_save_checkpoint(checkpoint)
+    set_hook_name(module, previous)
+    return checkpoint
+
+
+def _callback_base() -> type:
+    from fulmen.callbacks.callback import Callback
+
+    return Callback
+
+
+def load_module_state(module: torch.nn.Module, checkpoint: dict[str, Any], strict: bool, source: str) -> None:
+    """Load ``state_dict`` into ``module``; on a mismatch, list the missing and unexpected keys."""
+    if "state_dict" not in checkpoint:
+        raise KeyError(f"{source} has no 'state_dict' entry (keys: {sorted(checkpoint)}); it is not a model "
+                       "checkpoint written by fulmen or Lightning")
+    state = _strip_compile_prefix(checkpoint["state_dict"])
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise RuntimeError(
+            f"The weights in {source} do not fit {type(module).__name__}: missing keys {list(missing)}, unexpected "
+            f"keys {list(unexpected)}. Check that the model is built the same way, or pass strict=False to load "
+            "the keys that match"
+        )
+    if missing or unexpected:
+        rank_zero_warn(f"Loaded {source} with strict=False: missing keys {list(missing)}, unexpected keys "
+                       f"{list(unexpected)}")
+
+
+def _strip_compile_prefix(state: dict[str, Any]) -> dict[str, Any]:
+    # A module compiled with torch.compile saves its keys under "_orig_mod."; the plain module has none.
+    if any("._orig_mod." in k or k.startswith("_orig_mod.") for k in state):
+        return {k.replace("._orig_mod.", ".").removeprefix("_orig_mod."): v for k, v in state.items()}
+    return state
+
+
+def source_name(path: Any) -> str:
+    return repr(os.fspath(path))
+
+
+# ---------------------------------------------------------------------------------------------- loading into a run
+def restore_modules(trainer: Any, checkpoint: dict[str, Any], source: str) -> None:
+    """Weights (after the module's ``on_load_checkpoint``), datamodule state, then callbacks: Lightning's order."""
+    module = trainer.lightning_module
+    previous = module._current_fx_name
+    set_hook_name(module, "on_load_checkpoint")
+    module.on_load_checkpoint(checkpoint)
+    set_hook_name(module, previous)
+    strict = module.strict_loading if module._strict_loading is not None else True
+    load_module_state(module, checkpoint, strict, source)
+    datamodule = trainer.datamodule
+    if datamodule is not None:
+        key = type(datamodule).__qualname__
+        if key in checkpoint:
+            datamodule.load_state_dict(checkpoint[key])
+        if hasattr(datamodule, "on_load_checkpoint"):
+            datamodule.on_load_checkpoint(checkpoint)
+    base = _callback_base()
+    for cb in trainer.callbacks:
+        if overrides(cb, base, "on_load_checkpoint"):
+            cb.on_load_checkpoint(trainer, module, checkpoint)
+    states = checkpoint.get("callbacks") or {}
+    for cb in trainer.callbacks:
+        state = states.get(cb.state_key)
+        if state is None:
+            state = states.get(type(cb).__qualname__)  # a key from before the callback had arguments in it
+        if state is not None:
+            cb.load_state_dict(dict(state))
+
+
+def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> None:
+    """Precision state, optimizers, schedulers, and the loop position (see ``checkpoint/resume.py``)."""
+    from fulmen.checkpoint.resume import plan_from_checkpoint
+
+    if "optimizer_states" not in checkpoint:
+        raise KeyError(
+            f"Resuming training from {source}, which holds only the weights (saved with weights_only=True or "
+            "ModelCheckpoint(save_weights_only=True)); resume from a full checkpoint, or load the weights with "
+            "LightningModule.load_from_checkpoint and start a new fit"
+        )
+    precision = trainer.precision_plugin
+    key = type(precision).__qualname__
+    if key in checkpoint:
+        precision.load_state_dict(checkpoint[key])
+    saved = checkpoint["optimizer_states"]
+    if len(saved) != len(trainer.optimizers):
+        raise RuntimeError(
+            f"{source} holds the state of {len(saved)} optimizer(s), but configure_optimizers returned "
+            f"{len(trainer.optimizers)}; resume with the same optimizer setup"
+        )
+    for optimizer, state in zip(trainer.optimizers, saved):
+        optimizer.load_state_dict(state)
+    schedulers = checkpoint.get("lr_schedulers", [])
+    if len(schedulers) != len(trainer.lr_scheduler_configs):
+        raise RuntimeError(
+            f"{source} holds the state of {len(schedulers)} LR scheduler(s), but configure_optimizers returned "
+            f"{len(trainer.lr_scheduler_configs)}; resume with the same scheduler setup"
+        )
+    for config, state in zip(trainer.lr_scheduler_configs, schedulers):
+        config.scheduler.load_state_dict(state)
+    plan, counters = plan_from_checkpoint(checkpoint)
+    state = trainer.state
+    for name, value in counters.items():
+        if name == "epoch_start_step":
+            trainer._epoch_start_step = value
+        else:
+            setattr(state, name, value)
+    if trainer.max_epochs != -1 and state.epoch > trainer.max_epochs:
+        raise MisconfigurationException(
+            f"{source} was saved at epoch {state.epoch}, beyond Trainer(max_epochs={trainer.max_epochs}); raise "
+            "max_epochs to train further"
+        )
+    record = checkpoint.get(FULMEN_KEY) or {}
+    metrics = record.get("callback_metrics")
+    if metrics:
+        trainer._metrics.callback.update(metrics)
+    grads = record.get("grads")
+    if grads:
+        for name, param in trainer.lightning_module.named_parameters():
+            if name in grads:
+                param.grad = grads[name].to(param.device, param.dtype)
+    trainer._resume_plan = plan
+
+
+def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file: Any, strict: Optional[bool],
+                          weights_only: Optional[bool], overrides_: dict[str, Any]) -> Any:
+    """``cls.load_from_checkpoint``: a new module (or datamodule) from the saved hyperparameters, with its state."""
+    import inspect
+
+    from fulmen.checkpoint import io
+
+    if not isinstance(cls, type):
+        raise TypeError("load_from_checkpoint is a class method: call MyModule.load_from_checkpoint(path), not "
+                        "model.load_from_checkpoint(path)")
+    checkpoint = io.load(path, map_location=map_location, weights_only=weights_only)
+    name_key, params_key = cls.CHECKPOINT_HYPER_PARAMS_NAME, cls.CHECKPOINT_HYPER_PARAMS_KEY  # type: ignore[attr-defined]
+    if hparams_file is not None:
+        hparams = _read_hparams_file(hparams_file)
+    else:
+        hparams = dict(checkpoint.get(params_key) or {})
+    args_name = checkpoint.get(name_key)
+    params = inspect.signature(cls.__init__).parameters
+    takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    if args_name and args_name != "kwargs" and args_name in params:
+        init_kwargs = {args_name: hparams}  # save_hyperparameters(config) of one argument named ``config``
+    else:
+        init_kwargs = hparams if takes_kwargs else {k: v for k, v in hparams.items() if k in params}
+    init_kwargs.update(overrides_)
+    obj = cls(**init_kwargs)
+    source = source_name(path)
+    if isinstance(obj, torch.nn.Module):
+        obj.on_load_checkpoint(checkpoint)
+        load_module_state(obj, checkpoint, obj.strict_loading if strict is None else strict, source)
+        if isinstance(map_location, (str, torch.device)):
+            obj.to(map_location)
+    else:
+        state = checkpoint.get(cls.__qualname__)
+        if state is not None:
+            obj.load_state_dict(state)
+        obj.on_load_checkpoint(checkpoint)
+    return obj
+
+
+def _read_hparams_file(path: Any) -> dict[str, Any]:
+    try:
+        import yaml
+    except ImportError as err:
+        raise ImportError("load_from_checkpoint(hparams_file=...) reads YAML with PyYAML: pip install pyyaml") from err
+    with open(os.fspath(path)) as f:
+        data = yaml.safe_load(f)  # safe_load: a YAML file cannot build objects or run code
+    if not isinstance(data, dict):
+        raise ValueError(f"hparams_file {os.fspath(path)!r} must hold a mapping of hyperparameters")
+    return data

@@ -1,0 +1,179 @@
+"""Reading and writing checkpoint files: atomic writes, safe loads, local paths and fsspec URLs.
+
+A write goes to a temporary file in the destination folder, is flushed and fsynced, then renamed over the final name
+with ``os.replace`` (atomic on POSIX and Windows), and the folder is fsynced so that the rename itself survives a
+power cut. A process killed at any moment leaves either the old file or the new one under the final name, never a
+truncated one. Remote URLs (``s3://``, ``memory://``, ...) go through fsspec: written to a temporary name, then moved.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tempfile
+import zipfile
+from typing import Any, Optional, Union
+
+import torch
+
+_PATH = Union[str, "os.PathLike[str]"]
+
+# Temporary files carry this prefix so that nothing (``ckpt_path="last"``, top-k bookkeeping) mistakes one for a
+# checkpoint, and so that leftovers of a killed process are recognisable.
+TMP_PREFIX = ".fulmen-tmp-"
+
+
+def is_url(path: _PATH) -> bool:
+    """Whether ``path`` names a remote (fsspec) location rather than a local file."""
+    text = os.fspath(path)
+    return "://" in text and not text.startswith("file://")
+
+
+def filesystem(path: _PATH) -> Any:
+    """The fsspec filesystem of ``path`` (imported only when a URL is used)."""
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(os.fspath(path))
+    return fs
+
+
+def local_path(path: _PATH) -> str:
+    text = os.fspath(path)
+    return text[len("file://"):] if text.startswith("file://") else text
+
+
+def exists(path: _PATH) -> bool:
+    return filesystem(path).exists(os.fspath(path)) if is_url(path) else os.path.exists(local_path(path))
+
+
+def modified_time(path: _PATH) -> float:
+    if is_url(path):
+        stamp = filesystem(path).modified(os.fspath(path))
+        return stamp.timestamp()
+    return os.path.getmtime(local_path(path))
+
+
+def remove(path: _PATH) -> None:
+    """Delete a checkpoint file (missing files are fine: another process may have removed it)."""
+    if is_url(path):
+        fs = filesystem(path)
+        if fs.exists(os.fspath(path)):
+            fs.rm(os.fspath(path))
+        return
+    try:
+        os.remove(local_path(path))
+    except FileNotFoundError:
+        pass
+
+
+def makedirs(path: _PATH) -> None:
+    if is_url(path):
+        filesystem(path).makedirs(os.fspath(path), exist_ok=True)
+    else:
+        os.makedirs(local_path(path), exist_ok=True)
+
+
+def listdir(path: _PATH) -> list[str]:
+    """Full paths of the entries of folder ``path`` (empty when it does not exist)."""
+    if is_url(path):
+        fs = filesystem(path)
+        if not fs.exists(os.fspath(path)):
+            return []
+        protocol = os.fspath(path).split("://", 1)[0]
+        return [p if "://" in p else f"{protocol}://{p}" for p in fs.ls(os.fspath(path), detail=False)]
+    folder = local_path(path)
+    if not os.path.isdir(folder):
+        return []
+    return [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
+
+
+def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
+    """Write ``checkpoint`` with ``torch.save`` so that ``path`` is never seen half-written."""
+    if is_url(path):
+        _save_remote(checkpoint, os.fspath(path))
+        return
+    target = os.path.abspath(local_path(path))
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".ckpt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: str) -> None:
+    # The rename lives in the folder's entry table; without this fsync a power cut may lose the new name.
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _save_remote(checkpoint: dict[str, Any], url: str) -> None:
+    fs = filesystem(url)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    parent, name = url.rsplit("/", 1)
+    tmp = f"{parent}/{TMP_PREFIX}{name}"
+    fs.makedirs(parent, exist_ok=True)
+    try:
+        with fs.open(tmp, "wb") as f:
+            f.write(buffer.getvalue())
+        fs.mv(tmp, url)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+
+
+def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = None) -> dict[str, Any]:
+    """Read a checkpoint, safely by default.
+
+    ``weights_only`` None or True loads with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists and
+    dicts only, so loading runs no code from the file. Pass ``weights_only=False`` to allow pickled objects, only
+    for files you trust. A missing path raises FileNotFoundError naming it; a file that is not a checkpoint (or is
+    truncated) raises ValueError naming the file.
+    """
+    safe = weights_only is not False
+    name = os.fspath(path)
+    if is_url(path):
+        fs = filesystem(path)
+        if not fs.exists(name):
+            raise FileNotFoundError(f"Checkpoint not found: {name!r}")
+        with fs.open(name, "rb") as f:
+            data: Any = io.BytesIO(f.read())
+    else:
+        data = local_path(path)
+        if not os.path.isfile(data):
+            kind = "is a folder, not a checkpoint file" if os.path.isdir(data) else "does not exist"
+            raise FileNotFoundError(f"Checkpoint {name!r} {kind}")
+    try:
+        checkpoint = torch.load(data, map_location=map_location, weights_only=safe)
+    except pickle.UnpicklingError as err:
+        if safe and "weights_only" in str(err).lower() or "Weights only load failed" in str(err):
+            raise pickle.UnpicklingError(
+                f"Checkpoint {name!r} holds Python objects that a safe load refuses ({str(err).splitlines()[0]}); "
+                "if you trust the file, pass weights_only=False"
+            ) from err
+        raise ValueError(f"{name!r} is not a valid checkpoint (it cannot be unpickled: {err})") from err
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise ValueError(
+            f"{name!r} is not a valid checkpoint: it is truncated or not a torch.save file ({err})"
+        ) from err
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{name!r} is not a valid checkpoint: it holds a {type(checkpoint).__name__}, not a dict")
+    return checkpoint

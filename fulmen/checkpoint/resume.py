@@ -1,0 +1,307 @@
+"""Exact resume: where a checkpoint was taken, what the run must redo, and how the data picks up at that batch.
+
+A checkpoint is taken at some point of the loop (a *phase*), found from the hook that is running:
+
+    between_epochs   before an epoch starts (or after fit): resume starts that epoch
+    epoch_end        in on_train_epoch_end: resume finishes the epoch (epoch-interval plateau schedulers), goes on
+    batch_end        in on_train_batch_end of batch k: resume finishes batch k (validation if due, plateau step
+                     schedulers, counters) and goes on at batch k+1
+    validation_end   in on_validation_end of the validation after batch k: as batch_end, without the validation
+    batch_start      in on_train_batch_start or inside the step of batch k: resume runs batch k again (not exact:
+                     part of its randomness was already drawn)
+
+The record holds the random states (python, numpy, torch, CUDA) at the checkpoint and at the start of the epoch,
+the accumulated gradients when the checkpoint falls inside an accumulation window, and the last callback metrics
+(which plateau schedulers read). The epoch's data order is rebuilt by setting the random states back to those of
+the epoch start while the loader's iterator is created; the batches already consumed are then skipped at the
+sampler, so their data is never loaded; then the random states of the checkpoint come back.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from fulmen.state import RunningStage, TrainerFn, TrainerStatus
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+RECORD_VERSION = 1
+MID_EPOCH_PHASES = ("batch_end", "validation_end", "batch_start")
+
+
+# ---------------------------------------------------------------------------------------------- random states
+def capture_rng() -> dict[str, Any]:
+    """The global random states as plain data (tensors and numbers)."""
+    version, words, gauss = random.getstate()
+    out: dict[str, Any] = {
+        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
+        "torch": torch.get_rng_state(),
+    }
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:  # not imported means nothing has drawn from it
+        state = numpy.random.get_state(legacy=False)
+        out["numpy"] = {
+            "bit_generator": state["bit_generator"],
+            "key": torch.from_numpy(state["state"]["key"].astype("int64")),
+            "pos": int(state["state"]["pos"]),
+            "has_gauss": int(state["has_gauss"]),
+            "gauss": float(state["gauss"]),
+        }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def restore_rng(saved: dict[str, Any]) -> None:
+    """Set the global random states back to ``capture_rng``'s output."""
+    py = saved["python"]
+    random.setstate((py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"]))
+    torch.set_rng_state(saved["torch"])
+    if "numpy" in saved:
+        import numpy
+
+        np_state = saved["numpy"]
+        numpy.random.set_state({
+            "bit_generator": np_state["bit_generator"],
+            "state": {"key": np_state["key"].numpy().astype("uint32"), "pos": np_state["pos"]},
+            "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"],
+        })
+    if "cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda"])
+
+
+def _generators(loader: Any) -> list[torch.Generator]:
+    """The torch.Generator objects that decide a DataLoader's order (its own, its sampler's), without duplicates."""
+    found: list[torch.Generator] = []
+    for obj in (loader, getattr(loader, "sampler", None),
+                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        gen = getattr(obj, "generator", None)
+        if isinstance(gen, torch.Generator) and all(gen is not g for g in found):
+            found.append(gen)
+    return found
+
+
+def capture_epoch_start(loader: Any) -> dict[str, Any]:
+    """What decides an epoch's data order: the global random states and the loader's generators, taken just
+    before the epoch's iterator is created."""
+    return {"rng": capture_rng(), "generators": [g.get_state() for g in _generators(loader)]}
+
+
+# ---------------------------------------------------------------------------------------------- position
+def position_of(trainer: Any, phase: Optional[str] = None) -> dict[str, Any]:
+    """Where the loop is now, as the phase table in the module docstring names it."""
+    state = trainer.state
+    module = trainer.lightning_module
+    fx = module._current_fx_name if module is not None else None
+    fitting = state.fn == TrainerFn.FITTING and state.status == TrainerStatus.RUNNING
+    if phase is None:
+        if not fitting or not state.in_epoch:
+            phase = "between_epochs"
+        elif state.stage == RunningStage.VALIDATING:
+            phase = "validation_end" if fx == "on_validation_end" else "batch_end"
+        elif fx == "on_train_epoch_end":
+            phase = "epoch_end"
+        elif fx == "on_train_epoch_start":
+            phase = "between_epochs"
+        elif fx == "on_train_batch_end":
+            phase = "batch_end"
+        else:
+            phase = "batch_start"
+    if phase in ("batch_end", "validation_end"):
+        done, total, is_last = state.batch_idx + 1, state.total_batch_idx + 1, state.is_last_batch
+    elif phase == "epoch_end":
+        done, total, is_last = state.batch_idx + 1, state.total_batch_idx, True
+    elif phase == "batch_start":
+        done, total, is_last = state.batch_idx, state.total_batch_idx, False
+    else:
+        done, total, is_last = 0, state.total_batch_idx, False
+    return {"phase": phase, "epoch": state.epoch, "batches_done": done, "total_batches_done": total,
+            "is_last_batch": is_last}
+
+
+def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
+    """fulmen's ``fulmen`` checkpoint entry: the position, random states, window gradients, callback metrics."""
+    record: dict[str, Any] = {
+        "version": RECORD_VERSION,
+        "position": {**position, **trainer.state.state_dict(), "epoch_start_step": trainer._epoch_start_step},
+        "rng": capture_rng(),
+        "epoch_start": trainer._epoch_start if position["phase"] in MID_EPOCH_PHASES else None,
+        "callback_metrics": {k: v.detach().clone() for k, v in trainer.callback_metrics.items()
+                             if isinstance(v, torch.Tensor)},
+    }
+    module = trainer.lightning_module
+    accumulate = trainer.accumulate_grad_batches
+    if (module is not None and module.automatic_optimization and accumulate > 1
+            and position["phase"] in MID_EPOCH_PHASES and position["batches_done"] % accumulate):
+        # Inside an accumulation window: the gradients summed so far are part of the state.
+        record["grads"] = {name: p.grad.detach().clone() for name, p in module.named_parameters()
+                           if p.grad is not None}
+    loader = trainer.train_dataloader
+    if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:
+        record["loader"] = loader.state_dict()
+    return record
+
+
+def _is_stateful(loader: Any) -> bool:
+    return callable(getattr(loader, "state_dict", None)) and callable(getattr(loader, "load_state_dict", None))
+
+
+# ---------------------------------------------------------------------------------------------- the plan
+@dataclass
+class ResumePlan:
+    """What the fit loop does differently in the first epoch after a checkpoint is loaded."""
+
+    epoch: int
+    phase: str
+    batches_done: int
+    is_last_batch: bool
+    rng: Optional[dict[str, Any]] = None
+    epoch_start: Optional[dict[str, Any]] = None
+    loader_state: Optional[dict[str, Any]] = None
+
+    @property
+    def mid_epoch(self) -> bool:
+        return self.phase in MID_EPOCH_PHASES
+
+    @property
+    def tail(self) -> bool:
+        """Whether the last consumed batch still has its end of batch to finish (validation, counters)."""
+        return self.phase in ("batch_end", "validation_end")
+
+
+def plan_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[str, int]]:
+    """The resume plan and the loop counters in a checkpoint written by fulmen, or by Lightning (no exact record:
+    its data position is taken from the progress counters, and the order of a shuffled epoch cannot be rebuilt)."""
+    record = checkpoint.get("fulmen")
+    if isinstance(record, dict) and "position" in record:
+        pos = record["position"]
+        counters = {k: int(pos[k]) for k in ("epoch", "global_step", "batches_that_stepped", "batch_idx",
+                                             "total_batch_idx", "val_runs", "epoch_start_step") if k in pos}
+        plan = ResumePlan(int(pos["epoch"]), pos["phase"], int(pos["batches_done"]), bool(pos["is_last_batch"]),
+                          record.get("rng"), record.get("epoch_start"), record.get("loader"))
+        return plan, counters
+    return _plan_from_lightning(checkpoint)
+
+
+def _plan_from_lightning(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[str, int]]:
+    epoch = int(checkpoint.get("epoch", 0))
+    fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+    progress = fit_loop.get("epoch_loop.batch_progress", {})
+    current = progress.get("current", {})
+    total = progress.get("total", {})
+    processed = int(current.get("processed", 0))
+    stepped = int(fit_loop.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", 0))
+    counters = {"global_step": int(checkpoint.get("global_step", 0)), "batches_that_stepped": stepped,
+                "total_batch_idx": int(total.get("processed", 0)), "epoch": epoch}
+    epoch_progress = fit_loop.get("epoch_progress", {}).get("current", {})
+    finished = progress.get("is_last_batch", False) or int(epoch_progress.get("started", epoch + 1)) <= epoch
+    if finished or processed == 0:
+        next_epoch = epoch + 1 if finished and processed else epoch
+        counters["epoch"] = next_epoch
+        counters["epoch_start_step"] = counters["global_step"]
+        return ResumePlan(next_epoch, "between_epochs", 0, False), counters
+    counters["batch_idx"] = processed - 1
+    return ResumePlan(epoch, "batch_end_done", processed, False), counters
+
+
+# ---------------------------------------------------------------------------------------------- the data
+class _SkipFirst:
+    """A sampler (or batch sampler) that draws its first ``skip`` items without yielding them, then sets the
+    random states to ``rng`` (those the run must continue with) before yielding the rest."""
+
+    def __init__(self, inner: Any, skip: int, rng: Optional[dict[str, Any]]) -> None:
+        self.inner = inner
+        self.skip = skip
+        self.rng = rng
+
+    def __iter__(self) -> Iterator[Any]:
+        it = iter(self.inner)
+        for _ in range(self.skip):
+            if next(it, _END) is _END:
+                return
+        if self.rng is not None:
+            restore_rng(self.rng)
+            self.rng = None
+        yield from it
+
+    def __len__(self) -> int:
+        return max(0, len(self.inner) - self.skip)
+
+
+_END = object()
+
+
+def _with_sampler(loader: DataLoader, skip: int, rng: Optional[dict[str, Any]]) -> DataLoader:
+    """A copy of ``loader`` whose (batch) sampler skips the first ``skip`` batches."""
+    common = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                  timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+                  multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
+                  persistent_workers=False)
+    if loader.num_workers > 0:
+        common["prefetch_factor"] = loader.prefetch_factor
+    if loader.batch_sampler is not None:
+        return DataLoader(loader.dataset, batch_sampler=_SkipFirst(loader.batch_sampler, skip, rng), **common)
+    return DataLoader(loader.dataset, batch_size=None, sampler=_SkipFirst(loader.sampler, skip, rng), **common)
+
+
+def resumed_batches(loader: Any, skip: int, epoch_start: Optional[dict[str, Any]],
+                    loader_state: Optional[dict[str, Any]] = None) -> Iterator[Any]:
+    """An iterator over the epoch's batches from batch ``skip`` on, in the order the interrupted epoch had.
+
+    The random states are set to those of the epoch start while the iterator is created (that is when a shuffling
+    sampler and the worker seeds draw), then set back to the current ones before the first remaining batch loads.
+    A loader with its own ``state_dict`` (torchdata's StatefulDataLoader) restores its position itself.
+    """
+    now = capture_rng()
+    if loader_state is not None and _is_stateful(loader):
+        loader.load_state_dict(loader_state)
+        it = iter(loader)
+        restore_rng(now)
+        return it
+    if epoch_start is not None:
+        restore_rng(epoch_start["rng"])
+        for gen, gen_state in zip(_generators(loader), epoch_start["generators"]):
+            gen.set_state(gen_state)
+    if skip == 0:
+        it = iter(loader)
+        restore_rng(now)
+        return it
+    if (isinstance(loader, DataLoader) and not isinstance(loader.dataset, IterableDataset)
+            and not _is_stateful(loader)):
+        if loader.num_workers > 0 and loader.persistent_workers:
+            rank_zero_warn("Resuming mid-epoch with persistent_workers=True: the worker processes restart, so "
+                           "random numbers drawn inside them (augmentation) differ from the interrupted run")
+        return iter(_with_sampler(loader, skip, now))
+    # No sampler to skip at (an IterableDataset, a generator, a CombinedLoader): read and drop the batches.
+    it = iter(loader)
+    for _ in range(skip):
+        if next(it, _END) is _END:
+            break
+    restore_rng(now)
+    return it
+
+
+def warn_if_inexact(loader: Any, plan: ResumePlan) -> None:
+    """Say when a mid-epoch resume cannot rebuild the interrupted epoch exactly."""
+    if plan.epoch_start is None:
+        rank_zero_warn(
+            f"Resuming in the middle of epoch {plan.epoch} (after {plan.batches_done} batches) from a checkpoint "
+            "without fulmen's resume record (written by Lightning, or with weights_only): the remaining batches "
+            "are skipped at the sampler, but a shuffled epoch's order cannot be rebuilt"
+        )
+    elif isinstance(loader, DataLoader) and loader.num_workers > 0:
+        rank_zero_warn(
+            f"Resuming mid-epoch with num_workers={loader.num_workers}: the order of the data is rebuilt exactly, "
+            "but random numbers drawn inside worker processes (random augmentation) follow a different stream "
+            "than in the interrupted run unless the dataset seeds them per sample",
+        )
+
+
+def sized(limit: Union[int, float]) -> bool:
+    return limit != float("inf")
