@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fulmen.module import HyperparametersMixin
+from fulmen.module import HyperparametersMixin, _class_only
 from fulmen.utilities.apply_to_collection import move_data_to_device
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -80,7 +80,7 @@ class LightningDataModule(HyperparametersMixin):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Read your entries from a checkpoint being loaded."""
 
-    @classmethod
+    @_class_only
     def load_from_checkpoint(cls, checkpoint_path: Union[str, Any], map_location: Any = None,
                              hparams_file: Optional[Union[str, Any]] = None, weights_only: Optional[bool] = None,
                              **kwargs: Any) -> Any:

@@ -18,6 +18,22 @@ from fulmen.utilities.hparams import save_hyperparameters as _save_hyperparamete
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 
+class _class_only(classmethod):
+    """A classmethod that refuses to run on an instance: ``model.load_from_checkpoint(p)`` would build a new
+    module and leave ``model`` unchanged, which is never what the caller meant."""
+
+    def __get__(self, instance: Any, owner: Optional[type] = None) -> Any:
+        if instance is not None:
+            name = self.__func__.__name__
+
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise TypeError(f"{name} is a class method that returns a new object: call "
+                                f"{type(instance).__name__}.{name}(path), not on an instance")
+
+            return refuse
+        return super().__get__(instance, owner)
+
+
 class HyperparametersMixin:
     """``save_hyperparameters`` and the ``hparams`` views, shared by LightningModule and LightningDataModule."""
 
@@ -239,7 +255,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
                      rank_zero_only=rank_zero_only)
 
     # ----------------------------------------------------------------------------------------------- steps
-    @classmethod
+    @_class_only
     def load_from_checkpoint(
         cls,
         checkpoint_path: Union[str, Any],

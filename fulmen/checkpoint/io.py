@@ -12,7 +12,6 @@ import io
 import os
 import pickle
 import tempfile
-import zipfile
 from typing import Any, Optional, Union
 
 import torch
@@ -80,8 +79,9 @@ def listdir(path: _PATH) -> list[str]:
         fs = filesystem(path)
         if not fs.exists(os.fspath(path)):
             return []
-        protocol = os.fspath(path).split("://", 1)[0]
-        return [p if "://" in p else f"{protocol}://{p}" for p in fs.ls(os.fspath(path), detail=False)]
+        # Named after the folder as given, as ModelCheckpoint names its files, so the two compare equal.
+        folder = os.fspath(path).rstrip("/")
+        return sorted(f"{folder}/{p.rstrip('/').rsplit('/', 1)[-1]}" for p in fs.ls(os.fspath(path), detail=False))
     folder = local_path(path)
     if not os.path.isdir(folder):
         return []
@@ -164,16 +164,21 @@ def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = N
     try:
         checkpoint = torch.load(data, map_location=map_location, weights_only=safe)
     except pickle.UnpicklingError as err:
-        if safe and "weights_only" in str(err).lower() or "Weights only load failed" in str(err):
+        if safe and "Unsupported global" in str(err):
             raise pickle.UnpicklingError(
-                f"Checkpoint {name!r} holds Python objects that a safe load refuses ({str(err).splitlines()[0]}); "
-                "if you trust the file, pass weights_only=False"
+                f"Checkpoint {name!r} holds Python objects that a safe load refuses "
+                f"({_first_line(err)}); if you trust the file, pass weights_only=False"
             ) from err
-        raise ValueError(f"{name!r} is not a valid checkpoint (it cannot be unpickled: {err})") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{name!r} is not a valid checkpoint: it cannot be unpickled ({_first_line(err)})") from err
+    except Exception as err:  # a truncated zip, a pickle cut short, a file of another format
         raise ValueError(
-            f"{name!r} is not a valid checkpoint: it is truncated or not a torch.save file ({err})"
+            f"{name!r} is not a valid checkpoint: it is truncated or not a torch.save file ({_first_line(err)})"
         ) from err
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{name!r} is not a valid checkpoint: it holds a {type(checkpoint).__name__}, not a dict")
     return checkpoint
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -28,7 +28,7 @@ from typing import Any, Optional, Union
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from fulmen.state import RunningStage, TrainerFn, TrainerStatus
+from fulmen.state import RunningStage, TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 RECORD_VERSION = 1
@@ -99,9 +99,9 @@ def position_of(trainer: Any, phase: Optional[str] = None) -> dict[str, Any]:
     state = trainer.state
     module = trainer.lightning_module
     fx = module._current_fx_name if module is not None else None
-    fitting = state.fn == TrainerFn.FITTING and state.status == TrainerStatus.RUNNING
     if phase is None:
-        if not fitting or not state.in_epoch:
+        # in_epoch (not the status) decides: on_exception checkpoints are taken after the status became INTERRUPTED.
+        if state.fn != TrainerFn.FITTING or not state.in_epoch:
             phase = "between_epochs"
         elif state.stage == RunningStage.VALIDATING:
             phase = "validation_end" if fx == "on_validation_end" else "batch_end"
