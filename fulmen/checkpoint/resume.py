@@ -200,9 +200,10 @@ def _plan_from_lightning(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[s
     counters = {"global_step": int(checkpoint.get("global_step", 0)), "batches_that_stepped": stepped,
                 "total_batch_idx": int(total.get("processed", 0)), "epoch": epoch}
     epoch_progress = fit_loop.get("epoch_progress", {}).get("current", {})
-    finished = progress.get("is_last_batch", False) or int(epoch_progress.get("started", epoch + 1)) <= epoch
-    if finished or processed == 0:
-        next_epoch = epoch + 1 if finished and processed else epoch
+    in_epoch = int(epoch_progress.get("started", epoch)) > int(epoch_progress.get("completed", epoch))
+    if not in_epoch or processed == 0 or progress.get("is_last_batch", False):
+        # Between epochs, or at the end of epoch ``epoch`` (its last batch done): start the next one.
+        next_epoch = epoch + 1 if in_epoch and processed else epoch
         counters["epoch"] = next_epoch
         counters["epoch_start_step"] = counters["global_step"]
         return ResumePlan(next_epoch, "between_epochs", 0, False), counters
