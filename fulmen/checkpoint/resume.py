@@ -37,41 +37,47 @@ MID_EPOCH_PHASES = ("batch_end", "validation_end", "batch_start")
 
 # ---------------------------------------------------------------------------------------------- random states
 def capture_rng() -> dict[str, Any]:
-    """The global random states as plain data (tensors and numbers)."""
-    version, words, gauss = random.getstate()
-    out: dict[str, Any] = {
-        "python": {"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
-        "torch": torch.get_rng_state(),
-    }
+    """The global random states, as the libraries return them (cheap: taken at every epoch start)."""
+    out: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
     numpy = sys.modules.get("numpy")
     if numpy is not None:  # not imported means nothing has drawn from it
-        state = numpy.random.get_state(legacy=False)
-        out["numpy"] = {
-            "bit_generator": state["bit_generator"],
-            "key": torch.from_numpy(state["state"]["key"].astype("int64")),
-            "pos": int(state["state"]["pos"]),
-            "has_gauss": int(state["has_gauss"]),
-            "gauss": float(state["gauss"]),
-        }
+        out["numpy"] = numpy.random.get_state(legacy=False)
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state_all()
     return out
 
 
+def plain_rng(states: dict[str, Any]) -> dict[str, Any]:
+    """``capture_rng``'s output as plain data (tensors and numbers), for a checkpoint."""
+    if isinstance(states["python"], dict):  # already plain (the epoch start of a resumed epoch)
+        return states
+    version, words, gauss = states["python"]
+    out = dict(states, python={"version": version, "state": torch.tensor(words, dtype=torch.int64), "gauss": gauss})
+    if "numpy" in states:
+        np_state = states["numpy"]
+        out["numpy"] = {"bit_generator": np_state["bit_generator"],
+                        "key": torch.from_numpy(np_state["state"]["key"].astype("int64")),
+                        "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                        "gauss": float(np_state["gauss"])}
+    return out
+
+
 def restore_rng(saved: dict[str, Any]) -> None:
-    """Set the global random states back to ``capture_rng``'s output."""
+    """Set the global random states back to ``capture_rng``'s output (or its ``plain_rng`` form)."""
     py = saved["python"]
-    random.setstate((py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"]))
+    if isinstance(py, dict):
+        py = (py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"])
+    random.setstate(py)
     torch.set_rng_state(saved["torch"])
     if "numpy" in saved:
         import numpy
 
         np_state = saved["numpy"]
-        numpy.random.set_state({
-            "bit_generator": np_state["bit_generator"],
-            "state": {"key": np_state["key"].numpy().astype("uint32"), "pos": np_state["pos"]},
-            "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"],
-        })
+        if "key" in np_state:
+            np_state = {"bit_generator": np_state["bit_generator"],
+                        "state": {"key": np_state["key"].numpy().astype("uint32"), "pos": np_state["pos"]},
+                        "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]}
+        numpy.random.set_state(np_state)
     if "cuda" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda"])
 
@@ -130,8 +136,8 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "version": RECORD_VERSION,
         "position": {**position, **trainer.state.state_dict(), "epoch_start_step": trainer._epoch_start_step},
-        "rng": capture_rng(),
-        "epoch_start": trainer._epoch_start if position["phase"] in MID_EPOCH_PHASES else None,
+        "rng": plain_rng(capture_rng()),
+        "epoch_start": _plain_epoch_start(trainer._epoch_start) if position["phase"] in MID_EPOCH_PHASES else None,
         "callback_metrics": {k: v.detach().clone() for k, v in trainer.callback_metrics.items()
                              if isinstance(v, torch.Tensor)},
     }
@@ -146,6 +152,12 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:
         record["loader"] = loader.state_dict()
     return record
+
+
+def _plain_epoch_start(epoch_start: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    if epoch_start is None:
+        return None
+    return dict(epoch_start, rng=plain_rng(epoch_start["rng"]))
 
 
 def _is_stateful(loader: Any) -> bool:
