@@ -17,6 +17,7 @@ import torch
 
 from fulmen import resolve
 from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.early_stopping import EarlyStopping
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.timer import Timer
@@ -990,11 +991,11 @@ class Trainer:
         return cbs[0] if cbs else None
 
     @property
-    def early_stopping_callbacks(self) -> list[Callback]:
-        return [cb for cb in self.callbacks if type(cb).__name__ == "EarlyStopping"]
+    def early_stopping_callbacks(self) -> list[EarlyStopping]:
+        return [cb for cb in self.callbacks if isinstance(cb, EarlyStopping)]
 
     @property
-    def early_stopping_callback(self) -> Optional[Callback]:
+    def early_stopping_callback(self) -> Optional[EarlyStopping]:
         cbs = self.early_stopping_callbacks
         return cbs[0] if cbs else None
 

@@ -1,11 +1,12 @@
 """Callbacks: objects whose hooks the Trainer calls at fixed points of a run."""
 
 from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
 from fulmen.callbacks.timer import Timer
 
-__all__ = ["Callback", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar", "TQDMProgressBar",
-           "Timer"]
+__all__ = ["Callback", "EarlyStopping", "EarlyStoppingReason", "ModelCheckpoint", "ModelSummary",
+           "OnExceptionCheckpoint", "ProgressBar", "TQDMProgressBar", "Timer"]
