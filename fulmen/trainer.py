@@ -8,6 +8,7 @@ import functools
 import inspect
 import math
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -23,6 +24,7 @@ from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.timer import Timer
 from fulmen.checkpoint import format as ckpt_format
 from fulmen.checkpoint import io as ckpt_io
+from fulmen.checkpoint.preemption import SignalWatcher
 from fulmen.checkpoint.select import select as select_checkpoint
 from fulmen.datamodule import LightningDataModule
 from fulmen.hooks import Hooks, _noop, overrides, positional_count, set_hook_name
@@ -261,6 +263,10 @@ class Trainer:
         self._resume_plan: Any = None  # set when a fit resumes from a checkpoint (checkpoint/resume.py)
         self._epoch_start_step = 0  # global_step when the current epoch began
         self._epoch_start: Optional[dict[str, Any]] = None  # what decided this epoch's data order
+        self._signal: Optional[int] = None  # a preemption signal received (checkpoint/preemption.py); sticky
+        self._signal_watcher: Optional[SignalWatcher] = None
+        self._save_position: Optional[dict[str, Any]] = None  # a preemption checkpoint's position, kept to the end
+        self._rng_before_validation: Optional[dict[str, Any]] = None  # for a checkpoint that abandons validation
 
     # ------------------------------------------------------------------------------------------ argument checks
     @staticmethod
@@ -467,6 +473,7 @@ class Trainer:
         state.should_stop = False
         state.in_epoch = False
         self._resume_plan = None
+        self._save_position = None
         self.lightning_module = model
         model.trainer = self
         self.datamodule = datamodule
@@ -478,6 +485,8 @@ class Trainer:
         self._metrics.drop_all()
         self._callbacks_before_run = list(self.callbacks)
         try:
+            self._signal_watcher = SignalWatcher(self)
+            self._signal_watcher.install()
             self._merge_module_callbacks(model)
             hooks = self._hooks = Hooks(self, model, self.callbacks)
             self._wants_outputs = hooks.on_train_batch_end is not _noop
@@ -557,6 +566,9 @@ class Trainer:
 
     def _clean_up(self) -> None:
         self.callbacks = self._callbacks_before_run
+        if self._signal_watcher is not None:
+            self._signal_watcher.restore()
+            self._signal_watcher = None
         self.strategy.teardown()
 
     def _log_hyperparams(self, model: LightningModule, datamodule: Any) -> None:
@@ -931,7 +943,8 @@ class Trainer:
 
     @property
     def received_sigterm(self) -> bool:
-        return False
+        """Whether SIGTERM arrived during a run of this Trainer (which then stopped at a batch boundary)."""
+        return self._signal == signal.SIGTERM
 
     @property
     def val_dataloaders(self) -> Any:

@@ -1,12 +1,18 @@
 """The exact-resume scenario, run as its own process so that tests can SIGKILL it at any step.
 
-    python tests/resume_scenario.py DIR [--workers N] [--kill-at STEP] [--resume]
+    python tests/resume_scenario.py DIR [--workers N] [--kill-at STEP] [--signal-at STEP [--signal-in val]]
+                                        [--signal NAME] [--resume]
 
 Trains a small dropout MLP with AdamW, a step LR scheduler, gradient accumulation (3), validation every half epoch,
 a shuffled loader and extra randomness in training_step; a ModelCheckpoint saves ``last.ckpt`` after every
 batch. ``--kill-at S`` makes the process SIGKILL itself in the middle of the batch after optimizer step S (inside
-an accumulation window), as a crash would. ``--resume`` continues from ``ckpt_path="last"``. The final weights are
-written to DIR/final.pt.
+an accumulation window), as a crash would. ``--signal-at S`` sends the process SIGTERM (or ``--signal``) at the same
+point, or with ``--signal-in val`` during the first validation after step S. ``--resume`` continues from
+``ckpt_path="last"``. The final weights are written to DIR/final.pt.
+
+Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE change the run; SCENARIO_CHECKPOINTS=0
+leaves only the default ModelCheckpoint (so a preemption checkpoint is the one to resume from); SCENARIO_SLEEP
+(seconds) slows each step down, and DIR/started appears after step 2, for a signal sent from outside.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import os
 import random
 import signal
 import sys
+import time
 
 import numpy as np
 import torch
@@ -26,6 +33,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fulmen as L  # noqa: E402
 from fulmen.callbacks import Callback, ModelCheckpoint  # noqa: E402
+
+
+SLEEP = float(os.environ.get("SCENARIO_SLEEP", "0"))
 
 
 class Data(Dataset):
@@ -51,6 +61,8 @@ class Net(L.LightningModule):
         noise = torch.randn_like(x) * 0.01 + float(np.random.rand()) * 0.01 + random.random() * 0.01
         loss = nn.functional.cross_entropy(self.net(x + noise), y)
         self.log("train_loss", loss)
+        if SLEEP:
+            time.sleep(SLEEP)
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -77,11 +89,42 @@ class KillAt(Callback):
             self.armed = True
 
 
+class SignalAt(Callback):
+    """Send this process ``signum`` at the point where KillAt kills, or during the next validation's first batch."""
+
+    def __init__(self, step: int, signum: int, in_validation: bool) -> None:
+        self.step, self.signum, self.in_validation = step, signum, in_validation
+        self.armed = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            if self.armed and not self.in_validation:
+                os.kill(os.getpid(), self.signum)
+            self.armed = True
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.armed and self.in_validation and batch_idx == 0:
+            self.in_validation = False
+            os.kill(os.getpid(), self.signum)
+
+
+class Started(Callback):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == 2 and not os.path.exists(self.path):
+            open(self.path, "w").close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--kill-at", type=int, default=None)
+    parser.add_argument("--signal-at", type=int, default=None)
+    parser.add_argument("--signal-in", choices=["train", "val"], default="train")
+    parser.add_argument("--signal", default="SIGTERM")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -89,12 +132,16 @@ def main() -> None:
     shuffle = os.environ.get("SCENARIO_SHUFFLE", "1") == "1"
     train = DataLoader(Data(40), batch_size=4, shuffle=shuffle, num_workers=args.workers)
     val = DataLoader(Data(8), batch_size=4, num_workers=args.workers)
-    callbacks = [ModelCheckpoint(dirpath=os.path.join(args.dir, "ckpt"), every_n_train_steps=1, save_top_k=0,
-                                 save_last=True)]
-    # Also a checkpoint after every batch (inside accumulation windows too): "last" resumes from the newest file.
-    callbacks.append(_EveryBatch(os.path.join(args.dir, "ckpt", "every-batch.ckpt")))
+    callbacks: list[Callback] = [Started(os.path.join(args.dir, "started"))]
+    if os.environ.get("SCENARIO_CHECKPOINTS", "1") == "1":
+        callbacks.append(ModelCheckpoint(dirpath=os.path.join(args.dir, "ckpt"), every_n_train_steps=1, save_top_k=0,
+                                         save_last=True))
+        # Also a checkpoint after every batch (inside accumulation windows too): "last" resumes from the newest.
+        callbacks.append(_EveryBatch(os.path.join(args.dir, "ckpt", "every-batch.ckpt")))
     if args.kill_at is not None:
         callbacks.append(KillAt(args.kill_at))
+    if args.signal_at is not None:
+        callbacks.append(SignalAt(args.signal_at, getattr(signal, args.signal), args.signal_in == "val"))
     accumulate = int(os.environ.get("SCENARIO_ACCUMULATE", "3"))
     val_interval = float(os.environ.get("SCENARIO_VAL_INTERVAL", "0.5"))
     trainer = L.Trainer(max_epochs=3, accumulate_grad_batches=accumulate, val_check_interval=val_interval, logger=False,

@@ -6,6 +6,8 @@ A checkpoint is taken at some point of the loop (a *phase*), found from the hook
     epoch_end        in on_train_epoch_end: resume finishes the epoch (epoch-interval plateau schedulers), goes on
     batch_end        in on_train_batch_end of batch k: resume finishes batch k (validation if due, plateau step
                      schedulers, counters) and goes on at batch k+1
+    batch_end_done   after batch k was finished (a preemption checkpoint, or Lightning's mid-epoch files):
+                     resume goes on at batch k+1
     validation_end   in on_validation_end of the validation after batch k: as batch_end, without the validation
     batch_start      in on_train_batch_start or inside the step of batch k: resume runs batch k again (not exact:
                      part of its randomness was already drawn)
@@ -32,7 +34,7 @@ from fulmen.state import RunningStage, TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 RECORD_VERSION = 1
-MID_EPOCH_PHASES = ("batch_end", "validation_end", "batch_start")
+MID_EPOCH_PHASES = ("batch_end", "batch_end_done", "validation_end", "batch_start")
 
 
 # ---------------------------------------------------------------------------------------------- random states
@@ -105,6 +107,8 @@ def position_of(trainer: Any, phase: Optional[str] = None) -> dict[str, Any]:
     state = trainer.state
     module = trainer.lightning_module
     fx = module._current_fx_name if module is not None else None
+    if phase is None and trainer._save_position is not None:  # a preemption checkpoint fixed it
+        phase = trainer._save_position["phase"]
     if phase is None:
         # in_epoch (not the status) decides: on_exception checkpoints are taken after the status became INTERRUPTED.
         if state.fn != TrainerFn.FITTING or not state.in_epoch:
@@ -121,6 +125,8 @@ def position_of(trainer: Any, phase: Optional[str] = None) -> dict[str, Any]:
             phase = "batch_start"
     if phase in ("batch_end", "validation_end"):
         done, total, is_last = state.batch_idx + 1, state.total_batch_idx + 1, state.is_last_batch
+    elif phase == "batch_end_done":
+        done, total, is_last = state.batch_idx + 1, state.total_batch_idx, state.is_last_batch
     elif phase == "epoch_end":
         done, total, is_last = state.batch_idx + 1, state.total_batch_idx, True
     elif phase == "batch_start":
@@ -136,7 +142,7 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "version": RECORD_VERSION,
         "position": {**position, **trainer.state.state_dict(), "epoch_start_step": trainer._epoch_start_step},
-        "rng": plain_rng(capture_rng()),
+        "rng": plain_rng(_rng_to_save(trainer)),
         "epoch_start": _plain_epoch_start(trainer._epoch_start) if position["phase"] in MID_EPOCH_PHASES else None,
         "callback_metrics": {k: v.detach().clone() for k, v in trainer.callback_metrics.items()
                              if isinstance(v, torch.Tensor)},
@@ -152,6 +158,13 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:
         record["loader"] = loader.state_dict()
     return record
+
+
+def _rng_to_save(trainer: Any) -> dict[str, Any]:
+    fixed = trainer._save_position
+    if fixed is not None and fixed.get("rng") is not None:
+        return fixed["rng"]  # from before the validation that a preemption abandoned
+    return capture_rng()
 
 
 def _plain_epoch_start(epoch_start: Optional[dict[str, Any]]) -> Optional[dict[str, Any]]:

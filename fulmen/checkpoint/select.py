@@ -23,6 +23,13 @@ def hpc_checkpoint(folder: str) -> Optional[str]:
     return max(found)[1] if found else None
 
 
+def next_hpc_path(folder: str) -> str:
+    """``folder/hpc_ckpt_<N+1>.ckpt`` after the newest one there (``hpc_ckpt_1.ckpt`` for the first)."""
+    newest = hpc_checkpoint(folder)
+    number = int(_HPC.search(os.path.basename(newest)).group(1)) if newest else 0  # type: ignore[union-attr]
+    return os.path.join(folder, f"hpc_ckpt_{number + 1}.ckpt")
+
+
 def _exception_checkpoints(trainer: Any) -> list[Any]:
     from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 
@@ -80,8 +87,14 @@ def _load_best(trainer: Any, fn: str, weights_only: Optional[bool]) -> tuple[str
 
 def _load_last(trainer: Any, fn: str, on_exception: list[Any],
                weights_only: Optional[bool]) -> tuple[Optional[str], Optional[dict[str, Any]]]:
-    """The newest complete checkpoint of the checkpoint callbacks; one that fails to load is skipped."""
-    candidates: set[str] = set()
+    """The newest complete checkpoint of the checkpoint callbacks (and of a preemption); one that fails to load is
+    skipped."""
+    from fulmen.checkpoint.preemption import PREEMPTED_NAME, preempted_folder
+
+    candidates: set[str] = {os.path.join(preempted_folder(trainer), PREEMPTED_NAME)}
+    hpc = hpc_checkpoint(trainer.default_root_dir)
+    if hpc is not None:
+        candidates.add(hpc)
     for cb in on_exception:
         candidates.add(cb.ckpt_path)
     for cb in trainer.checkpoint_callbacks:

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.hooks import _noop, set_hook_name
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
@@ -62,6 +63,8 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                 if stage != RunningStage.SANITY_CHECKING:
                     trainer._metrics.log_eval_step(store, data.seen[dl_idx])
                     data.seen[dl_idx] += 1
+                if trainer._signal is not None:
+                    stop_for_signal(trainer)
             store.epoch_done = True
             per_loader.append(trainer._metrics.loader_epoch_metrics(store, stage == RunningStage.SANITY_CHECKING))
             store.epoch_done = False

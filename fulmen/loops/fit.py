@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fulmen.checkpoint.resume import capture_epoch_start, restore_rng, resumed_batches, warn_if_inexact
+from fulmen.checkpoint.preemption import stop_for_signal
+from fulmen.checkpoint.resume import (capture_epoch_start, capture_rng, restore_rng, resumed_batches,
+                                      warn_if_inexact)
 from fulmen.loops.evaluate import run_evaluation
 from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, validation_enabled
 from fulmen.loops.fetch import iterate, set_epoch
@@ -80,6 +82,8 @@ def run_fit(trainer: Any) -> None:
         store.reset()
         state.epoch += 1
         state.in_epoch = False
+        if trainer._signal is not None and not trainer._fit_done():
+            stop_for_signal(trainer)  # SIGTERM: save between epochs and exit
     hooks.on_train_end()
 
 
@@ -121,6 +125,8 @@ def run_train_epoch(trainer: Any) -> None:
             if finish_batch(trainer, store, plan.is_last_batch, window_end, plan.phase == "batch_end") \
                     or plan.is_last_batch:
                 return
+        if plan.phase == "batch_end_done" and plan.is_last_batch:
+            return  # the epoch's last batch was finished: on to its end hooks
         warn_if_inexact(loader, plan)
         trainer._epoch_start = plan.epoch_start
         if start < limit:
@@ -167,6 +173,8 @@ def finish_batch(trainer: Any, store: Any, is_last: bool, window_end: bool, vali
     if validate and trainer._val_enabled and trainer._should_validate(is_last):
         if window_end:
             trainer._hooks.on_validation_model_zero_grad()
+        # A signal during the validation abandons it; the checkpoint then needs the random states of now.
+        trainer._rng_before_validation = capture_rng()
         run_evaluation(trainer, RunningStage.VALIDATING)
         trainer._results = store
         state.stage = RunningStage.TRAINING
@@ -177,6 +185,8 @@ def finish_batch(trainer: Any, store: Any, is_last: bool, window_end: bool, vali
     state.total_batch_idx += 1
     if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
         return True
+    if trainer._signal is not None:
+        stop_for_signal(trainer)  # SIGTERM: save with this batch finished and exit
     return state.should_stop and trainer._can_stop_early_or_say_why()
 
 

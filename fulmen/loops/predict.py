@@ -9,6 +9,7 @@ import torch
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
 from fulmen.state import RunningStage
+from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.hooks import set_hook_name
 
 
@@ -49,6 +50,8 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
                 if return_predictions:
                     predictions[dl_idx].append(output)
+                if trainer._signal is not None:
+                    stop_for_signal(trainer)
         hooks.on_predict_epoch_end()
     hooks.on_predict_end()
     if not return_predictions:

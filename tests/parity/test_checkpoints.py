@@ -105,3 +105,10 @@ def test_mid_epoch_resume_reads_the_rest_of_the_epoch_where_lightning_restarts_i
         after[framework] = seen
     assert after["fulmen"] == order[3:]
     assert after["pytorch_lightning"] == order[:5]
+    # Lightning's mid-epoch file in fulmen: the progress counters place it after batch 3 too (an unshuffled loader,
+    # so the order needs no random state).
+    seen = []
+    trainer = quiet_trainer(load("fulmen")[0], max_epochs=1, limit_val_batches=0, num_sanity_val_steps=0)
+    with pytest.warns(UserWarning, match="without fulmen's resume record"):
+        trainer.fit(make_module(load("fulmen")[0], seen)(), ckpt_path="pytorch_lightning-mid.ckpt")
+    assert seen == order[3:] and trainer.global_step == 8

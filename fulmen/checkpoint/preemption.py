@@ -1,0 +1,138 @@
+"""Preemption: on SIGTERM (and SIGUSR1 under SLURM) finish the current step, save a checkpoint that resumes
+exactly, and exit with a message that says how to continue.
+
+The signal handler only records the signal: no I/O, no collective, nothing that can deadlock or leave a half-written
+file. The loops look at that record at batch boundaries (one attribute read) and call ``stop_for_signal``:
+
+    training batch done      save with the batch finished (phase ``batch_end_done``): resume starts at the next batch
+    validation batch (fit)   abandon the validation; save as at the end of the batch that started it (``batch_end``,
+                             with the random states from before the validation): resume runs the validation again
+    epoch boundary           save between epochs
+    validate/test/predict    nothing to save: stop after the batch
+
+Where the file goes: under SLURM, ``<default_root_dir>/hpc_ckpt_<N+1>.ckpt`` (a requeued job finds it by itself, as in
+Lightning), and SIGUSR1 also requeues the job with ``scontrol requeue``. Elsewhere, ``preempted.ckpt`` in the first
+ModelCheckpoint's folder (or ``<default_root_dir>/checkpoints``), which ``fit(ckpt_path="last")`` picks up.
+
+Across several processes every rank must stop at the same step; that needs agreeing on the signal, which the
+distributed strategies add (without a collective in every step).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from typing import Any
+
+from fulmen.checkpoint.select import next_hpc_path, slurm_managed
+from fulmen.state import RunningStage, TrainerFn
+from fulmen.utilities.exceptions import SIGTERMException
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+PREEMPTED_NAME = "preempted.ckpt"
+
+
+def watched_signals() -> list[signal.Signals]:
+    """SIGTERM always; SIGUSR1 too when SLURM runs the job (its requeue signal: ``#SBATCH --signal=USR1@90``)."""
+    found = [signal.SIGTERM]
+    if slurm_managed() and hasattr(signal, "SIGUSR1"):
+        found.append(signal.SIGUSR1)
+    return found
+
+
+class SignalWatcher:
+    """Installs the handlers for a run and puts the previous ones back at its end.
+
+    A handler only stores the signal number in ``trainer._signal``, then calls the handler that was there before
+    (if it was a Python function), as Lightning chains them.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.previous: dict[int, Any] = {}
+        self.pid = os.getpid()
+
+    def install(self) -> None:
+        # Python allows handlers only in the main thread; a Trainer run from another thread goes without.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in watched_signals():
+            self.previous[signum] = signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self.previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if os.getpid() != self.pid:
+            return  # a forked DataLoader worker: the main process decides, and shuts the workers down
+        if self.trainer._signal is None:
+            self.trainer._signal = signum
+        previous = self.previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+
+
+def stop_for_signal(trainer: Any) -> None:
+    """Called by a loop at a batch boundary once a signal was recorded: save if fitting, then raise
+    ``SIGTERMException`` (a SystemExit, so the process ends with a message unless the caller catches it)."""
+    signum = trainer._signal
+    name = signal.Signals(signum).name
+    state = trainer.state
+    path = None
+    if state.fn == TrainerFn.FITTING and state.stage != RunningStage.SANITY_CHECKING:
+        if state.stage == RunningStage.VALIDATING:
+            # Abandon this validation: the checkpoint is the state at the end of the batch that started it.
+            trainer._save_position = {"phase": "batch_end", "rng": trainer._rng_before_validation}
+        elif state.in_epoch:
+            trainer._save_position = {"phase": "batch_end_done", "rng": None}
+        path = _checkpoint_path(trainer)
+        trainer.save_checkpoint(path)
+        if signum == getattr(signal, "SIGUSR1", None) and slurm_managed() and trainer.is_global_zero:
+            _requeue()
+    where = f"epoch {state.epoch}, global step {state.global_step}"
+    if path is None:
+        message = f"Received {name} during {state.fn.value if state.fn else 'the run'} ({where}); stopped."
+    else:
+        resume = ("the requeued job resumes from it by itself" if os.path.basename(path).startswith("hpc_ckpt_")
+                  else "resume with trainer.fit(model, ckpt_path='last')")
+        message = f"Received {name} at {where}; saved checkpoint {path}: {resume}"
+    raise SIGTERMException(message)
+
+
+def _checkpoint_path(trainer: Any) -> str:
+    if slurm_managed():
+        return next_hpc_path(trainer.default_root_dir)
+    return os.path.join(preempted_folder(trainer), PREEMPTED_NAME)
+
+
+def preempted_folder(trainer: Any) -> str:
+    """Where ``preempted.ckpt`` goes: the first ModelCheckpoint's folder, else ``<default_root_dir>/checkpoints``."""
+    callbacks = trainer.checkpoint_callbacks
+    if callbacks:
+        return callbacks[0].resolve_dirpath(trainer)
+    return os.path.join(trainer.default_root_dir, "checkpoints")
+
+
+def _requeue() -> None:
+    """Put this SLURM job (or array task) back in the queue, as Lightning's auto_requeue does."""
+    job = os.environ.get("SLURM_JOB_ID", "")
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        job = f"{array_job}_{task}"
+    if not job:
+        rank_zero_warn("SIGUSR1 under SLURM, but SLURM_JOB_ID is not set: the job is not requeued")
+        return
+    try:
+        result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        rank_zero_warn(f"Could not requeue SLURM job {job} with scontrol ({err}); requeue it by hand")
+        return
+    if result.returncode != 0:
+        rank_zero_warn(f"`scontrol requeue {job}` failed ({result.stderr.strip()}); requeue the job by hand")
+    else:
+        rank_zero_info(f"Requeued SLURM job {job}")
+
