@@ -23,6 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/overhead.py
 	$(PY) bench/import_time.py
+	$(PY) bench/checkpoint.py
+	$(PY) bench/resume_skip.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
