@@ -225,6 +225,8 @@ def test_ckpt_path_errors():
         trainer.fit(Logged(), ckpt_path="best")
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         _trainer().fit(Logged(), ckpt_path="missing.ckpt")
+    with pytest.raises(ValueError, match="has saved no checkpoint yet"):
+        _trainer().validate(Logged(), ckpt_path="best")
     with pytest.warns(UserWarning, match="no checkpoint to resume from"):
         _trainer(max_epochs=1).fit(Logged(), ckpt_path="last")
 
@@ -316,3 +318,70 @@ def test_sigkill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
         names = [n for n in os.listdir(tmp_path) if not n.startswith(io.TMP_PREFIX)]
         assert names in ([], ["c.ckpt"])
     assert last_seen > 0
+
+
+# ---------------------------------------------------------------------------------------------- more bad input
+def test_last_skips_a_checkpoint_that_does_not_load(tmp_path):
+    trainer = _trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(Logged())
+    folder = tmp_path / "checkpoints"
+    (good,) = os.listdir(folder)
+    time.sleep(0.01)
+    (folder / "zz-newer.ckpt").write_bytes(b"not a checkpoint")
+    again = _trainer(max_epochs=2, default_root_dir=tmp_path)
+    with pytest.warns(UserWarning, match="zz-newer.ckpt.*does not load"):
+        again.fit(Logged(), ckpt_path="last")
+    assert again.ckpt_path == str(folder / good) and again.global_step == 8
+
+
+def test_a_state_dict_that_does_not_fit_leaves_the_checkpoints_alone(tmp_path):
+    trainer = _trainer(max_epochs=1, default_root_dir=tmp_path)
+    trainer.fit(Logged())
+    folder = tmp_path / "checkpoints"
+    before = {name: (folder / name).read_bytes() for name in os.listdir(folder)}
+
+    class Other(Logged):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(32, 3)
+            self.extra = torch.nn.Linear(1, 1)
+
+    with pytest.raises(RuntimeError, match=r"size mismatch|shape") as err:
+        _trainer(max_epochs=2, default_root_dir=tmp_path).fit(Other(), ckpt_path="last")
+    assert "layer.weight" in str(err.value)
+    with pytest.raises(RuntimeError, match=r"missing keys \['extra.weight', 'extra.bias'\]"):
+        class Extra(Logged):
+            def __init__(self) -> None:
+                super().__init__()
+                self.extra = torch.nn.Linear(1, 1)
+
+        _trainer(max_epochs=2, default_root_dir=tmp_path).fit(Extra(), ckpt_path="last")
+    assert {name: (folder / name).read_bytes() for name in os.listdir(folder)} == before
+
+
+def test_hparams_file_replaces_the_saved_hyperparameters(tmp_path):
+    trainer = _trainer(max_epochs=1)
+    trainer.fit(Logged(lr=0.05))
+    trainer.save_checkpoint("m.ckpt")
+    (tmp_path / "hparams.yaml").write_text("lr: 0.25\n")
+    assert Logged.load_from_checkpoint("m.ckpt", hparams_file=tmp_path / "hparams.yaml").hparams.lr == 0.25
+    (tmp_path / "evil.yaml").write_text("lr: !!python/object/apply:os.system ['echo unsafe']\n")
+    with pytest.raises(Exception, match="python/object"):
+        Logged.load_from_checkpoint("m.ckpt", hparams_file=tmp_path / "evil.yaml")
+    with pytest.raises(ValueError, match=r"\.yaml or \.yml"):
+        Logged.load_from_checkpoint("m.ckpt", hparams_file=tmp_path / "hparams.json")
+
+
+def test_model_checkpoint_on_an_fsspec_url():
+    url = "memory://fulmen-mc/run"
+    mc = ModelCheckpoint(dirpath=url, monitor="val_loss", save_top_k=2, save_last=True)
+    trainer = _trainer(max_epochs=3, callbacks=[mc])
+    trainer.fit(Logged())
+    assert mc.best_model_path.startswith(url + "/") and io.exists(mc.best_model_path)
+    assert sorted(os.path.basename(p) for p in io.listdir(url)) == sorted(
+        [os.path.basename(p) for p in mc.best_k_models] + ["last.ckpt"])
+    again = _trainer(max_epochs=4, callbacks=[ModelCheckpoint(dirpath=url, monitor="val_loss", save_top_k=2,
+                                                              save_last=True)])
+    again.fit(Logged(), ckpt_path="last")
+    assert again.ckpt_path == f"{url}/last.ckpt" and again.global_step == 16
+    assert Logged.load_from_checkpoint(mc.best_model_path).hparams.lr == 0.1

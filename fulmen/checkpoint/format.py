@@ -353,6 +353,9 @@ def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file:
 
 
 def _read_hparams_file(path: Any) -> dict[str, Any]:
+    if not os.fspath(path).lower().endswith((".yaml", ".yml")):
+        raise ValueError(f"load_from_checkpoint(hparams_file={os.fspath(path)!r}) must be a .yaml or .yml file (as "
+                         "the loggers write hparams.yaml)")
     try:
         import yaml
     except ImportError as err:
