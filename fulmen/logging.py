@@ -176,6 +176,26 @@ class MetricStore:
                 entry.metric.reset()
         self.epoch_done = False
 
+    def state_dict(self) -> list[dict[str, Any]]:
+        """The latest values and running epoch aggregates, as plain data, so that a run resumed in the middle of an
+        epoch ends it with the same epoch values. torchmetrics objects are left out: they keep their own state."""
+        out = []
+        for entry in self.entries.values():
+            if entry.metric is None:
+                meta = dict(entry.meta._asdict(), sync_dist_group=None)  # a process group cannot be saved
+                out.append({"meta": meta, "value": entry.value, "total": entry.total, "count": entry.count})
+        return out
+
+    def load_state_dict(self, saved: list[dict[str, Any]], device: Optional[torch.device] = None) -> None:
+        for item in saved:
+            meta = LogMeta(**item["meta"])
+            entry = Entry(meta)
+            entry.value, entry.total, entry.count = (
+                t.to(device) if isinstance(t, Tensor) and device is not None else t
+                for t in (item["value"], item["total"], item["count"]))
+            key = (meta.fx, meta.name, meta.dataloader_idx if meta.add_dataloader_idx else None)
+            self.entries[key] = entry
+
     def start_batch(self, batch: Any, dataloader_idx: Optional[int] = None) -> None:
         """An evaluation batch begins (the training loop only assigns ``batch``)."""
         self.batch = batch

@@ -8,7 +8,8 @@ a shuffled loader and extra randomness in training_step; a ModelCheckpoint saves
 batch. ``--kill-at S`` makes the process SIGKILL itself in the middle of the batch after optimizer step S (inside
 an accumulation window), as a crash would. ``--signal-at S`` sends the process SIGTERM (or ``--signal``) at the same
 point, or with ``--signal-in val`` during the first validation after step S. ``--resume`` continues from
-``ckpt_path="last"``. The final weights are written to DIR/final.pt.
+``ckpt_path="last"``. The final weights are written to DIR/final.pt, each epoch's mean training loss to
+DIR/epochs.txt.
 
 Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE change the run; SCENARIO_CHECKPOINTS=0
 leaves only the default ModelCheckpoint (so a preemption checkpoint is the one to resume from); SCENARIO_SLEEP
@@ -61,6 +62,7 @@ class Net(L.LightningModule):
         noise = torch.randn_like(x) * 0.01 + float(np.random.rand()) * 0.01 + random.random() * 0.01
         loss = nn.functional.cross_entropy(self.net(x + noise), y)
         self.log("train_loss", loss)
+        self.log("epoch_loss", loss, on_step=False, on_epoch=True)
         if SLEEP:
             time.sleep(SLEEP)
         return loss
@@ -108,6 +110,27 @@ class SignalAt(Callback):
             os.kill(os.getpid(), self.signum)
 
 
+class EpochLog(Callback):
+    """Append each epoch's mean training loss to DIR/epochs.txt (exact: float.hex), across killed and resumed runs."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        with open(self.path, "a") as f:
+            f.write(f"{trainer.current_epoch} {float(trainer.callback_metrics['epoch_loss']).hex()}\n")
+
+
+def epoch_losses(folder: str) -> dict[int, str]:
+    """What EpochLog wrote: epoch -> mean loss (a resumed run's line for an epoch replaces the killed run's)."""
+    out: dict[int, str] = {}
+    with open(os.path.join(folder, "epochs.txt")) as f:
+        for line in f:
+            epoch, value = line.split()
+            out[int(epoch)] = value
+    return out
+
+
 class Started(Callback):
     def __init__(self, path: str) -> None:
         self.path = path
@@ -132,7 +155,8 @@ def main() -> None:
     shuffle = os.environ.get("SCENARIO_SHUFFLE", "1") == "1"
     train = DataLoader(Data(40), batch_size=4, shuffle=shuffle, num_workers=args.workers)
     val = DataLoader(Data(8), batch_size=4, num_workers=args.workers)
-    callbacks: list[Callback] = [Started(os.path.join(args.dir, "started"))]
+    callbacks: list[Callback] = [Started(os.path.join(args.dir, "started")),
+                                 EpochLog(os.path.join(args.dir, "epochs.txt"))]
     if os.environ.get("SCENARIO_CHECKPOINTS", "1") == "1":
         callbacks.append(ModelCheckpoint(dirpath=os.path.join(args.dir, "ckpt"), every_n_train_steps=1, save_top_k=0,
                                          save_last=True))

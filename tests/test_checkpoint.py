@@ -23,6 +23,8 @@ from fulmen.utilities.exceptions import MisconfigurationException
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "resume_scenario.py"
+sys.path.insert(0, str(SCENARIO.parent))
+from resume_scenario import epoch_losses  # noqa: E402
 
 
 def _trainer(**kwargs):
@@ -274,7 +276,7 @@ def uninterrupted(tmp_path_factory):
     for workers in (0, 2):
         folder = tmp_path_factory.mktemp(f"full{workers}")
         _run([str(folder), "--workers", str(workers)][1:], folder)
-        out[workers] = torch.load(folder / "final.pt", weights_only=True)
+        out[workers] = (torch.load(folder / "final.pt", weights_only=True), epoch_losses(folder))
     return out
 
 
@@ -288,8 +290,10 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, uninterrupted, wor
     assert not (tmp_path / "final.pt").exists()
     _run(["--workers", str(workers), "--resume"], tmp_path)
     resumed = torch.load(tmp_path / "final.pt", weights_only=True)
-    for name, value in uninterrupted[workers].items():
+    weights, losses = uninterrupted[workers]
+    for name, value in weights.items():
         assert torch.equal(value, resumed[name]), name
+    assert epoch_losses(tmp_path) == losses  # the resumed epoch's mean includes the batches before the kill
 
 
 def test_sigkill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):

@@ -21,6 +21,8 @@ from fulmen.utilities.exceptions import SIGTERMException
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "resume_scenario.py"
+sys.path.insert(0, str(SCENARIO.parent))
+from resume_scenario import epoch_losses  # noqa: E402
 
 
 def _start(folder, *args, env=None):
@@ -37,16 +39,18 @@ def _run(folder, *args, env=None, expect=0):
 
 
 def _assert_same_weights(expected, folder):
+    weights, losses = expected
     resumed = torch.load(folder / "final.pt", weights_only=True)
-    for name, value in expected.items():
+    for name, value in weights.items():
         assert torch.equal(value, resumed[name]), name
+    assert epoch_losses(folder) == losses
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("full")
     _run(folder)
-    return torch.load(folder / "final.pt", weights_only=True)
+    return torch.load(folder / "final.pt", weights_only=True), epoch_losses(folder)
 
 
 @pytest.mark.parametrize("where, step", [("train", 5), ("val", 4)])

@@ -305,6 +305,8 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
     metrics = record.get("callback_metrics")
     if metrics:
         trainer._metrics.callback.update(metrics)
+    if record.get("train_metrics") and plan.mid_epoch:
+        trainer._train_store.load_state_dict(record["train_metrics"], trainer.strategy.root_device)
     grads = record.get("grads")
     if grads:
         for name, param in trainer.lightning_module.named_parameters():

@@ -154,6 +154,8 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
         # Inside an accumulation window: the gradients summed so far are part of the state.
         record["grads"] = {name: p.grad.detach().clone() for name, p in module.named_parameters()
                            if p.grad is not None}
+    if position["phase"] in MID_EPOCH_PHASES:
+        record["train_metrics"] = trainer._train_store.state_dict()  # the epoch aggregates so far
     loader = trainer.train_dataloader
     if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:
         record["loader"] = loader.state_dict()
