@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import fulmen as L
-from fulmen.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from fulmen.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
 from fulmen.checkpoint import io
 from fulmen.demos import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -376,16 +376,60 @@ def test_hparams_file_replaces_the_saved_hyperparameters(tmp_path):
         Logged.load_from_checkpoint("m.ckpt", hparams_file=tmp_path / "hparams.json")
 
 
-def test_model_checkpoint_on_an_fsspec_url():
-    url = "memory://fulmen-mc/run"
+def test_model_checkpoint_on_an_fsspec_url(tmp_path):
+    url = f"memory://fulmen-mc/{tmp_path.name}"  # the memory filesystem lives as long as the process
     mc = ModelCheckpoint(dirpath=url, monitor="val_loss", save_top_k=2, save_last=True)
     trainer = _trainer(max_epochs=3, callbacks=[mc])
     trainer.fit(Logged())
     assert mc.best_model_path.startswith(url + "/") and io.exists(mc.best_model_path)
     assert sorted(os.path.basename(p) for p in io.listdir(url)) == sorted(
         [os.path.basename(p) for p in mc.best_k_models] + ["last.ckpt"])
+    assert Logged.load_from_checkpoint(mc.best_model_path).hparams.lr == 0.1
     again = _trainer(max_epochs=4, callbacks=[ModelCheckpoint(dirpath=url, monitor="val_loss", save_top_k=2,
                                                               save_last=True)])
     again.fit(Logged(), ckpt_path="last")
     assert again.ckpt_path == f"{url}/last.ckpt" and again.global_step == 16
-    assert Logged.load_from_checkpoint(mc.best_model_path).hparams.lr == 0.1
+
+
+def test_resume_from_on_train_epoch_end_logs_that_epochs_aggregates_once():
+    from fulmen.loggers import Logger
+
+    class Recording(Logger):
+        name, version = "rec", 0
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = []
+
+        def log_metrics(self, metrics, step=None):
+            self.calls.append((step, {k: float(v) for k, v in metrics.items()}))
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            pass
+
+    class EpochMean(Logged):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            self.log("mean_loss", out["loss"], on_step=False, on_epoch=True)
+            return out
+
+    class CrashAfterSave(Callback):
+        _runs_after_module_epoch_end = True
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            trainer.save_checkpoint("end0.ckpt")
+            raise RuntimeError("crash after the save")
+
+    def run(callbacks, ckpt_path=None):
+        logger = Recording()
+        torch.manual_seed(0)
+        trainer = _trainer(max_epochs=2, logger=logger, callbacks=callbacks, limit_val_batches=0)
+        try:
+            trainer.fit(EpochMean(), ckpt_path=ckpt_path)
+        except RuntimeError:
+            pass
+        return [(step, m) for step, m in logger.calls if "mean_loss" in m]
+
+    full = run([])
+    assert run([CrashAfterSave()]) == []  # the crash came before epoch 0's values reached the logger
+    assert run([], ckpt_path="end0.ckpt") == full

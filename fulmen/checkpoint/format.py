@@ -305,7 +305,7 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
     metrics = record.get("callback_metrics")
     if metrics:
         trainer._metrics.callback.update(metrics)
-    if record.get("train_metrics") and plan.mid_epoch:
+    if record.get("train_metrics") and (plan.mid_epoch or plan.phase == "epoch_end"):
         trainer._train_store.load_state_dict(record["train_metrics"], trainer.strategy.root_device)
     grads = record.get("grads")
     if grads:

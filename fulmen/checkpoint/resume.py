@@ -154,7 +154,7 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
         # Inside an accumulation window: the gradients summed so far are part of the state.
         record["grads"] = {name: p.grad.detach().clone() for name, p in module.named_parameters()
                            if p.grad is not None}
-    if position["phase"] in MID_EPOCH_PHASES:
+    if position["phase"] in MID_EPOCH_PHASES or position["phase"] == "epoch_end":
         record["train_metrics"] = trainer._train_store.state_dict()  # the epoch aggregates so far
     loader = trainer.train_dataloader
     if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:

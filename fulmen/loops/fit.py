@@ -50,7 +50,12 @@ def run_fit(trainer: Any) -> None:
         eval_data(trainer, RunningStage.VALIDATING)  # without a sanity check, the val loader loads here
     if plan is not None and plan.phase == "epoch_end":
         # The checkpoint was taken in on_train_epoch_end: do what the interrupted run did after it.
+        store = trainer._train_store
+        store.epoch_done = True
+        trainer._metrics.fold(store)
         update_schedulers(trainer, "epoch", plateau=True)
+        trainer._metrics.log_epoch_end(store, step=state.batches_that_stepped - 1)
+        store.reset()
         state.epoch += 1
         plan.phase = "between_epochs"
     if trainer._fit_done():
