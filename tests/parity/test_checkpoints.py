@@ -5,6 +5,7 @@ fulmen differs on purpose: a mid-epoch resume continues with the batches the int
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pytest
 import torch
@@ -71,16 +72,37 @@ def test_checkpoint_resumes_in_the_other_framework(writer, reader):
     assert resumed.optimizers[0].param_groups[0]["lr"] == same.optimizers[0].param_groups[0]["lr"]
 
 
-def test_model_checkpoint_keeps_the_same_files():
+@pytest.mark.parametrize("mc_kwargs, fit_kwargs", [
+    (dict(monitor="val_loss", save_top_k=2, save_last=True, filename="{epoch}-{step}-{val_loss:.1f}"),
+     dict(val_check_interval=0.5)),
+    (dict(), {}),
+    (dict(save_top_k=-1, every_n_epochs=2), dict(val_check_interval=0.5)),
+    (dict(save_top_k=-1, every_n_train_steps=3), {}),
+    (dict(monitor="val_loss", mode="max", auto_insert_metric_name=False, filename="{epoch:02d}-{val_loss:.1f}"), {}),
+    (dict(save_top_k=0, save_last=True), {}),
+    (dict(monitor="val_loss", save_on_train_epoch_end=True), dict(val_check_interval=0.5)),
+    (dict(monitor="val_loss", save_top_k=3, save_weights_only=True), {}),
+    (dict(filename="fixed", save_top_k=-1), {}),
+    (dict(filename="fixed", save_top_k=-1, enable_version_counter=False), {}),
+    (dict(save_top_k=2, monitor="val_loss", save_last="link"), {}),
+    (dict(save_top_k=-1, train_time_interval=timedelta(0)), {}),
+    (dict(monitor="val_loss", every_n_train_steps=2, save_top_k=2), dict(val_check_interval=0.5)),
+])
+def test_model_checkpoint_keeps_the_same_files(mc_kwargs, fit_kwargs):
     kept = {}
     for framework in ("fulmen", "pytorch_lightning"):
         pl, _ = load(framework)
         folder = os.path.abspath(framework)
-        mc = pl.callbacks.ModelCheckpoint(dirpath=folder, monitor="val_loss", save_top_k=2, save_last=True,
-                                          filename="{epoch}-{step}-{val_loss:.1f}")
-        _fit(framework, 3, callbacks=[mc], enable_checkpointing=True, val_check_interval=0.5)
-        kept[framework] = (sorted(os.listdir(folder)), os.path.basename(mc.best_model_path), float(mc.best_model_score),
-                           os.path.basename(mc.kth_best_model_path))
+        mc = pl.callbacks.ModelCheckpoint(dirpath=folder, **mc_kwargs)
+        _fit(framework, 3, callbacks=[mc], enable_checkpointing=True, **fit_kwargs)
+        files = sorted(os.listdir(folder))
+        links = {name: os.readlink(os.path.join(folder, name)) for name in files
+                 if os.path.islink(os.path.join(folder, name))}
+        first = torch.load(os.path.join(folder, files[0]), weights_only=True) if files else {}
+        kept[framework] = (files, links, os.path.basename(mc.best_model_path),
+                           None if mc.best_model_score is None else float(mc.best_model_score),
+                           os.path.basename(mc.kth_best_model_path), os.path.basename(mc.last_model_path),
+                           sorted(os.path.basename(p) for p in mc.best_k_models), "optimizer_states" in first)
     assert kept["fulmen"] == kept["pytorch_lightning"]
 
 
