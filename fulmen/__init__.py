@@ -21,4 +21,16 @@ if not _logging.getLogger().handlers and not _log.handlers:
     _log.setLevel(_logging.INFO)
     _log.propagate = False
 
+_SUBPACKAGES = ("callbacks", "demos", "loggers", "loops", "strategies", "utilities")
+
+
+def __getattr__(name: str):  # noqa: ANN202
+    # `L.loggers.CSVLogger` works as `pl.loggers.CSVLogger` does, without importing every submodule up front.
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"fulmen.{name}")
+    raise AttributeError(f"module 'fulmen' has no attribute {name!r}")
+
+
 __all__ = ["Callback", "LightningDataModule", "LightningModule", "Trainer", "seed_everything"]

@@ -285,6 +285,10 @@ class Trainer:
         if logger is False or self.fast_dev_run:
             return []
         if logger is None or logger is True:
+            from fulmen.loggers.tensorboard import TensorBoardLogger, tensorboard_available
+
+            if tensorboard_available():  # as in Lightning: TensorBoard when installed, else CSV
+                return [TensorBoardLogger(save_dir=self.default_root_dir, version=_slurm_job_id())]
             from fulmen.loggers.csv_logs import CSVLogger
 
             return [CSVLogger(save_dir=self.default_root_dir)]
@@ -1018,6 +1022,17 @@ class Trainer:
 
     @property
     def distributed_sampler_kwargs(self) -> Optional[dict[str, int]]:
+        return None
+
+
+def _slurm_job_id() -> Optional[int]:
+    """The SLURM job id of a batch job (the default logger's version there, as in Lightning); None elsewhere."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return None
+    try:
+        return int(job)  # each array task has its own SLURM_JOB_ID
+    except ValueError:
         return None
 
 

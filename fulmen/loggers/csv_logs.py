@@ -8,7 +8,7 @@ import os
 from argparse import Namespace
 from typing import Any, Optional, Union
 
-from fulmen.loggers.logger import Logger
+from fulmen.loggers.logger import Logger, VersionedFolder, params_as_dict
 from fulmen.utilities.rank_zero import rank_zero_only
 
 
@@ -31,7 +31,7 @@ def to_yaml(data: dict[str, Any]) -> str:
     return "".join(f"{json.dumps(str(k))}: {value(v)}\n" for k, v in data.items())
 
 
-class CSVLogger(Logger):
+class CSVLogger(VersionedFolder, Logger):
     """Append logged metrics to ``metrics.csv`` (one row per call, sorted columns, ``step`` included) and save
     hyperparameters to ``hparams.yaml``. Rows are written every ``flush_logs_every_n_steps`` steps and at the end."""
 
@@ -51,45 +51,10 @@ class CSVLogger(Logger):
         self._keys: list[str] = []
         self._hparams: dict[str, Any] = {}
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> Union[int, str]:
-        if self._version is None:
-            self._version = self._next_version()
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self._name)
-
-    @property
-    def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        return os.path.join(self.root_dir, version)
-
-    def _next_version(self) -> int:
-        try:
-            names = os.listdir(self.root_dir)
-        except FileNotFoundError:
-            return 0
-        versions = [int(n[len("version_"):]) for n in names
-                    if n.startswith("version_") and n[len("version_"):].isdigit()
-                    and os.path.isdir(os.path.join(self.root_dir, n))]
-        return max(versions) + 1 if versions else 0
-
     @rank_zero_only
     def log_hyperparams(self, params: Optional[Union[dict[str, Any], Namespace]] = None, *args: Any,
                         **kwargs: Any) -> None:
-        if params is None:
-            return
-        self._hparams.update(vars(params) if isinstance(params, Namespace) else dict(params))
+        self._hparams.update(params_as_dict(params))
 
     @rank_zero_only
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:

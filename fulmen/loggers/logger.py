@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from argparse import Namespace
 from typing import Any, Optional, Union
+
+from fulmen.utilities.rank_zero import rank_zero_only
 
 
 class Logger(ABC):
@@ -58,3 +61,84 @@ class Logger(ABC):
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """A checkpoint was saved (optional)."""
+
+
+class VersionedFolder:
+    """``name``, ``version``, ``save_dir``, ``root_dir`` and ``log_dir`` of a logger that writes to
+    ``save_dir/name/version_N`` (or ``save_dir/name/<version string>``), with an optional ``sub_dir`` inside.
+    The version folder is claimed on first use (``claim_version``)."""
+
+    _save_dir: str
+    _name: str
+    _version: Optional[Union[int, str]]
+    _sub_dir: Optional[str] = None
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> Union[int, str]:
+        if self._version is None:
+            self._version = claim_version(self.root_dir)
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self._name)
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        folder = os.path.join(self.root_dir, version)
+        if self._sub_dir is not None:
+            folder = os.path.join(folder, self._sub_dir)
+        return os.path.expanduser(os.path.expandvars(folder))
+
+
+def claim_version(root_dir: str) -> int:
+    """The next ``version_N`` folder under ``root_dir``, created here.
+
+    The folder is claimed with ``os.mkdir``, which fails when it exists: two runs starting at the same moment in the
+    same folder get different versions, where listing the folder and taking the next number would give both the
+    same one. Processes other than rank zero only compute the number (they write no logs).
+    """
+    number = 0
+    if os.path.isdir(root_dir):
+        taken = [int(n[len("version_"):]) for n in os.listdir(root_dir)
+                 if n.startswith("version_") and n[len("version_"):].isdigit()
+                 and os.path.isdir(os.path.join(root_dir, n))]
+        number = max(taken) + 1 if taken else 0
+    if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
+        return number
+    os.makedirs(root_dir, exist_ok=True)
+    while True:
+        try:
+            os.mkdir(os.path.join(root_dir, f"version_{number}"))
+            return number
+        except FileExistsError:
+            number += 1
+
+
+def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:
+    """Nested dicts (and Namespaces) of hyperparameters as one level: ``{"opt": {"lr": 1}}`` -> ``{"opt/lr": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Namespace):
+            value = vars(value)
+        if isinstance(value, dict) and value:
+            out.update(flatten_params(value, name, sep))
+        else:
+            out[name] = value
+    return out
+
+
+def params_as_dict(params: Optional[Union[dict[str, Any], Namespace]]) -> dict[str, Any]:
+    if params is None:
+        return {}
+    return dict(vars(params)) if isinstance(params, Namespace) else dict(params)
