@@ -1,0 +1,113 @@
+"""Monitoring and scheduling callbacks on both frameworks: LearningRateMonitor sends the same values under the same
+names at the same steps, GradientAccumulationScheduler trains to the same weights, LambdaCallback runs the same
+hooks in the same order."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from tests.parity.recorder import load, quiet_trainer
+from tests.parity.test_logger_calls import recording_logger
+
+pytest.importorskip("pytorch_lightning")
+
+
+def _callbacks(framework):
+    return importlib.import_module("fulmen.callbacks" if framework == "fulmen" else "pytorch_lightning.callbacks")
+
+
+def lr_model(framework, optimizer, scheduler):
+    pl, demos = load(framework)
+
+    class Model(demos.BoringModel):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.head = torch.nn.Linear(2, 2)
+
+        def configure_optimizers(self):
+            groups = [{"params": self.layer.parameters()},
+                      {"params": self.head.parameters(), "lr": 0.05, "name": "head"}]
+            opt = (torch.optim.Adam(groups, lr=0.01, weight_decay=0.1) if optimizer == "adam"
+                   else torch.optim.SGD(self.layer.parameters(), lr=0.1, momentum=0.9))
+            if scheduler is None:
+                return opt
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 2, 0.5),
+                                                        **scheduler}}
+
+    return pl, Model
+
+
+@pytest.mark.parametrize("optimizer, scheduler, monitor_kwargs", [
+    ("adam", {"interval": "step"}, dict(log_momentum=True, log_weight_decay=True)),
+    ("adam", {"interval": "epoch", "name": "my_lr"}, {}),
+    ("sgd", None, dict(log_momentum=True)),
+    ("sgd", {"interval": "epoch"}, dict(logging_interval="step")),
+    ("adam", {"interval": "step"}, dict(logging_interval="epoch")),
+])
+def test_learning_rate_monitor_matches(optimizer, scheduler, monitor_kwargs):
+    got = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, Model = lr_model(framework, optimizer, scheduler)
+        logger = recording_logger(framework)
+        monitor = _callbacks(framework).LearningRateMonitor(**monitor_kwargs)
+        trainer = quiet_trainer(pl, logger=logger, callbacks=[monitor], max_epochs=3, limit_train_batches=4,
+                                limit_val_batches=0, log_every_n_steps=2)
+        trainer.fit(Model())
+        calls = [(step, {k: round(v, 8) for k, v in m.items() if k.startswith(("lr-", "my_lr"))})
+                 for step, m in logger.calls]
+        got[framework] = ([c for c in calls if c[1]], {k: [round(v, 8) for v in vals] for k, vals in monitor.lrs.items()},
+                          sorted(k for k in trainer.callback_metrics if k.startswith(("lr-", "my_lr"))))
+    assert got["fulmen"] == got["pytorch_lightning"]
+    assert got["fulmen"][0]
+
+
+def test_learning_rate_monitor_needs_a_logger():
+    from fulmen.callbacks import LearningRateMonitor
+    from fulmen.utilities.exceptions import MisconfigurationException
+
+    pl, Model = lr_model("fulmen", "sgd", None)
+    with pytest.raises(MisconfigurationException, match="needs a logger"):
+        quiet_trainer(pl, callbacks=[LearningRateMonitor()], max_steps=1).fit(Model())
+
+
+def test_gradient_accumulation_scheduler_matches():
+    weights, steps = {}, {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+        torch.manual_seed(0)
+        model = demos.BoringModel()
+        scheduler = _callbacks(framework).GradientAccumulationScheduler({1: 2, 2: 3})
+        trainer = quiet_trainer(pl, callbacks=[scheduler], max_epochs=3, limit_train_batches=7, limit_val_batches=0)
+        trainer.fit(model)
+        weights[framework], steps[framework] = model.layer.weight.detach().clone(), trainer.global_step
+    assert steps["fulmen"] == steps["pytorch_lightning"] == 7 + 4 + 3
+    torch.testing.assert_close(weights["fulmen"], weights["pytorch_lightning"], rtol=0, atol=0)
+
+
+def test_gradient_accumulation_scheduler_refuses_a_trainer_factor():
+    from fulmen.callbacks import GradientAccumulationScheduler
+
+    pl, demos = load("fulmen")
+    trainer = quiet_trainer(pl, callbacks=[GradientAccumulationScheduler({0: 2})], accumulate_grad_batches=2,
+                            max_steps=1)
+    with pytest.raises(ValueError, match="accumulate_grad_batches=2"):
+        trainer.fit(demos.BoringModel())
+
+
+def test_lambda_callback_runs_the_same_hooks():
+    names = ("setup", "on_fit_start", "on_train_epoch_start", "on_train_batch_end", "on_validation_end",
+             "on_train_epoch_end", "on_fit_end", "teardown")
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+        calls = []
+        hooks = {name: (lambda *args, name=name, **kwargs: calls.append(name)) for name in names}
+        trainer = quiet_trainer(pl, callbacks=[_callbacks(framework).LambdaCallback(**hooks)], max_epochs=2,
+                                limit_train_batches=2, limit_val_batches=1)
+        trainer.fit(demos.BoringModel())
+        seen[framework] = calls
+    assert seen["fulmen"] == seen["pytorch_lightning"] and len(seen["fulmen"]) > 8
