@@ -52,3 +52,38 @@ def test_progress_bar_arguments():
     assert fulmen.Trainer(enable_progress_bar=False).progress_bar_callback is None
     with pytest.raises(ValueError, match="refresh_rate=-1"):
         TQDMProgressBar(refresh_rate=-1)
+
+
+def _fit_script(tmp_path, bar_args=""):
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import fulmen\n"
+        "from fulmen.callbacks import TQDMProgressBar\n"
+        "from tests.test_progress import Logs\n"
+        f"trainer = fulmen.Trainer(max_epochs=2, limit_train_batches=50, limit_val_batches=3, logger=False,\n"
+        f"                         enable_model_summary=False, callbacks=[TQDMProgressBar({bar_args})])\n"
+        "trainer.fit(Logs())\n")
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root))
+    # Bytes, decoded by hand: text mode would turn tqdm's carriage returns into newlines.
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=120)
+    return proc.stdout.decode()
+
+
+def test_output_that_is_not_a_terminal_gets_plain_lines(tmp_path):
+    """Piped output (as in a SLURM log): whole lines, no carriage-return frames; one per stage at least."""
+    out = _fit_script(tmp_path)
+    assert "\r" not in out
+    lines = out.splitlines()
+    # Each stage's line when it ends (the epoch-end validation ends inside the epoch).
+    assert [line.split(":")[0] for line in lines] == ["Sanity Checking", "Validation", "Epoch 0", "Validation",
+                                                      "Epoch 1"]
+    assert lines[2].startswith("Epoch 0: 50/50 [") and "train_loss=" in lines[2] and "it/s]" in lines[2]
+    many = _fit_script(tmp_path, "plain_interval=0.0, draw_interval=0.0").splitlines()
+    assert len([line for line in many if line.startswith("Epoch 0")]) == 51  # a line per batch, then the end
+    assert "\r" in _fit_script(tmp_path, "plain=False")  # tqdm frames when asked for

@@ -3,6 +3,10 @@
 Reading logged values synchronises with the device, so the bars do it on a clock, a few times a second at most,
 never on every step: the counters move every ``refresh_rate`` batches, the metrics shown refresh every
 ``metrics_interval`` seconds.
+
+When the output is not a terminal (a SLURM log, CI, a pipe), carriage-return frames would fill the file with
+thousands of partial lines; there the bar prints one plain line every ``plain_interval`` seconds and one when each
+stage ends.
 """
 
 from __future__ import annotations
@@ -45,15 +49,62 @@ def _total(value: Union[int, float]) -> Optional[int]:
     return None if value == float("inf") else int(value)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class _PlainBar:
+    """The part of tqdm's interface the bars use, printing whole lines: every ``interval`` seconds and at close."""
+
+    def __init__(self, desc: str, total: Optional[int], interval: float, file: Any) -> None:
+        self.desc, self.total, self.n = desc, total, 0
+        self.postfix = ""
+        self._start = self._last = time.monotonic()
+        self._interval = interval
+        self._file = file
+
+    def set_postfix(self, metrics: dict[str, Any], refresh: bool = True) -> None:
+        self.postfix = ", ".join(f"{k}={_number(v)}" for k, v in metrics.items())
+
+    def update(self, n: int) -> None:
+        self.n += n
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            self._print(now)
+
+    def close(self) -> None:
+        self._print(time.monotonic())
+
+    def _print(self, now: float) -> None:
+        elapsed = now - self._start
+        rate = self.n / elapsed if elapsed > 0 else 0.0
+        left = ""
+        if self.total and rate > 0:
+            left = f"<{_clock((self.total - self.n) / rate)}"
+        done = f"{self.n}/{self.total}" if self.total is not None else str(self.n)
+        line = f"{self.desc}: {done} [{_clock(elapsed)}{left}, {rate:.2f}it/s]"
+        print(f"{line} {self.postfix}" if self.postfix else line, file=self._file, flush=True)
+
+
 class TQDMProgressBar(ProgressBar):
     """tqdm bars for training (one per epoch), validation, test and predict.
 
     ``refresh_rate``: update the counters every N batches (0 turns the bar off). ``leave``: keep each epoch's bar.
     ``draw_interval``: seconds between draws; ``metrics_interval``: seconds between reads of the logged values.
+    ``plain``: print plain lines (every ``plain_interval`` seconds and at the end of each stage) instead of tqdm
+    frames; None (the default) does so when standard output is not a terminal.
     """
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False,
-                 metrics_interval: float = 0.5, draw_interval: float = 0.1) -> None:
+                 metrics_interval: float = 0.5, draw_interval: float = 0.1, plain: Optional[bool] = None,
+                 plain_interval: float = 30.0) -> None:
         super().__init__()
         if not isinstance(refresh_rate, int) or refresh_rate < 0:
             raise ValueError(f"TQDMProgressBar(refresh_rate={refresh_rate!r}) must be an int >= 0")
@@ -65,16 +116,22 @@ class TQDMProgressBar(ProgressBar):
         self._bars: dict[str, Any] = {}
         self._last_draw: dict[str, float] = {}
         self._last_metrics = float("-inf")  # the first batch shows the metrics
+        self.plain = plain
+        self.plain_interval = plain_interval
 
     @property
     def is_enabled(self) -> bool:
         return self._enabled and self.refresh_rate > 0
 
     def _open(self, key: str, desc: str, total: Optional[int], position: int, leave: bool) -> None:
-        from tqdm.auto import tqdm
-
         self._close(key)
         self._last_draw.pop(key, None)
+        plain = self.plain if self.plain is not None else not _is_terminal(sys.stdout)
+        if plain:
+            self._bars[key] = _PlainBar(desc, total, self.plain_interval, sys.stdout)
+            return
+        from tqdm.auto import tqdm
+
         self._bars[key] = tqdm(desc=desc, total=total, position=self.process_position + position, leave=leave,
                                dynamic_ncols=True, file=sys.stdout, smoothing=0)
 
@@ -163,3 +220,10 @@ class TQDMProgressBar(ProgressBar):
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         for key in list(self._bars):
             self._close(key)
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
