@@ -144,21 +144,29 @@ class Hooks:
     A hook that nothing overrides is a no-op function, so calling it costs next to nothing in the loop.
     """
 
-    def __init__(self, trainer: Any, module: Any, callbacks: list[Any]) -> None:
+    def __init__(self, trainer: Any, module: Any, callbacks: list[Any], profiler: Any = None) -> None:
         from fulmen.callbacks.callback import Callback
         from fulmen.module import LightningModule
+
+        if profiler is not None:
+            from fulmen.profilers import profiled
 
         for name in CALLBACK_HOOKS + MODULE_ONLY_HOOKS:
             early, late = [], []
             for cb in callbacks:
                 if hasattr(Callback, name) and overrides(cb, Callback, name):
                     runs_late = name == "on_train_epoch_end" and getattr(cb, "_runs_after_module_epoch_end", False)
-                    (late if runs_late else early).append(getattr(cb, name))
+                    fn = getattr(cb, name)
+                    if profiler is not None:
+                        fn = profiled(profiler, f"[Callback]{cb.state_key}.{name}", fn)
+                    (late if runs_late else early).append(fn)
             module_fn = None
             if hasattr(LightningModule, name) and (
                 name in MODULE_HOOKS_WITH_DEFAULTS or overrides(module, LightningModule, name)
             ):
                 module_fn = getattr(module, name)
+                if profiler is not None:
+                    module_fn = profiled(profiler, f"[LightningModule]{type(module).__name__}.{name}", module_fn)
             if early or late or module_fn is not None:
                 setattr(self, name, HookGroup(name, trainer, module, early, module_fn, late))
             else:

@@ -214,13 +214,11 @@ class Trainer:
             logger = False
             self.num_sanity_val_steps, self.log_every_n_steps = 0, 0
         self._apply_determinism(deterministic, benchmark)
-        if profiler is not None and not isinstance(profiler, str) and not hasattr(profiler, "profile"):
-            raise TypeError(f"Trainer(profiler={profiler!r}) must be None, 'simple', 'advanced', 'pytorch' or a "
-                            "Profiler instance")
-        if isinstance(profiler, str) and profiler not in ("simple", "advanced", "pytorch", "xla"):
-            raise ValueError(f"Trainer(profiler={profiler!r}) is not supported; choose 'simple', 'advanced', "
-                             "'pytorch' or 'xla'")
-        self.profiler = profiler
+        from fulmen import profilers
+
+        self.profiler = profilers.resolve(profiler)
+        # What the loops test: None when profiling is off, so that nothing gets wrapped.
+        self._profiler = None if isinstance(self.profiler, profilers.PassThroughProfiler) else self.profiler
 
         self._default_root_dir = os.fspath(default_root_dir) if default_root_dir is not None else None
         self.loggers: list[Any] = self._init_loggers(logger)
@@ -492,7 +490,10 @@ class Trainer:
             self._signal_watcher = SignalWatcher(self)
             self._signal_watcher.install()
             self._merge_module_callbacks(model)
-            hooks = self._hooks = Hooks(self, model, self.callbacks)
+            if self._profiler is not None:
+                self._profiler.setup(stage=fn.value, local_rank=self.local_rank if self.world_size > 1 else None,
+                                     log_dir=self.log_dir)
+            hooks = self._hooks = Hooks(self, model, self.callbacks, self._profiler)
             self._wants_outputs = hooks.on_train_batch_end is not _noop
             self._prepare_run(model, datamodule)
             if datamodule is not None:
@@ -510,6 +511,8 @@ class Trainer:
                 ckpt_format.restore_modules(self, checkpoint, source)
             if fn == TrainerFn.FITTING:
                 self._setup_optimizers(model)
+                if self._profiler is not None:
+                    self._profile_steps(model)
                 if checkpoint is not None:
                     ckpt_format.restore_training(self, checkpoint, source)
                 hooks.on_fit_start()
@@ -568,7 +571,20 @@ class Trainer:
             logger.finalize("success")
         self._clean_up()
 
+    def _profile_steps(self, model: LightningModule) -> None:
+        """With a profiler: time each training step and whole batch, and name module forwards in torch traces."""
+        from fulmen.profilers import profiled
+
+        profiler = self._profiler
+        self._training_step = profiled(profiler, f"[Strategy]{type(self.strategy).__name__}.training_step",
+                                       self._training_step)
+        self._step_fn = profiled(profiler, "run_training_batch", self._step_fn)
+        if hasattr(profiler, "watch_modules"):
+            profiler.watch_modules(model)
+
     def _clean_up(self) -> None:
+        if self._profiler is not None:
+            self._profiler.describe()
         self.callbacks = self._callbacks_before_run
         if self._signal_watcher is not None:
             self._signal_watcher.restore()

@@ -10,6 +10,7 @@ from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.hooks import _noop, set_hook_name
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
+from fulmen.profilers import profiled, profiled_batches
 from fulmen.state import RunningStage
 
 
@@ -41,6 +42,9 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     hooks.epoch_start()
     step = module.test_step if testing else module.validation_step
     step_name = "test_step" if testing else "validation_step"
+    profiler = trainer._profiler
+    if profiler is not None:
+        step = profiled(profiler, f"[Strategy]{type(trainer.strategy).__name__}.{step_name}", step)
     several = data.several
     per_loader: list[dict[str, Any]] = []
     # Validation inside fit uses no_grad (a later training step may need tensors made here); a standalone run may
@@ -50,7 +54,10 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     with grad_off:
         for dl_idx, (loader, limit) in enumerate(zip(data.loaders, limits)):
             extra = (dl_idx,) if several else ()
-            for batch_idx, batch, _ in iterate(loader, limit):
+            batches = iterate(loader, limit)
+            if profiler is not None:
+                batches = profiled_batches(profiler, f"[_EvaluationLoop].{'test' if testing else 'val'}_next", batches)
+            for batch_idx, batch, _ in batches:
                 if trainer._transfer is not None:
                     batch = trainer._transfer(batch, dl_idx)
                 store.start_batch(batch, dl_idx if several else None)

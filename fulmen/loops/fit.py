@@ -11,6 +11,7 @@ from fulmen.loops.evaluate import run_evaluation
 from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, validation_enabled
 from fulmen.loops.fetch import iterate, set_epoch
 from fulmen.loops.optimization import update_schedulers
+from fulmen.profilers import profiled_batches
 from fulmen.state import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -75,7 +76,11 @@ def run_fit(trainer: Any) -> None:
         trainer._results = trainer._train_store  # what on_train_epoch_start logs belongs to training
         state.in_epoch = True
         hooks.on_train_epoch_start()
-        run_train_epoch(trainer)
+        if trainer._profiler is None:
+            run_train_epoch(trainer)
+        else:
+            with trainer._profiler.profile("run_training_epoch"):
+                run_train_epoch(trainer)
         state.stage = RunningStage.TRAINING
         store = trainer._results = trainer._train_store
         trainer._metrics.end_epoch(store)
@@ -138,8 +143,11 @@ def run_train_epoch(trainer: Any) -> None:
             it = resumed_batches(loader, start, plan.epoch_start, plan.loader_state)
     else:
         trainer._epoch_start = capture_epoch_start(loader)
+    batches = iterate(loader, limit, it, start)
+    if trainer._profiler is not None:
+        batches = profiled_batches(trainer._profiler, "[_TrainingEpochLoop].train_dataloader_next", batches)
     batch_idx = -1
-    for batch_idx, batch, is_last in iterate(loader, limit, it, start):
+    for batch_idx, batch, is_last in batches:
         state.batch_idx = batch_idx
         state.is_last_batch = is_last
         if transfer is not None:

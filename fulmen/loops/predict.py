@@ -8,6 +8,7 @@ import torch
 
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
+from fulmen.profilers import profiled, profiled_batches
 from fulmen.state import RunningStage
 from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.hooks import set_hook_name
@@ -35,17 +36,23 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     several = data.several
     predictions: list[list[Any]] = [[] for _ in data.loaders]
     grad_off = torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+    step = module.predict_step
+    profiler = trainer._profiler
+    if profiler is not None:
+        step = profiled(profiler, f"[Strategy]{type(trainer.strategy).__name__}.predict_step", step)
     with grad_off:
         for dl_idx, (loader, limit) in enumerate(zip(data.loaders, data.limits)):
             extra = (dl_idx,) if several else ()
-            for batch_idx, batch, _ in iterate(loader, limit):
+            batches = iterate(loader, limit)
+            if profiler is not None:
+                batches = profiled_batches(profiler, "[_PredictionLoop].predict_next", batches)
+            for batch_idx, batch, _ in batches:
                 if trainer._transfer is not None:
                     batch = trainer._transfer(batch, dl_idx)
                 hooks.on_predict_batch_start(batch, batch_idx, *extra)
                 set_hook_name(module, "predict_step")
                 with trainer.precision_plugin.forward_context():
-                    output = module.predict_step(batch, batch_idx, *extra) if data.takes_batch_idx else \
-                        module.predict_step(batch)
+                    output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
                 if return_predictions:
