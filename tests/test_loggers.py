@@ -12,26 +12,18 @@ import pytest
 import torch
 
 import fulmen as L
-from fulmen.demos import BoringModel
+from tests.models import LogsLosses
 from fulmen.loggers import CSVLogger, TensorBoardLogger
 from tests.tb_read import read_events
 
 pytest.importorskip("tensorboard")
 
 
-class Logged(BoringModel):
+class Logged(LogsLosses):
     def __init__(self, width: int = 32, tag: str = "a") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.example_input_array = torch.zeros(2, 32)
-
-    def training_step(self, batch, batch_idx):
-        out = super().training_step(batch, batch_idx)
-        self.log("train_loss", out["loss"])
-        return out
-
-    def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self.step(batch))
 
 
 def _fit(logger, **kwargs):

@@ -142,3 +142,49 @@ def params_as_dict(params: Optional[Union[dict[str, Any], Namespace]]) -> dict[s
     if params is None:
         return {}
     return dict(vars(params)) if isinstance(params, Namespace) else dict(params)
+
+
+class UploadsCheckpoints:
+    """``log_model`` for loggers that upload checkpoints: "all" uploads each file as it is saved; True uploads at
+    the end of the run (each one as it is saved when ``save_top_k=-1``, since then none is ever deleted)."""
+
+    _log_model: Union[bool, str] = False
+    _checkpoint_callback: Any = None
+
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        if self._log_model == "all" or (self._log_model is True and checkpoint_callback.save_top_k == -1):
+            self._log_checkpoints(checkpoint_callback)
+        elif self._log_model is True:
+            self._checkpoint_callback = checkpoint_callback
+
+    def _log_checkpoints(self, checkpoint_callback: Any) -> None:
+        raise NotImplementedError
+
+
+def new_checkpoints(checkpoint_callback: Any, logged: dict[str, float]) -> list[dict[str, Any]]:
+    """The files of ``checkpoint_callback`` (top-k, best, last) written since they were last logged as artifacts
+    (``logged``: path -> modification time, updated here), oldest first, each with its score and aliases
+    ("latest", "best"), for loggers that upload checkpoints (``log_model``)."""
+    paths: dict[str, Any] = {}
+    for path, score in getattr(checkpoint_callback, "best_k_models", {}).items():
+        paths[path] = score
+    for path in (checkpoint_callback.last_model_path, checkpoint_callback.best_model_path):
+        if path:
+            paths.setdefault(path, None)
+    found = []
+    for path, score in paths.items():
+        if not os.path.isfile(path):
+            continue
+        stamp = os.path.getmtime(path)
+        if logged.get(path) == stamp:
+            continue
+        logged[path] = stamp
+        value = float(score) if score is not None else None
+        found.append({"path": path, "score": value, "time": stamp})
+    found.sort(key=lambda item: item["time"])
+    for item in found:
+        aliases = ["latest"] if item is found[-1] else []
+        if item["path"] == checkpoint_callback.best_model_path:
+            aliases.append("best")
+        item["aliases"] = aliases
+    return found
