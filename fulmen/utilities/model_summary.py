@@ -1,0 +1,189 @@
+"""ModelSummary: the table of a module's layers that fit prints at its start (Lightning's layout and numbers).
+
+Columns: index, name, type, parameters, train/eval mode, FLOPs, and with ``example_input_array`` set the input and
+output sizes of each layer, found by running that input through the model once (no gradients, eval mode, modes put
+back after). FLOPs are counted by ``torch.utils.flop_counter`` during that same pass (0 without an example input).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+UNKNOWN_SIZE = "?"
+
+
+def get_human_readable_count(number: float) -> str:
+    """Lightning's count format: "123  " (small counts padded to the width of a unit), "1.2 K", "132 K", "2.0 M",
+    then B and T (never beyond: "5,000 T")."""
+    number = int(number)
+    if number < 1000:
+        return f"{number:,d}  "
+    group = min((len(str(number)) - 1) // 3, 4)
+    scaled = number / 10 ** (3 * group)
+    label = "KMBT"[group - 1]
+    return f"{int(scaled):,d} {label}" if scaled >= 100 else f"{scaled:,.1f} {label}"
+
+
+def _shape(value: Any) -> Any:
+    if hasattr(value, "shape"):
+        return list(value.shape)
+    if isinstance(value, (list, tuple)):
+        return [_shape(v) for v in value]
+    return UNKNOWN_SIZE
+
+
+class ModelSummary:
+    """A summary of ``model`` down to ``max_depth`` levels of submodules (-1: all, 0: none).
+
+    ``str(summary)`` is the table; the numbers are attributes: ``layer_names``, ``layer_types``, ``param_nums``,
+    ``training_modes``, ``in_sizes``, ``out_sizes``, ``total_parameters``, ``trainable_parameters``, ``model_size``
+    (MB), ``total_flops``, ``total_training_modes``.
+    """
+
+    def __init__(self, model: nn.Module, max_depth: int = 1) -> None:
+        if not isinstance(max_depth, int) or max_depth < -1:
+            raise ValueError(f"ModelSummary(max_depth={max_depth!r}) must be an int >= -1 (-1 shows every level)")
+        self._model = model
+        self._max_depth = max_depth
+        self._layers = [(name, module) for name, module in model.named_modules()
+                        if name and (max_depth == -1 or name.count(".") + 1 <= max_depth)] if max_depth else []
+        self.in_sizes: list[Any] = [UNKNOWN_SIZE] * len(self._layers)
+        self.out_sizes: list[Any] = [UNKNOWN_SIZE] * len(self._layers)
+        self._flops: dict[str, int] = {}
+        self.total_flops = 0
+        if getattr(model, "example_input_array", None) is not None:
+            self._run_example()
+
+    def _run_example(self) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model = self._model
+        example = model.example_input_array
+        device = getattr(model, "device", None)
+        if device is not None:
+            from fulmen.utilities.apply_to_collection import move_data_to_device
+
+            example = move_data_to_device(example, device)
+        handles = []
+        for index, (_, module) in enumerate(self._layers):
+            def record(mod: nn.Module, inputs: Any, output: Any, index: int = index) -> None:
+                self.in_sizes[index] = _shape(inputs[0] if len(inputs) == 1 else inputs)
+                self.out_sizes[index] = _shape(output)
+
+            handles.append(module.register_forward_hook(record))
+        modes = {m: m.training for m in model.modules()}
+        depth = self._max_depth + 1 if self._max_depth != -1 else 999
+        counter = FlopCounterMode(display=False, depth=depth)
+        model.eval()
+        try:
+            with torch.no_grad(), counter:
+                if isinstance(example, (list, tuple)):
+                    model(*example)
+                elif isinstance(example, dict):
+                    model(**example)
+                else:
+                    model(example)
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes.items():
+                module.training = training
+        prefix = type(model).__name__
+        counts = counter.get_flop_counts()
+        self._flops = {name: int(sum(counts.get(f"{prefix}.{name}", {}).values())) for name, _ in self._layers}
+        self.total_flops = int(counter.get_total_flops())
+
+    # ------------------------------------------------------------------------------------------ the numbers
+    @property
+    def layer_names(self) -> list[str]:
+        return [name for name, _ in self._layers]
+
+    @property
+    def layer_types(self) -> list[str]:
+        return [type(module).__name__ for _, module in self._layers]
+
+    @property
+    def param_nums(self) -> list[int]:
+        return [sum(p.numel() for p in module.parameters()) for _, module in self._layers]
+
+    @property
+    def training_modes(self) -> list[bool]:
+        return [module.training for _, module in self._layers]
+
+    @property
+    def total_training_modes(self) -> dict[str, int]:
+        """How many submodules (every level, the model itself not counted) are in train and in eval mode."""
+        modes = [m.training for m in self._model.modules()][1:]
+        return {"train": sum(modes), "eval": len(modes) - sum(modes)}
+
+    @property
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self._model.parameters())
+
+    @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self._model.parameters() if p.requires_grad)
+
+    @property
+    def total_layer_params(self) -> int:
+        return sum(self.param_nums)
+
+    @property
+    def model_size(self) -> float:
+        """The parameters' size in MB."""
+        return sum(p.numel() * p.element_size() for p in self._model.parameters()) / 1e6
+
+    @property
+    def flop_counts(self) -> dict[str, int]:
+        return dict(self._flops)
+
+    # ------------------------------------------------------------------------------------------ the table
+    def __str__(self) -> str:
+        count = len(self._layers)
+        columns = [
+            (" ", [str(i) for i in range(count)]),
+            ("Name", self.layer_names),
+            ("Type", self.layer_types),
+            ("Params", [get_human_readable_count(n) for n in self.param_nums]),
+            ("Mode", ["train" if mode else "eval" for mode in self.training_modes]),
+            ("FLOPs", [get_human_readable_count(self._flops.get(name, 0)) for name in self.layer_names]),
+        ]
+        if getattr(self._model, "example_input_array", None) is not None:
+            columns += [("In sizes", [str(s) for s in self.in_sizes]), ("Out sizes", [str(s) for s in self.out_sizes])]
+        leftover = self.total_parameters - self.total_layer_params
+        if leftover > 0:  # parameters that belong to no listed layer (the model's own, or all at max_depth=0)
+            columns[0][1].append(" ")
+            columns[1][1].append("other params")
+            columns[2][1].append("n/a")
+            columns[3][1].append(get_human_readable_count(leftover))
+            for _, values in columns[4:]:
+                values.append("n/a")
+        widths = [max([len(header)] + [len(v) for v in values]) for header, values in columns]
+        total_width = sum(widths) + 3 * (len(columns) + 1)
+        lines = [" | ".join(h.ljust(w) for (h, _), w in zip(columns, widths)), "-" * total_width]
+        rows = len(columns[0][1])
+        lines += [" | ".join(values[i].ljust(w) for (_, values), w in zip(columns, widths)) for i in range(rows)]
+        lines.append("-" * total_width)
+        modes = self.total_training_modes
+        for value, label in ((get_human_readable_count(self.trainable_parameters), "Trainable params"),
+                             (get_human_readable_count(self.total_parameters - self.trainable_parameters),
+                              "Non-trainable params"),
+                             (get_human_readable_count(self.total_parameters), "Total params"),
+                             (f"{self.model_size:,.3f}", "Total estimated model params size (MB)"),
+                             (str(modes["train"]), "Modules in train mode"),
+                             (str(modes["eval"]), "Modules in eval mode"),
+                             (get_human_readable_count(self.total_flops), "Total Flops")):
+            lines.append(f"{value:<10}{label}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def summarize(model: nn.Module, max_depth: int = 1) -> ModelSummary:
+    """``ModelSummary(model, max_depth)``."""
+    return ModelSummary(model, max_depth)
+
