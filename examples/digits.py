@@ -1,6 +1,7 @@
 """Train a small classifier on scikit-learn's digits data set (shipped inside scikit-learn: no download).
 
-Run with ``make demo``; prints the test accuracy (expect above 0.95).
+Run with ``make demo``: trains with early stopping and checkpointing, tests the best checkpoint, prints the test
+accuracy (expect above 0.95) and draws the curves into ``lightning_logs/version_N/metrics.png``.
 """
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset, random_split
 
 import fulmen as L
+from fulmen.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
 
 class DigitsDataModule(L.LightningDataModule):
@@ -78,12 +80,18 @@ def main() -> None:
     L.seed_everything(0)
     dm = DigitsDataModule()
     model = LitClassifier(nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)))
+    callbacks = [PrintEpoch(), EarlyStopping(monitor="val_loss", patience=8),
+                 ModelCheckpoint(monitor="val_loss", save_last=True), LearningRateMonitor()]
     trainer = L.Trainer(max_epochs=30, accumulate_grad_batches=2, gradient_clip_val=0.5, val_check_interval=0.5,
-                        callbacks=[PrintEpoch()])
+                        callbacks=callbacks)
     trainer.fit(model, datamodule=dm)
-    trainer.validate(model, datamodule=dm)
-    results = trainer.test(model, datamodule=dm)
-    print(f"test accuracy: {results[0]['test_acc']:.4f}")
+    results = trainer.test(datamodule=dm, ckpt_path="best")
+    print(f"test accuracy: {results[0]['test_acc']:.4f} (best checkpoint: {trainer.checkpoint_callback.best_model_path})")
+    try:
+        from fulmen.plot import plot
+    except ImportError:
+        return
+    print(f"curves: {plot([trainer.log_dir])}")
 
 
 if __name__ == "__main__":
