@@ -1,16 +1,34 @@
-"""Callbacks: objects whose hooks the Trainer calls at fixed points of a run."""
+"""Callbacks: objects whose hooks the Trainer calls at fixed points of a run.
+
+Each callback is imported when first used (``from fulmen.callbacks import EarlyStopping``), so that
+``import fulmen`` does not pay for all of them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from fulmen.callbacks.callback import Callback
-from fulmen.callbacks.early_stopping import EarlyStopping, EarlyStoppingReason
-from fulmen.callbacks.gradient_accumulation_scheduler import GradientAccumulationScheduler
-from fulmen.callbacks.lambda_function import LambdaCallback
-from fulmen.callbacks.lr_monitor import LearningRateMonitor
-from fulmen.callbacks.model_checkpoint import ModelCheckpoint
-from fulmen.callbacks.model_summary import ModelSummary
-from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
-from fulmen.callbacks.progress import ProgressBar, TQDMProgressBar
-from fulmen.callbacks.timer import Timer
 
-__all__ = ["Callback", "EarlyStopping", "EarlyStoppingReason", "GradientAccumulationScheduler", "LambdaCallback",
-           "LearningRateMonitor", "ModelCheckpoint", "ModelSummary", "OnExceptionCheckpoint", "ProgressBar",
-           "TQDMProgressBar", "Timer"]
+_WHERE = {
+    "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
+    "EMAWeightAveraging": "weight_averaging", "WeightAveraging": "weight_averaging",
+    "GradientAccumulationScheduler": "gradient_accumulation_scheduler", "LambdaCallback": "lambda_function",
+    "LearningRateMonitor": "lr_monitor", "ModelCheckpoint": "model_checkpoint", "ModelSummary": "model_summary",
+    "OnExceptionCheckpoint": "on_exception_checkpoint", "ProgressBar": "progress", "TQDMProgressBar": "progress",
+    "Timer": "timer",
+}
+
+__all__ = ["Callback", *sorted(_WHERE)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fulmen.callbacks' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"fulmen.callbacks.{module}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

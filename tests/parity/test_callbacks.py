@@ -111,3 +111,38 @@ def test_lambda_callback_runs_the_same_hooks():
         trainer.fit(demos.BoringModel())
         seen[framework] = calls
     assert seen["fulmen"] == seen["pytorch_lightning"] and len(seen["fulmen"]) > 8
+
+
+@pytest.mark.parametrize("kind, kwargs", [
+    ("EMAWeightAveraging", dict(decay=0.9)),
+    ("EMAWeightAveraging", dict(decay=0.5, update_every_n_steps=2, update_starting_at_step=3,
+                                update_starting_at_epoch=1)),
+    ("WeightAveraging", {}),
+])
+def test_weight_averaging_matches(kind, kwargs):
+    results = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+        seen = []
+
+        class Model(demos.BoringModel):
+            def validation_step(self, batch, batch_idx):
+                seen.append(self.layer.weight.detach().clone())  # validation sees the averaged weights
+                return super().validation_step(batch, batch_idx)
+
+        torch.manual_seed(0)
+        model = Model()
+        callback = getattr(_callbacks(framework), kind)(**kwargs)
+        trainer = quiet_trainer(pl, callbacks=[callback], max_epochs=3, limit_train_batches=5, limit_val_batches=1,
+                                accumulate_grad_batches=2, num_sanity_val_steps=0)
+        trainer.fit(model)
+        trainer.save_checkpoint(f"{framework}.ckpt")
+        saved = torch.load(f"{framework}.ckpt", weights_only=True)
+        results[framework] = (model.layer.weight.detach().clone(), torch.stack(seen),
+                              saved["state_dict"]["layer.weight"], saved["callbacks"], sorted(saved))
+    ours, theirs = results["fulmen"], results["pytorch_lightning"]
+    for a, b in zip(ours[:3], theirs[:3]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert ours[3] == theirs[3]
+    assert {"current_model_state", "averaging_state"} <= set(ours[4]) and {"current_model_state",
+                                                                           "averaging_state"} <= set(theirs[4])
