@@ -461,7 +461,7 @@ class Trainer:
             attach model and datamodule; configure_callbacks; build the hook dispatch
             prepare_data (DM, module); setup (DM, callbacks, module); configure_model
             [ckpt_path] on_load_checkpoint, weights, datamodule and callback states
-            [fit] configure_optimizers; [ckpt_path] optimizer, scheduler and loop state; on_fit_start; run_fit
+            [fit] configure_optimizers; on_fit_start; [ckpt_path] optimizer, scheduler and loop state; run_fit
             [validate/test] run_evaluation      [predict] run_predict
             teardown (DM, callbacks, module)
         """
@@ -513,9 +513,11 @@ class Trainer:
                 self._setup_optimizers(model)
                 if self._profiler is not None:
                     self._profile_steps(model)
+                # As in Lightning, on_fit_start comes before the optimizer and loop state is restored (a callback
+                # such as BaseFinetuning rebuilds the parameter groups that the saved optimizer state expects).
+                hooks.on_fit_start()
                 if checkpoint is not None:
                     ckpt_format.restore_training(self, checkpoint, source)
-                hooks.on_fit_start()
                 self._log_hyperparams(model, datamodule)
             with torch.autograd.set_detect_anomaly(self.detect_anomaly) if self.detect_anomaly else contextlib.nullcontext():
                 if fn == TrainerFn.FITTING:

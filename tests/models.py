@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from fulmen.demos import BoringModel
 
 
@@ -16,3 +18,27 @@ class LogsLosses(BoringModel):
 
     def validation_step(self, batch, batch_idx):
         self.log("val_loss", self.step(batch))
+
+
+def transfer_model(base):
+    """A subclass of ``base`` (either framework's BoringModel) with a ``backbone`` (Linear, BatchNorm, ReLU) under a
+    head, whose optimizer takes only the trainable parameters: the layout the finetuning callbacks expect."""
+
+    class Transfer(base):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.backbone = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU())
+            self.layer = torch.nn.Linear(16, 2)
+
+        def forward(self, x):
+            return self.layer(self.backbone(x))
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(filter(lambda p: p.requires_grad, self.parameters()), lr=0.01)
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.randn(40, 32, generator=torch.Generator().manual_seed(1)),
+                                               batch_size=4)
+
+    return Transfer

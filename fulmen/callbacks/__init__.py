@@ -12,7 +12,7 @@ from typing import Any
 from fulmen.callbacks.callback import Callback
 
 _WHERE = {
-    "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
+    "BaseFinetuning": "finetuning", "BackboneFinetuning": "finetuning", "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
     "EMAWeightAveraging": "weight_averaging", "WeightAveraging": "weight_averaging",
     "GradientAccumulationScheduler": "gradient_accumulation_scheduler", "LambdaCallback": "lambda_function",
     "LearningRateMonitor": "lr_monitor", "ModelCheckpoint": "model_checkpoint", "ModelSummary": "model_summary",

@@ -9,6 +9,7 @@ import importlib
 import pytest
 import torch
 
+from tests.models import transfer_model
 from tests.parity.recorder import load, quiet_trainer
 from tests.parity.test_logger_calls import recording_logger
 
@@ -146,3 +147,58 @@ def test_weight_averaging_matches(kind, kwargs):
     assert ours[3] == theirs[3]
     assert {"current_model_state", "averaging_state"} <= set(ours[4]) and {"current_model_state",
                                                                            "averaging_state"} <= set(theirs[4])
+
+
+@pytest.mark.parametrize("kwargs", [dict(unfreeze_backbone_at_epoch=1),
+                                    dict(unfreeze_backbone_at_epoch=2, backbone_initial_lr=0.001, train_bn=False,
+                                         lambda_func=lambda epoch: 3.0, should_align=False)])
+def test_backbone_finetuning_matches(kwargs):
+    results = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+        Transfer = transfer_model(demos.BoringModel)
+        lrs = []
+
+        class Record(pl.Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                lrs.append([g["lr"] for g in trainer.optimizers[0].param_groups])
+
+        model = Transfer()
+        callback = _callbacks(framework).BackboneFinetuning(**kwargs)
+        trainer = quiet_trainer(pl, callbacks=[callback, Record()], max_epochs=5, limit_train_batches=5,
+                                limit_val_batches=0)
+        trainer.fit(model)
+        results[framework] = (lrs, {k: v.clone() for k, v in model.state_dict().items()}, callback.state_dict())
+    ours, theirs = results["fulmen"], results["pytorch_lightning"]
+    assert ours[0] == theirs[0] and len(ours[0][-1]) == 2
+    for name, value in theirs[1].items():
+        torch.testing.assert_close(ours[1][name], value, rtol=0, atol=0, msg=name)
+    frozen = ours[2].pop("frozen_parameters")  # fulmen's addition, for an exact resume
+    assert ours[2] == theirs[2] and frozen == []  # everything is unfrozen by the end
+
+
+@pytest.mark.parametrize("train_bn", [True, False])
+def test_finetuning_helpers_match(train_bn):
+    """freeze / filter_params / unfreeze_and_add_param_group pick the same parameters, on a nested model with
+    batch norm and a ModuleDict. (A Sequential's own parameters differ: tests/test_finetuning.py.)"""
+
+    def build():
+        torch.manual_seed(0)
+        model = torch.nn.ModuleDict({"stem": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)),
+                                     "head": torch.nn.Linear(4, 2)})
+        return model
+
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        base = _callbacks(framework).BaseFinetuning
+        model = build()
+        names = {id(p): n for n, p in model.named_parameters()}
+        base.freeze(model, train_bn=train_bn)
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+        tracking = [m.track_running_stats for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        frozen = [names[id(p)] for p in base.filter_params(model, train_bn=train_bn, requires_grad=False)]
+        optimizer = torch.optim.SGD(model.head.parameters(), lr=0.5)
+        base.unfreeze_and_add_param_group(model.stem, optimizer, train_bn=train_bn)
+        added = [(names[id(p)], group["lr"]) for group in optimizer.param_groups[1:] for p in group["params"]]
+        seen[framework] = (trainable, tracking, frozen, added, len(base.flatten_modules(model)))
+    assert seen["fulmen"] == seen["pytorch_lightning"]
