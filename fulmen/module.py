@@ -558,6 +558,13 @@ class LightningModule(HyperparametersMixin, nn.Module):
         """Read what ``on_save_checkpoint`` added."""
 
     # ----------------------------------------------------------------------------------------------- utilities
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy or a pickle of the module leaves the Trainer behind (as in Lightning): a callback's deepcopy of the
+        # model (weight averaging) would otherwise copy the trainer, its loaders and loggers with it.
+        state = dict(self.__dict__)
+        state["_trainer"] = None
+        return state
+
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on global rank zero only."""
         if self.global_rank == 0:

@@ -1,6 +1,8 @@
 """LightningModule and LightningDataModule utilities."""
 
+import copy
 import logging
+import pickle
 
 import pytest
 import torch
@@ -30,6 +32,24 @@ def test_freeze_unfreeze_print_device_dtype(capsys):
     assert model.current_epoch == 0 and model.global_step == 0
     with pytest.raises(RuntimeError, match="not attached to a `Trainer`"):
         model.trainer
+
+
+def test_a_copy_or_pickle_of_an_attached_module_leaves_the_trainer_behind():
+    copies = []
+
+    class Copy(Callback):
+        def on_train_start(self, trainer, pl_module):
+            copies.append(copy.deepcopy(pl_module))
+            copies.append(pickle.loads(pickle.dumps(pl_module)))
+
+    model = BoringModel()
+    trainer = fulmen.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                             enable_checkpointing=False, callbacks=[Copy()])
+    trainer.fit(model)
+    assert model.trainer is trainer
+    for clone in copies:
+        assert clone._trainer is None
+        assert clone.state_dict().keys() == model.state_dict().keys()
 
 
 def test_configure_callbacks_replace_trainer_callbacks_of_the_same_type():
