@@ -12,12 +12,13 @@ from typing import Any
 from fulmen.callbacks.callback import Callback
 
 _WHERE = {
-    "BaseFinetuning": "finetuning", "BackboneFinetuning": "finetuning", "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
+    "BaseFinetuning": "finetuning", "BackboneFinetuning": "finetuning",
+    "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
     "EMAWeightAveraging": "weight_averaging", "WeightAveraging": "weight_averaging",
     "GradientAccumulationScheduler": "gradient_accumulation_scheduler", "LambdaCallback": "lambda_function",
     "LearningRateMonitor": "lr_monitor", "ModelCheckpoint": "model_checkpoint", "ModelSummary": "model_summary",
     "OnExceptionCheckpoint": "on_exception_checkpoint", "ProgressBar": "progress", "TQDMProgressBar": "progress",
-    "Timer": "timer",
+    "StochasticWeightAveraging": "stochastic_weight_avg", "Timer": "timer",
 }
 
 __all__ = ["Callback", *sorted(_WHERE)]

@@ -101,8 +101,8 @@ class BaseFinetuning(Callback):
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         fresh = [p for p in params if id(p) not in held]
         if len(fresh) != len(params):
-            rank_zero_warn(f"{len(params) - len(fresh)} parameters to unfreeze are already in the optimizer and are skipped; "
-                           "create the optimizer over the trainable parameters only: "
+            rank_zero_warn(f"{len(params) - len(fresh)} parameters to unfreeze are already in the optimizer and are "
+                           "skipped; create the optimizer over the trainable parameters only: "
                            "torch.optim.X(filter(lambda p: p.requires_grad, self.parameters()), ...)")
         return fresh
 

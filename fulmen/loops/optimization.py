@@ -98,6 +98,16 @@ def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
     )
 
 
+def forward_only_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+    """``training_step`` alone: no zero_grad, backward or optimizer step (so no global step either).
+    StochasticWeightAveraging runs its batch-norm epoch with it, to re-estimate the statistics of averaged weights."""
+    module = trainer.lightning_module
+    with trainer.precision_plugin.forward_context():
+        set_hook_name(module, "training_step")
+        output = trainer._training_step(batch, batch_idx)
+    return training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)[1]
+
+
 def training_step_loss(output: Any, accumulate: int,
                        wants_outputs: bool = True) -> tuple[Optional[Tensor], Optional[dict[str, Any]]]:
     """Split a training_step result into the loss to backpropagate (divided by ``accumulate``) and the batch-end

@@ -202,3 +202,84 @@ def test_finetuning_helpers_match(train_bn):
         added = [(names[id(p)], group["lr"]) for group in optimizer.param_groups[1:] for p in group["params"]]
         seen[framework] = (trainable, tracking, frozen, added, len(base.flatten_modules(model)))
     assert seen["fulmen"] == seen["pytorch_lightning"]
+
+
+def swa_model(framework, batch_norm, scheduler):
+    pl, demos = load(framework)
+
+    class Model(demos.BoringModel):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            norm = [torch.nn.BatchNorm1d(8)] if batch_norm else []
+            self.layer = torch.nn.Sequential(torch.nn.Linear(32, 8), *norm, torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+            if not scheduler:
+                return opt
+            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.randn(24, 32, generator=torch.Generator().manual_seed(1)),
+                                               batch_size=4, shuffle=True)
+
+    return pl, Model
+
+
+def run_swa(framework, batch_norm, scheduler, **kwargs):
+    pl, Model = swa_model(framework, batch_norm, scheduler)
+    lrs = []
+
+    class Record(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            lrs.append(round(trainer.optimizers[0].param_groups[0]["lr"], 10))
+
+    model = Model()
+    swa = _callbacks(framework).StochasticWeightAveraging(**kwargs)
+    torch.manual_seed(2)
+    trainer = quiet_trainer(pl, callbacks=[swa, Record()], max_epochs=5, limit_val_batches=0)
+    trainer.fit(model)
+    return model, swa, trainer, lrs
+
+
+@pytest.mark.parametrize("scheduler, kwargs", [
+    (True, dict(swa_lrs=0.05, swa_epoch_start=3, annealing_epochs=2)),
+    (False, dict(swa_lrs=[0.02], swa_epoch_start=0.4, annealing_epochs=3, annealing_strategy="linear")),
+    (True, dict(swa_lrs=0.01, swa_epoch_start=1, annealing_epochs=1,
+                avg_fn=lambda avg, cur, n: 0.5 * avg + 0.5 * cur)),
+])
+def test_stochastic_weight_averaging_matches(scheduler, kwargs):
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        model, swa, trainer, lrs = run_swa(framework, False, scheduler, **kwargs)
+        seen[framework] = (model.state_dict(), lrs, swa.state_dict(), trainer.current_epoch, trainer.global_step)
+    ours, theirs = seen["fulmen"], seen["pytorch_lightning"]
+    torch.testing.assert_close(ours[0], theirs[0], rtol=0, atol=0)
+    assert ours[1:2] + ours[3:] == theirs[1:2] + theirs[3:]
+    assert ours[2].pop("batch_norm_update") is False  # fulmen's addition, for an exact resume
+    torch.testing.assert_close(ours[2].pop("average_model_state"), theirs[2].pop("average_model_state"), rtol=0,
+                               atol=0)
+    assert ours[2] == theirs[2]
+
+
+def test_stochastic_weight_averaging_with_batch_norm():
+    """With batch norm both run an extra epoch that re-estimates the statistics for the averaged weights. fulmen
+    ends with exactly those weights; Lightning's extra epoch still calls optimizer.step at its end (on the
+    gradients left from the last real step), which moves them off the average."""
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        model, swa, trainer, lrs = run_swa(framework, True, True, swa_lrs=0.05, swa_epoch_start=2)
+        seen[framework] = (model, swa, trainer, lrs)
+    (ours, our_swa, our_trainer, our_lrs), (theirs, their_swa, their_trainer, their_lrs) = \
+        seen["fulmen"], seen["pytorch_lightning"]
+    assert our_trainer.current_epoch == their_trainer.current_epoch == 6 and our_trainer.max_epochs == 5
+    assert our_lrs == their_lrs and len(our_lrs) == 6
+    assert our_trainer.global_step == 5 * 6 and their_trainer.global_step == 5 * 6 + 1
+    average = dict(their_swa._average_model.named_parameters())
+    for name, value in ours.named_parameters():
+        torch.testing.assert_close(value, average[name], rtol=0, atol=0, msg=name)
+    for name, value in ours.named_buffers():  # statistics gathered over the same batches with the same weights
+        torch.testing.assert_close(value, dict(theirs.named_buffers())[name], msg=name)
+    assert ours.layer[1].momentum == theirs.layer[1].momentum == 0.1
+    assert not torch.equal(theirs.layer[0].weight, average["layer.0.weight"])
