@@ -42,3 +42,27 @@ def transfer_model(base):
                                                batch_size=4)
 
     return Transfer
+
+
+def swa_model(base, batch_norm=True, scheduler=True):
+    """A subclass of ``base`` (either framework's BoringModel): a small MLP, with batch norm or not, SGD with momentum
+    (and a StepLR), shuffled fixed data: the setting of the StochasticWeightAveraging tests."""
+
+    class Net(base):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            norm = [torch.nn.BatchNorm1d(8)] if batch_norm else []
+            self.layer = torch.nn.Sequential(torch.nn.Linear(32, 8), *norm, torch.nn.ReLU(), torch.nn.Linear(8, 2))
+
+        def configure_optimizers(self):
+            opt = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
+            if not scheduler:
+                return opt
+            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
+
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.randn(24, 32, generator=torch.Generator().manual_seed(1)),
+                                               batch_size=4, shuffle=True)
+
+    return Net

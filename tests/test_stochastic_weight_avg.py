@@ -10,22 +10,7 @@ import fulmen as L
 from fulmen.callbacks import Callback, StochasticWeightAveraging
 from fulmen.demos import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
-
-
-class Net(BoringModel):
-    def __init__(self, batch_norm: bool = True) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        norm = [torch.nn.BatchNorm1d(8)] if batch_norm else []
-        self.layer = torch.nn.Sequential(torch.nn.Linear(32, 8), *norm, torch.nn.ReLU(), torch.nn.Linear(8, 2))
-
-    def configure_optimizers(self):
-        opt = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
-        return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
-
-    def train_dataloader(self):
-        return torch.utils.data.DataLoader(torch.randn(24, 32, generator=torch.Generator().manual_seed(1)),
-                                           batch_size=4, shuffle=True)
+from tests.models import swa_model
 
 
 class SaveAt(Callback):
@@ -38,7 +23,7 @@ class SaveAt(Callback):
 
 
 def _fit(callbacks, ckpt_path=None, batch_norm=True, **kwargs):
-    model = Net(batch_norm)
+    model = swa_model(BoringModel, batch_norm)()
     settings = dict(max_epochs=5, limit_val_batches=0, logger=False, enable_progress_bar=False,
                     enable_model_summary=False, enable_checkpointing=False, callbacks=callbacks)
     trainer = L.Trainer(**{**settings, **kwargs})
@@ -76,7 +61,7 @@ def test_without_batch_norm_no_extra_epoch_and_the_average_is_kept():
 
 
 def test_manual_optimization_with_batch_norm_is_refused():
-    class Manual(Net):
+    class Manual(swa_model(BoringModel)):
         def __init__(self):
             super().__init__()
             self.automatic_optimization = False

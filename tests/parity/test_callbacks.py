@@ -9,7 +9,7 @@ import importlib
 import pytest
 import torch
 
-from tests.models import transfer_model
+from tests.models import swa_model, transfer_model
 from tests.parity.recorder import load, quiet_trainer
 from tests.parity.test_logger_calls import recording_logger
 
@@ -204,31 +204,9 @@ def test_finetuning_helpers_match(train_bn):
     assert seen["fulmen"] == seen["pytorch_lightning"]
 
 
-def swa_model(framework, batch_norm, scheduler):
-    pl, demos = load(framework)
-
-    class Model(demos.BoringModel):
-        def __init__(self):
-            super().__init__()
-            torch.manual_seed(0)
-            norm = [torch.nn.BatchNorm1d(8)] if batch_norm else []
-            self.layer = torch.nn.Sequential(torch.nn.Linear(32, 8), *norm, torch.nn.ReLU(), torch.nn.Linear(8, 2))
-
-        def configure_optimizers(self):
-            opt = torch.optim.SGD(self.parameters(), lr=0.1, momentum=0.9)
-            if not scheduler:
-                return opt
-            return [opt], [torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)]
-
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(torch.randn(24, 32, generator=torch.Generator().manual_seed(1)),
-                                               batch_size=4, shuffle=True)
-
-    return pl, Model
-
-
 def run_swa(framework, batch_norm, scheduler, **kwargs):
-    pl, Model = swa_model(framework, batch_norm, scheduler)
+    pl, demos = load(framework)
+    Model = swa_model(demos.BoringModel, batch_norm, scheduler)
     lrs = []
 
     class Record(pl.Callback):
