@@ -426,6 +426,15 @@ class MetricViews:
             logger.log_metrics(metrics=scalars, step=step)
             logger.save()
 
+    def log_metrics(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
+        """Values a callback computed itself (ThroughputMonitor): into ``logged_metrics`` and to every logger, at
+        ``step`` or, by default, at the training step axis with the epoch added (Lightning's
+        ``trainer._logger_connector.log_metrics``)."""
+        if not self.trainer.loggers or not metrics:
+            return
+        self.logged.update(metrics)
+        self.send(metrics, step, add_epoch=step is None)
+
     def log_step(self, store: MetricStore, step: int) -> None:
         if self.trainer.loggers:
             self.send(self._update(store.metrics()).log, step)

@@ -26,6 +26,11 @@ class Precision:
     # skips the with-statement altogether).
     autocast: Optional[Callable[[], contextlib.AbstractContextManager[Any]]] = None
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype matrix products run in (what a device's peak FLOPs are looked up for)."""
+        return self.dtype or torch.float32
+
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         """The context ``training_step`` and the eval steps run in."""
         return _NO_CONTEXT if self.autocast is None else self.autocast()
@@ -85,6 +90,10 @@ class MixedPrecision(Precision):
         self.autocast_dtype = torch.float16 if name == "16-mixed" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device_type) if name == "16-mixed" else None
         self.autocast = functools.partial(torch.autocast, device_type, dtype=self.autocast_dtype)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        return self.autocast_dtype
 
     def optimizer_step(self, optimizer: Any, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
         if self.scaler is None:

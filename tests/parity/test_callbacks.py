@@ -261,3 +261,43 @@ def test_stochastic_weight_averaging_with_batch_norm():
         torch.testing.assert_close(value, dict(theirs.named_buffers())[name], msg=name)
     assert ours.layer[1].momentum == theirs.layer[1].momentum == 0.1
     assert not torch.equal(theirs.layer[0].weight, average["layer.0.weight"])
+
+
+def test_throughput_monitor_logs_the_same_keys_counts_and_steps():
+    """Same keys at the same steps with the same running counts, for fit (with a sanity check, accumulation and
+    two validation loaders), then validate and test; the rates are timings, so only their presence is compared."""
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+
+        class Model(demos.BoringModel):
+            flops_per_batch = 1000
+
+            def val_dataloader(self):
+                return [torch.utils.data.DataLoader(torch.randn(8, 32), batch_size=2),
+                        torch.utils.data.DataLoader(torch.randn(6, 32), batch_size=2)]
+
+            def validation_step(self, batch, batch_idx, dataloader_idx=0):
+                return super().validation_step(batch, batch_idx)
+
+            test_dataloader = val_dataloader
+
+            def test_step(self, batch, batch_idx, dataloader_idx=0):
+                return super().test_step(batch, batch_idx)
+
+        logger = recording_logger(framework)
+        monitor = _callbacks(framework).ThroughputMonitor(batch_size_fn=lambda b: b.shape[0],
+                                                          length_fn=lambda b: b.numel(), window_size=3)
+        trainer = quiet_trainer(pl, logger=logger, callbacks=[monitor], max_epochs=2, limit_train_batches=5,
+                                limit_val_batches=3, num_sanity_val_steps=2, log_every_n_steps=2,
+                                accumulate_grad_batches=2)
+        model = Model()
+        trainer.fit(model)
+        trainer.validate(model, verbose=False)
+        trainer.test(model, verbose=False)
+        counts = ("time", "_sec", "mfu")
+        seen[framework] = [(step, sorted(m), {k: v for k, v in m.items() if not k.endswith(counts)})
+                           for step, m in logger.calls]
+        assert all(v > 0 for _, m in logger.calls for k, v in m.items() if k.endswith("_sec"))
+        assert "test/device/flops_per_sec" in trainer.logged_metrics
+    assert seen["fulmen"] == seen["pytorch_lightning"] and len(seen["fulmen"]) == 15
