@@ -41,3 +41,25 @@ def device_count(accelerator: str) -> int:
     if accelerator == "mps":
         return 1 if mps_available() else 0
     return 1
+
+
+def device_stats(device: torch.device) -> dict[str, float]:
+    """What DeviceStatsMonitor logs for ``device``: the CUDA caching allocator's counters (``torch.cuda.memory_stats``,
+    no device sync), the MPS allocator's bytes, or for the CPU its load and memory use (``cpu_stats``)."""
+    if device.type == "cuda":
+        return dict(torch.cuda.memory_stats(device))
+    if device.type == "mps":
+        return {"mps.current_allocated_bytes": float(torch.mps.current_allocated_memory()),
+                "mps.driver_allocated_bytes": float(torch.mps.driver_allocated_memory())}
+    return cpu_stats()
+
+
+def cpu_stats() -> dict[str, float]:
+    """The machine's CPU load and memory and swap use, in percent (psutil, an optional extra)."""
+    try:
+        import psutil
+    except ImportError as err:
+        raise ModuleNotFoundError("CPU statistics need psutil: pip install 'fulmen[stats]' (or pip install psutil), "
+                                  "or pass DeviceStatsMonitor(cpu_stats=False)") from err
+    return {"cpu_vm_percent": psutil.virtual_memory().percent, "cpu_percent": psutil.cpu_percent(),
+            "cpu_swap_percent": psutil.swap_memory().percent}

@@ -13,7 +13,7 @@ from fulmen.callbacks.callback import Callback
 
 _WHERE = {
     "BaseFinetuning": "finetuning", "BackboneFinetuning": "finetuning",
-    "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
+    "DeviceStatsMonitor": "device_stats_monitor", "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
     "EMAWeightAveraging": "weight_averaging", "WeightAveraging": "weight_averaging",
     "GradientAccumulationScheduler": "gradient_accumulation_scheduler", "LambdaCallback": "lambda_function",
     "LearningRateMonitor": "lr_monitor", "ModelCheckpoint": "model_checkpoint", "ModelSummary": "model_summary",

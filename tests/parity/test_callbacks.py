@@ -301,3 +301,21 @@ def test_throughput_monitor_logs_the_same_keys_counts_and_steps():
         assert all(v > 0 for _, m in logger.calls for k, v in m.items() if k.endswith("_sec"))
         assert "test/device/flops_per_sec" in trainer.logged_metrics
     assert seen["fulmen"] == seen["pytorch_lightning"] and len(seen["fulmen"]) == 15
+
+
+@pytest.mark.parametrize("cpu_stats", [None, False])
+def test_device_stats_monitor_logs_the_same_keys_at_the_same_steps(cpu_stats):
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+        logger = recording_logger(framework)
+        monitor = _callbacks(framework).DeviceStatsMonitor(cpu_stats=cpu_stats)
+        trainer = quiet_trainer(pl, logger=logger, callbacks=[monitor], max_epochs=2, limit_train_batches=5,
+                                limit_val_batches=3, num_sanity_val_steps=2, log_every_n_steps=2,
+                                accumulate_grad_batches=2)
+        model = demos.BoringModel()
+        trainer.fit(model)
+        trainer.test(model, verbose=False)
+        seen[framework] = [(step, sorted(m)) for step, m in logger.calls]
+    assert seen["fulmen"] == seen["pytorch_lightning"]
+    assert len(seen["fulmen"]) == (0 if cpu_stats is False else 80)
