@@ -18,7 +18,7 @@ _WHERE = {
     "GradientAccumulationScheduler": "gradient_accumulation_scheduler", "LambdaCallback": "lambda_function",
     "LearningRateMonitor": "lr_monitor", "ModelCheckpoint": "model_checkpoint", "ModelSummary": "model_summary",
     "OnExceptionCheckpoint": "on_exception_checkpoint", "ProgressBar": "progress", "TQDMProgressBar": "progress",
-    "StochasticWeightAveraging": "stochastic_weight_avg", "ThroughputMonitor": "throughput_monitor", "Timer": "timer",
+    "SpikeDetection": "spike", "StochasticWeightAveraging": "stochastic_weight_avg", "ThroughputMonitor": "throughput_monitor", "Timer": "timer",
 }
 
 __all__ = ["Callback", *sorted(_WHERE)]

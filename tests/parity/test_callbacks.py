@@ -319,3 +319,33 @@ def test_device_stats_monitor_logs_the_same_keys_at_the_same_steps(cpu_stats):
         seen[framework] = [(step, sorted(m)) for step, m in logger.calls]
     assert seen["fulmen"] == seen["pytorch_lightning"]
     assert len(seen["fulmen"]) == (0 if cpu_stats is False else 80)
+
+
+@pytest.mark.parametrize("losses, kwargs", [
+    ([1.0, 0.9, 0.8, 0.85, 0.7, 0.6, 5.0, 0.5], {}),
+    ([1.0, 0.9, 0.8, 0.85, 0.7, 0.6, 5.0, 0.5], dict(atol=10.0)),
+    ([1.0, 2.0, 3.0, 2.5, 4.0, 0.1, 5.0, 6.0], dict(mode="max", rtol=0.5, window=3)),
+    ([1.0, 1.1, 1.3, 1.2, 1.9, 1.0, 1.0, 1.0], dict(rtol=None, atol=0.5, warmup=3)),
+    ([1.0, 0.9, float("nan"), 0.8, 0.7, 0.6, 0.5, 0.4], {}),
+    ([1.0, 0.9, float("nan"), 0.8, 0.7, 0.6, 3.0, 0.4], dict(finite_only=False)),
+])
+def test_spike_detection_matches(losses, kwargs, tmp_path):
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+
+        class Scripted(demos.BoringModel):
+            def training_step(self, batch, batch_idx):
+                return self.layer(batch).sum() * 0 + losses[batch_idx]
+
+        path = tmp_path / framework / "bad.json"
+        spike = _callbacks(framework).SpikeDetection(exclude_batches_path=str(path), **kwargs)
+        trainer = quiet_trainer(pl, callbacks=[spike], max_epochs=1, limit_train_batches=len(losses),
+                                limit_val_batches=0)
+        try:
+            trainer.fit(Scripted())
+            stopped = None
+        except RuntimeError as err:
+            stopped = (type(err).__name__, str(err))
+        seen[framework] = (stopped, path.read_text() if path.exists() else None, spike.bad_batches)
+    assert seen["fulmen"] == seen["pytorch_lightning"]
