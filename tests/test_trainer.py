@@ -126,6 +126,31 @@ def test_num_sanity_val_steps_all_and_check_val_every_n_epoch():
     assert trainer.num_sanity_val_batches == [3]
 
 
+def test_the_sanity_check_leaves_the_random_state_alone():
+    """As in Lightning: the sanity check (dropout in the val step) draws nothing that training would otherwise
+    get, so a fit with it ends with the weights of a fit without it."""
+
+    class Noisy(BoringModel):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(torch.nn.functional.dropout(batch, 0.5), batch_idx)
+
+        def validation_step(self, batch, batch_idx):
+            return super().validation_step(torch.nn.functional.dropout(batch, 0.5), batch_idx)
+
+        def val_dataloader(self):
+            return DataLoader(torch.randn(8, 32, generator=torch.Generator().manual_seed(1)), batch_size=2)
+
+    weights = []
+    for sanity_steps in (0, 2):
+        torch.manual_seed(0)
+        model = Noisy()
+        fulmen.Trainer(max_epochs=2, limit_train_batches=4, limit_val_batches=2, num_sanity_val_steps=sanity_steps,
+                       logger=False, enable_progress_bar=False, enable_model_summary=False,
+                       enable_checkpointing=False).fit(model)
+        weights.append(model.layer.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])
+
+
 def test_estimated_stepping_batches_inside_configure_optimizers():
     got = []
 

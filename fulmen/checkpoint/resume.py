@@ -21,8 +21,6 @@ sampler, so their data is never loaded; then the random states of the checkpoint
 
 from __future__ import annotations
 
-import random
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Optional, Union
@@ -32,23 +30,13 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from fulmen.state import RunningStage, TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.seed import capture_rng, restore_rng
 
 RECORD_VERSION = 1
 MID_EPOCH_PHASES = ("batch_end", "batch_end_done", "validation_end", "batch_start")
 
 
 # ---------------------------------------------------------------------------------------------- random states
-def capture_rng() -> dict[str, Any]:
-    """The global random states, as the libraries return them (cheap: taken at every epoch start)."""
-    out: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:  # not imported means nothing has drawn from it
-        out["numpy"] = numpy.random.get_state(legacy=False)
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        out["cuda"] = torch.cuda.get_rng_state_all()
-    return out
-
-
 def plain_rng(states: dict[str, Any]) -> dict[str, Any]:
     """``capture_rng``'s output as plain data (tensors and numbers), for a checkpoint."""
     if isinstance(states["python"], dict):  # already plain (the epoch start of a resumed epoch)
@@ -62,26 +50,6 @@ def plain_rng(states: dict[str, Any]) -> dict[str, Any]:
                         "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
                         "gauss": float(np_state["gauss"])}
     return out
-
-
-def restore_rng(saved: dict[str, Any]) -> None:
-    """Set the global random states back to ``capture_rng``'s output (or its ``plain_rng`` form)."""
-    py = saved["python"]
-    if isinstance(py, dict):
-        py = (py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"])
-    random.setstate(py)
-    torch.set_rng_state(saved["torch"])
-    if "numpy" in saved:
-        import numpy
-
-        np_state = saved["numpy"]
-        if "key" in np_state:
-            np_state = {"bit_generator": np_state["bit_generator"],
-                        "state": {"key": np_state["key"].numpy().astype("uint32"), "pos": np_state["pos"]},
-                        "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]}
-        numpy.random.set_state(np_state)
-    if "cuda" in saved and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(saved["cuda"])
 
 
 def _generators(loader: Any) -> list[torch.Generator]:

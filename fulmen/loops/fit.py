@@ -15,6 +15,7 @@ from fulmen.profilers import profiled_batches
 from fulmen.state import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.seed import isolate_rng
 
 
 def run_fit(trainer: Any) -> None:
@@ -39,9 +40,12 @@ def run_fit(trainer: Any) -> None:
     trainer._val_enabled = validation_enabled(trainer)
     if plan is None and trainer._should_sanity_check():
         state.stage = RunningStage.SANITY_CHECKING
-        hooks.on_sanity_check_start()
-        run_evaluation(trainer, RunningStage.SANITY_CHECKING)
-        hooks.on_sanity_check_end()
+        # As in Lightning, the random states are put back after the sanity check: its random draws (dropout in
+        # validation_step, random val data) do not shift the ones training makes.
+        with isolate_rng():
+            hooks.on_sanity_check_start()
+            run_evaluation(trainer, RunningStage.SANITY_CHECKING)
+            hooks.on_sanity_check_end()
         trainer._metrics.drop_all()  # sanity-check metrics are never reported
     state.stage = RunningStage.TRAINING
     if trainer.limit_train_batches == 0:  # training skipped on purpose: the train loader is not even built

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
-from typing import Optional
+import sys
+from collections.abc import Iterator
+from typing import Any, Optional
 
 import torch
 
@@ -74,3 +77,46 @@ def worker_init_function(worker_id: int, rank: Optional[int] = None) -> None:
 
 # The name Lightning uses, so code that passes it as worker_init_fn keeps working.
 pl_worker_init_function = worker_init_function
+
+
+# ---------------------------------------------------------------------------------------------- random states
+def capture_rng() -> dict[str, Any]:
+    """The global random states, as the libraries return them (cheap: taken at every epoch start)."""
+    out: dict[str, Any] = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:  # not imported means nothing has drawn from it
+        out["numpy"] = numpy.random.get_state(legacy=False)
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def restore_rng(saved: dict[str, Any]) -> None:
+    """Set the global random states back to ``capture_rng``'s output (or its ``plain_rng`` form)."""
+    py = saved["python"]
+    if isinstance(py, dict):
+        py = (py["version"], tuple(int(w) for w in py["state"].tolist()), py["gauss"])
+    random.setstate(py)
+    torch.set_rng_state(saved["torch"])
+    if "numpy" in saved:
+        import numpy
+
+        np_state = saved["numpy"]
+        if "key" in np_state:
+            np_state = {"bit_generator": np_state["bit_generator"],
+                        "state": {"key": np_state["key"].numpy().astype("uint32"), "pos": np_state["pos"]},
+                        "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]}
+        numpy.random.set_state(np_state)
+    if "cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["cuda"])
+
+
+@contextlib.contextmanager
+def isolate_rng() -> Iterator[None]:
+    """Run a block without changing the global random states (python, numpy, torch, CUDA): they are put back
+    after it. The Trainer runs the sanity check this way, as Lightning does."""
+    states = capture_rng()
+    try:
+        yield
+    finally:
+        restore_rng(states)
