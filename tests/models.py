@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+import fulmen
 from fulmen.demos import BoringModel
 
 
@@ -66,3 +67,12 @@ def swa_model(base, batch_norm=True, scheduler=True):
                                                batch_size=4, shuffle=True)
 
     return Net
+
+
+def quiet_fit(model, callbacks=(), ckpt_path=None, **trainer_kwargs):
+    """Fit ``model`` without logger, progress bar, summary or default checkpoint (``trainer_kwargs`` may turn them
+    back on), resuming from ``ckpt_path`` if given; returns the trainer."""
+    settings = dict(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = fulmen.Trainer(callbacks=list(callbacks), **{**settings, **trainer_kwargs})
+    trainer.fit(model, ckpt_path=ckpt_path)
+    return trainer

@@ -10,7 +10,7 @@ import fulmen as L
 from fulmen.callbacks import BackboneFinetuning, Callback
 from fulmen.demos import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
-from tests.models import transfer_model
+from tests.models import quiet_fit, transfer_model
 
 
 Transfer = transfer_model(BoringModel)
@@ -24,10 +24,7 @@ class SaveAtEpochEnd(Callback):
 
 def _fit(callbacks, ckpt_path=None):
     model = Transfer()
-    trainer = L.Trainer(max_epochs=5, limit_val_batches=0, logger=False, enable_progress_bar=False,
-                        enable_model_summary=False, enable_checkpointing=False, callbacks=callbacks)
-    trainer.fit(model, ckpt_path=ckpt_path)
-    return model, trainer
+    return model, quiet_fit(model, callbacks, ckpt_path, max_epochs=5, limit_val_batches=0)
 
 
 def test_resume_after_the_backbone_was_unfrozen():

@@ -10,7 +10,7 @@ import fulmen as L
 from fulmen.callbacks import Callback, StochasticWeightAveraging
 from fulmen.demos import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
-from tests.models import swa_model
+from tests.models import quiet_fit, swa_model
 
 
 class SaveAt(Callback):
@@ -24,11 +24,7 @@ class SaveAt(Callback):
 
 def _fit(callbacks, ckpt_path=None, batch_norm=True, **kwargs):
     model = swa_model(BoringModel, batch_norm)()
-    settings = dict(max_epochs=5, limit_val_batches=0, logger=False, enable_progress_bar=False,
-                    enable_model_summary=False, enable_checkpointing=False, callbacks=callbacks)
-    trainer = L.Trainer(**{**settings, **kwargs})
-    trainer.fit(model, ckpt_path=ckpt_path)
-    return model, trainer
+    return model, quiet_fit(model, callbacks, ckpt_path, **{"max_epochs": 5, "limit_val_batches": 0, **kwargs})
 
 
 @pytest.mark.parametrize("epoch", [3, 5])  # inside the SWA epochs; inside the batch-norm epoch

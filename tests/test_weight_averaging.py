@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-import fulmen as L
 from fulmen.callbacks import Callback, EMAWeightAveraging, WeightAveraging
 from fulmen.demos import BoringModel
+from tests.models import quiet_fit
 
 
 class FixedData(BoringModel):
@@ -35,10 +35,8 @@ class SaveAt(Callback):
 def _fit(callbacks, ckpt_path=None):
     torch.manual_seed(0)
     model = FixedData()
-    trainer = L.Trainer(max_epochs=3, limit_train_batches=6, limit_val_batches=2, accumulate_grad_batches=2,
-                        logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        enable_checkpointing=False, callbacks=callbacks)
-    trainer.fit(model, ckpt_path=ckpt_path)
+    quiet_fit(model, callbacks, ckpt_path, max_epochs=3, limit_train_batches=6, limit_val_batches=2,
+              accumulate_grad_batches=2)
     return model
 
 

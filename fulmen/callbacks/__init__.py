@@ -11,14 +11,27 @@ from typing import Any
 
 from fulmen.callbacks.callback import Callback
 
-_WHERE = {
-    "BaseFinetuning": "finetuning", "BackboneFinetuning": "finetuning",
-    "DeviceStatsMonitor": "device_stats_monitor", "EarlyStopping": "early_stopping", "EarlyStoppingReason": "early_stopping",
-    "EMAWeightAveraging": "weight_averaging", "WeightAveraging": "weight_averaging",
-    "GradientAccumulationScheduler": "gradient_accumulation_scheduler", "LambdaCallback": "lambda_function",
-    "LearningRateMonitor": "lr_monitor", "ModelCheckpoint": "model_checkpoint", "ModelSummary": "model_summary",
-    "OnExceptionCheckpoint": "on_exception_checkpoint", "ProgressBar": "progress", "TQDMProgressBar": "progress",
-    "SpikeDetection": "spike", "StochasticWeightAveraging": "stochastic_weight_avg", "ThroughputMonitor": "throughput_monitor", "Timer": "timer",
+_WHERE = {  # public name -> the module under fulmen/callbacks/ that defines it
+    "BackboneFinetuning": "finetuning",
+    "BaseFinetuning": "finetuning",
+    "DeviceStatsMonitor": "device_stats_monitor",
+    "EarlyStopping": "early_stopping",
+    "EarlyStoppingReason": "early_stopping",
+    "EMAWeightAveraging": "weight_averaging",
+    "GradientAccumulationScheduler": "gradient_accumulation_scheduler",
+    "LambdaCallback": "lambda_function",
+    "LearningRateMonitor": "lr_monitor",
+    "ModelCheckpoint": "model_checkpoint",
+    "ModelPruning": "pruning",
+    "ModelSummary": "model_summary",
+    "OnExceptionCheckpoint": "on_exception_checkpoint",
+    "ProgressBar": "progress",
+    "SpikeDetection": "spike",
+    "StochasticWeightAveraging": "stochastic_weight_avg",
+    "ThroughputMonitor": "throughput_monitor",
+    "Timer": "timer",
+    "TQDMProgressBar": "progress",
+    "WeightAveraging": "weight_averaging",
 }
 
 __all__ = ["Callback", *sorted(_WHERE)]

@@ -349,3 +349,40 @@ def test_spike_detection_matches(losses, kwargs, tmp_path):
             stopped = (type(err).__name__, str(err))
         seen[framework] = (stopped, path.read_text() if path.exists() else None, spike.bad_batches)
     assert seen["fulmen"] == seen["pytorch_lightning"]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(pruning_fn="l1_unstructured", amount=0.3, apply_pruning=lambda epoch: epoch == 1),
+    dict(pruning_fn="l1_unstructured", amount=0.3, use_lottery_ticket_hypothesis=False),
+    dict(pruning_fn="l1_unstructured", use_global_unstructured=False, use_lottery_ticket_hypothesis=False,
+         amount=lambda epoch: 0.2 if epoch % 2 == 0 else 0, parameter_names=["weight"]),
+    dict(pruning_fn="ln_structured", use_global_unstructured=False, pruning_dim=0, pruning_norm=2, amount=0.25,
+         parameter_names=["weight"], use_lottery_ticket_hypothesis=False,
+         make_pruning_permanent=False, prune_on_train_epoch_end=False),
+    dict(pruning_fn="random_unstructured", amount=0.25, resample_parameters=True,
+         use_lottery_ticket_hypothesis=lambda epoch: epoch == 1),
+    dict(pruning_fn="l1_unstructured", amount=0.5, apply_pruning=lambda epoch: epoch == 1, verbose=2),
+])
+def test_model_pruning_matches(kwargs):
+    """The same weights, and checkpoints, under each kind of pruning. (The lottery ticket over several rounds
+    differs on purpose: tests/test_pruning.py.)"""
+    seen = {}
+    for framework in ("fulmen", "pytorch_lightning"):
+        pl, demos = load(framework)
+        Model = swa_model(demos.BoringModel, batch_norm=False, scheduler=False)
+        saved = []
+
+        class Save(pl.Callback):
+            def on_train_epoch_end(self, trainer, pl_module):
+                trainer.save_checkpoint(f"{framework}.ckpt")
+                saved.append(torch.load(f"{framework}.ckpt", weights_only=True)["state_dict"])
+
+        pruning = _callbacks(framework).ModelPruning(**kwargs)
+        model = Model()
+        torch.manual_seed(3)
+        trainer = quiet_trainer(pl, callbacks=[pruning, Save()], max_epochs=3, limit_val_batches=2)
+        trainer.fit(model)
+        seen[framework] = (model.state_dict(), saved)
+    ours, theirs = seen["fulmen"], seen["pytorch_lightning"]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+    assert any(float((v == 0).float().mean()) > 0.2 for v in ours[0].values())  # something was pruned
