@@ -310,13 +310,17 @@ class Trainer:
             if not isinstance(cb, Callback):
                 raise TypeError(f"Trainer(callbacks=...) got {cb!r} of type {type(cb).__name__}, which is not a "
                                 "fulmen Callback; subclass fulmen.callbacks.Callback")
-        if summary is not False and not any(type(cb).__name__ == "ModelSummary" for cb in items):
-            from fulmen.callbacks.model_summary import ModelSummary
-
-            items.insert(0, ModelSummary())
+        from fulmen.callbacks.model_summary import ModelSummary
         from fulmen.callbacks.progress import ProgressBar
 
         bars = [cb for cb in items if isinstance(cb, ProgressBar)]
+        if summary is not False and not any(isinstance(cb, ModelSummary) for cb in items):
+            if bars and type(bars[0]).__name__ == "RichProgressBar":  # as in Lightning, a rich bar gets a rich table
+                from fulmen.callbacks.rich_model_summary import RichModelSummary
+
+                items.insert(0, RichModelSummary())
+            else:
+                items.insert(0, ModelSummary())
         if len(bars) > 1:
             raise MisconfigurationException(
                 f"Trainer(callbacks=...) holds {len(bars)} progress bars ({[type(b).__name__ for b in bars]}); "
@@ -1036,7 +1040,9 @@ class Trainer:
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
-        return next((cb for cb in self.callbacks if "ProgressBar" in type(cb).__name__), None)
+        from fulmen.callbacks.progress import ProgressBar
+
+        return next((cb for cb in self.callbacks if isinstance(cb, ProgressBar)), None)
 
     @property
     def distributed_sampler_kwargs(self) -> Optional[dict[str, int]]:

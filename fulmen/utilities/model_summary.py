@@ -141,7 +141,9 @@ class ModelSummary:
         return dict(self._flops)
 
     # ------------------------------------------------------------------------------------------ the table
-    def __str__(self) -> str:
+    def columns(self) -> list[tuple[str, list[str]]]:
+        """The table as (header, cells) columns: index, name, type, parameters, mode, FLOPs (and the in/out sizes
+        with an example input), plus an "other params" row for parameters that belong to no listed layer."""
         count = len(self._layers)
         columns = [
             (" ", [str(i) for i in range(count)]),
@@ -161,22 +163,28 @@ class ModelSummary:
             columns[3][1].append(get_human_readable_count(leftover))
             for _, values in columns[4:]:
                 values.append("n/a")
+        return columns
+
+    def totals(self) -> list[tuple[str, str]]:
+        """The lines under the table, as (value, label)."""
+        modes = self.total_training_modes
+        return [(get_human_readable_count(self.trainable_parameters), "Trainable params"),
+                (get_human_readable_count(self.total_parameters - self.trainable_parameters), "Non-trainable params"),
+                (get_human_readable_count(self.total_parameters), "Total params"),
+                (f"{self.model_size:,.3f}", "Total estimated model params size (MB)"),
+                (str(modes["train"]), "Modules in train mode"),
+                (str(modes["eval"]), "Modules in eval mode"),
+                (get_human_readable_count(self.total_flops), "Total Flops")]
+
+    def __str__(self) -> str:
+        columns = self.columns()
         widths = [max([len(header)] + [len(v) for v in values]) for header, values in columns]
         total_width = sum(widths) + 3 * (len(columns) + 1)
         lines = [" | ".join(h.ljust(w) for (h, _), w in zip(columns, widths)), "-" * total_width]
         rows = len(columns[0][1])
         lines += [" | ".join(values[i].ljust(w) for (_, values), w in zip(columns, widths)) for i in range(rows)]
         lines.append("-" * total_width)
-        modes = self.total_training_modes
-        for value, label in ((get_human_readable_count(self.trainable_parameters), "Trainable params"),
-                             (get_human_readable_count(self.total_parameters - self.trainable_parameters),
-                              "Non-trainable params"),
-                             (get_human_readable_count(self.total_parameters), "Total params"),
-                             (f"{self.model_size:,.3f}", "Total estimated model params size (MB)"),
-                             (str(modes["train"]), "Modules in train mode"),
-                             (str(modes["eval"]), "Modules in eval mode"),
-                             (get_human_readable_count(self.total_flops), "Total Flops")):
-            lines.append(f"{value:<10}{label}")
+        lines += [f"{value:<10}{label}" for value, label in self.totals()]
         return "\n".join(lines)
 
     def __repr__(self) -> str:
