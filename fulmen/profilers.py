@@ -202,6 +202,9 @@ class AdvancedProfiler(Profiler):
         self.profiled_actions = {}
 
 
+_STEP_ACTIONS = ("training_step", "validation_step", "test_step", "predict_step")
+
+
 class PyTorchProfiler(Profiler):
     """``torch.profiler`` over the run: operator times (a table sorted by ``sort_by_key``) and, with
     ``export_to_chrome``, a Chrome trace (``<dirpath>/<stage>-<filename>.pt.trace.json``, open it in
@@ -213,7 +216,10 @@ class PyTorchProfiler(Profiler):
         row_limit: rows in the table (-1 for all).
         sort_by_key: the table's sort column (default "cuda_time_total" with CUDA, else "cpu_time_total").
         record_module_names: also record a range per ``nn.Module`` forward, named after the module.
-        **profiler_kwargs: passed to ``torch.profiler.profile`` (``profile_memory``, ``with_stack``, ...).
+        **profiler_kwargs: passed to ``torch.profiler.profile`` (``profile_memory``, ``with_stack``, ...). With a
+            ``schedule``, every training/validation/test/predict step is one profiler step; with
+            ``on_trace_ready=torch.profiler.tensorboard_trace_handler(dir)`` the traces go to TensorBoard's
+            profiler plugin.
     """
 
     def __init__(self, dirpath: Optional[Union[str, Path]] = None, filename: Optional[str] = None,
@@ -230,7 +236,12 @@ class PyTorchProfiler(Profiler):
         self.sort_by_key = sort_by_key
         self.record_module_names = record_module_names
         self.table_kwargs = table_kwargs or {}
+        schedule = profiler_kwargs.get("schedule")
+        if schedule is not None and not callable(schedule):
+            raise ValueError(f"PyTorchProfiler(schedule={schedule!r}) must be callable, such as "
+                             "torch.profiler.schedule(wait=1, warmup=1, active=3)")
         self.profiler_kwargs = profiler_kwargs
+        self._stepped = schedule is not None
         self.profiler: Any = None
         self._ranges: dict[str, Any] = {}
         self._hooks: list[Any] = []
@@ -253,6 +264,9 @@ class PyTorchProfiler(Profiler):
         record = self._ranges.pop(action_name, None)
         if record is not None:
             record.__exit__(None, None, None)
+        # With a schedule, each step ends one profiler step (wait, warmup, active cycles count steps).
+        if self._stepped and action_name.endswith(_STEP_ACTIONS):
+            self.profiler.step()
 
     def watch_modules(self, model: Any) -> None:
         """Name each submodule's forward in the trace (``record_module_names``)."""

@@ -62,6 +62,23 @@ def test_pytorch_profiler_exports_a_chrome_trace(tmp_path):
     assert "Self CPU" in (tmp_path / "fit-torch.txt").read_text()
 
 
+def test_pytorch_profiler_with_a_schedule_writes_tensorboard_traces(tmp_path):
+    """A schedule makes every step a profiler step; each active cycle goes to on_trace_ready (here TensorBoard's
+    trace handler, whose files the TensorBoard profiler plugin reads)."""
+    import torch
+
+    handler = torch.profiler.tensorboard_trace_handler(str(tmp_path / "tb"), worker_name="w")
+    schedule = torch.profiler.schedule(wait=1, warmup=1, active=2, repeat=2)
+    _fit(PyTorchProfiler(dirpath=tmp_path, filename="torch", schedule=schedule, on_trace_ready=handler,
+                         export_to_chrome=False))
+    traces = sorted((tmp_path / "tb").glob("w.*.pt.trace.json"))
+    assert len(traces) == 2  # two cycles of wait, warmup, active
+    names = {event.get("name") for event in json.loads(traces[0].read_text())["traceEvents"]}
+    assert "aten::addmm" in names
+    with pytest.raises(ValueError, match="schedule=3"):
+        PyTorchProfiler(schedule=3)
+
+
 def test_no_profiler_wraps_nothing():
     trainer = _fit(None)
     assert isinstance(trainer.profiler, PassThroughProfiler) and trainer._profiler is None
