@@ -282,3 +282,17 @@ def test_spent_generator_warns_in_later_epochs():
     with pytest.warns(UserWarning, match="a generator can be iterated only once"):
         t.fit(BoringModel(), gen)
     assert t.global_step == 3 and t.current_epoch == 3
+
+
+def test_a_log_or_checkpoint_folder_that_cannot_be_created(tmp_path):
+    """Running as root, a read-only folder would still be writable; a path through a file fails for everyone."""
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(NotADirectoryError, match=r"Cannot create the folder .*afile/sub/lightning_logs.* "
+                                                 r"save_dir you can write to .*default_root_dir"):
+        fulmen.Trainer(default_root_dir=tmp_path / "afile" / "sub", max_steps=1, enable_progress_bar=False,
+                       enable_model_summary=False).fit(BoringModel())
+    from fulmen.callbacks import ModelCheckpoint
+
+    with pytest.raises(NotADirectoryError, match=r"afile/ck.*ModelCheckpoint\(dirpath=...\)"):
+        fulmen.Trainer(logger=False, max_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                       callbacks=[ModelCheckpoint(dirpath=tmp_path / "afile" / "ck")]).fit(BoringModel())

@@ -66,11 +66,20 @@ def remove(path: _PATH) -> None:
         pass
 
 
-def makedirs(path: _PATH) -> None:
-    if is_url(path):
-        filesystem(path).makedirs(os.fspath(path), exist_ok=True)
-    else:
-        os.makedirs(local_path(path), exist_ok=True)
+def makedirs(path: _PATH, fix: str = "choose a folder you can write to") -> None:
+    """Create folder ``path`` (and its parents); when that fails, the error names the folder and ``fix``."""
+    try:
+        if is_url(path):
+            filesystem(path).makedirs(os.fspath(path), exist_ok=True)
+        else:
+            os.makedirs(local_path(path), exist_ok=True)
+    except OSError as err:
+        raise cannot_create(err, path, fix) from err
+
+
+def cannot_create(err: OSError, path: _PATH, fix: str) -> OSError:
+    """``err`` (same type, so ``except PermissionError`` still works) with a message naming the folder and the fix."""
+    return type(err)(err.errno, f"Cannot create the folder {os.fspath(path)!r} ({err.strerror or err}); {fix}")
 
 
 def listdir(path: _PATH) -> list[str]:
@@ -95,7 +104,8 @@ def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
         return
     target = os.path.abspath(local_path(path))
     folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
+    makedirs(folder, "save the checkpoint to a folder you can write to (ModelCheckpoint(dirpath=...) or "
+                     "Trainer(default_root_dir=...))")
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".ckpt", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:

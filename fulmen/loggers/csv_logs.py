@@ -8,7 +8,8 @@ import os
 from argparse import Namespace
 from typing import Any, Optional, Union
 
-from fulmen.loggers.logger import Logger, VersionedFolder, params_as_dict
+from fulmen.checkpoint.io import makedirs
+from fulmen.loggers.logger import LOG_DIR_FIX, Logger, VersionedFolder, params_as_dict
 from fulmen.utilities.rank_zero import rank_zero_only
 
 
@@ -66,7 +67,7 @@ class CSVLogger(VersionedFolder, Logger):
 
     @rank_zero_only
     def save(self) -> None:
-        os.makedirs(self.log_dir, exist_ok=True)
+        makedirs(self.log_dir, LOG_DIR_FIX)
         if self._hparams:
             with open(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), "w") as f:
                 f.write(to_yaml(self._hparams))

@@ -7,7 +7,12 @@ from abc import ABC, abstractmethod
 from argparse import Namespace
 from typing import Any, Optional, Union
 
+from fulmen.checkpoint.io import cannot_create, makedirs
 from fulmen.utilities.rank_zero import rank_zero_only
+
+# What a log folder that cannot be created asks for.
+LOG_DIR_FIX = ("pass the logger a save_dir you can write to (the default logger writes under "
+               "Trainer(default_root_dir=...))")
 
 
 class Logger(ABC):
@@ -115,13 +120,16 @@ def claim_version(root_dir: str) -> int:
         number = max(taken) + 1 if taken else 0
     if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
         return number
-    os.makedirs(root_dir, exist_ok=True)
+    makedirs(root_dir, LOG_DIR_FIX)
     while True:
+        folder = os.path.join(root_dir, f"version_{number}")
         try:
-            os.mkdir(os.path.join(root_dir, f"version_{number}"))
+            os.mkdir(folder)
             return number
         except FileExistsError:
             number += 1
+        except OSError as err:
+            raise cannot_create(err, folder, LOG_DIR_FIX) from err
 
 
 def flatten_params(params: dict[str, Any], prefix: str = "", sep: str = "/") -> dict[str, Any]:

@@ -15,7 +15,8 @@ from typing import Any, Optional, Union
 from torch import Tensor
 
 from fulmen.loggers.csv_logs import to_yaml
-from fulmen.loggers.logger import Logger, VersionedFolder, flatten_params, params_as_dict
+from fulmen.checkpoint.io import makedirs
+from fulmen.loggers.logger import LOG_DIR_FIX, Logger, VersionedFolder, flatten_params, params_as_dict
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 
@@ -75,6 +76,7 @@ class TensorBoardLogger(VersionedFolder, Logger):
                                    "(wrap the call in fulmen.utilities.rank_zero.rank_zero_only)")
             from torch.utils.tensorboard import SummaryWriter
 
+            makedirs(self.log_dir, LOG_DIR_FIX)
             self._experiment = SummaryWriter(log_dir=self.log_dir, **self._kwargs)
         return self._experiment
 
