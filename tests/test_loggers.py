@@ -13,7 +13,7 @@ import torch
 
 import fulmen as L
 from tests.models import LogsLosses
-from fulmen.loggers import CSVLogger, TensorBoardLogger
+from fulmen.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from tests.tb_read import read_events
 
 pytest.importorskip("tensorboard")
@@ -85,6 +85,14 @@ def test_missing_tensorboard_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ModuleNotFoundError, match=r"fulmen\[tensorboard\]"):
         TensorBoardLogger(tmp_path)
     assert isinstance(L.Trainer(default_root_dir=tmp_path).logger, CSVLogger)  # the default falls back to CSV
+
+
+@pytest.mark.parametrize("package, make", [("mlflow", lambda: MLFlowLogger()),
+                                           ("wandb", lambda: WandbLogger(offline=True))])
+def test_missing_logger_packages_name_their_extra(monkeypatch, package, make):
+    monkeypatch.setitem(sys.modules, package, None)
+    with pytest.raises(ModuleNotFoundError, match=rf"fulmen\[{package}\]"):
+        make()
 
 
 def _claim(kind, root, barrier, out):
