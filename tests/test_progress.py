@@ -87,3 +87,14 @@ def test_output_that_is_not_a_terminal_gets_plain_lines(tmp_path):
     many = _fit_script(tmp_path, "plain_interval=0.0, draw_interval=0.0").splitlines()
     assert len([line for line in many if line.startswith("Epoch 0")]) == 51  # a line per batch, then the end
     assert "\r" in _fit_script(tmp_path, "plain=False")  # tqdm frames when asked for
+
+
+def test_a_stage_that_stops_early_closes_its_bar_at_the_batch_it_reached(capsys):
+    class StopAt7(fulmen.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            trainer.should_stop = batch_idx == 6
+
+    trainer = fulmen.Trainer(max_epochs=1, limit_val_batches=0, enable_model_summary=False, logger=False,
+                             callbacks=[TQDMProgressBar(plain=True), StopAt7()])
+    trainer.fit(Logs())  # the draws are a tenth of a second apart: only the first batch was drawn
+    assert capsys.readouterr().out.startswith("Epoch 0: 7/64 [")

@@ -115,6 +115,7 @@ class TQDMProgressBar(ProgressBar):
         self.draw_interval = draw_interval  # tqdm's own mininterval: drawing more often is never seen
         self._bars: dict[str, Any] = {}
         self._last_draw: dict[str, float] = {}
+        self._counts: dict[str, int] = {}  # each bar's true position (the bar itself moves only when drawn)
         self._last_metrics = float("-inf")  # the first batch shows the metrics
         self.plain = plain
         self.plain_interval = plain_interval
@@ -138,12 +139,18 @@ class TQDMProgressBar(ProgressBar):
     def _close(self, key: str) -> None:
         bar = self._bars.pop(key, None)
         if bar is not None:
+            done = self._counts.pop(key, bar.n)
+            if done != bar.n:  # the last batches fell between draws: the closing frame shows where the stage ended
+                bar.update(done - bar.n)
             bar.close()
 
     def _advance(self, key: str, n: int, total: Optional[int], trainer: Any, pl_module: Any) -> None:
         """Move bar ``key`` to ``n``. Nothing reaches tqdm between draws: per batch this costs one clock read."""
         bar = self._bars.get(key)
-        if bar is None or (n % self.refresh_rate and n != total):
+        if bar is None:
+            return
+        self._counts[key] = n
+        if n % self.refresh_rate and n != total:
             return
         now = time.monotonic()
         if now - self._last_draw.get(key, float("-inf")) < self.draw_interval and n != total:
