@@ -11,7 +11,8 @@ point, or with ``--signal-in val`` during the first validation after step S. ``-
 ``ckpt_path="last"``. The final weights are written to DIR/final.pt, each epoch's mean training loss to
 DIR/epochs.txt.
 
-Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE change the run; SCENARIO_CHECKPOINTS=0
+Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE change the run; SCENARIO_STATEFUL=1 trains
+from a torchdata StatefulDataLoader; SCENARIO_CHECKPOINTS=0
 leaves only the default ModelCheckpoint (so a preemption checkpoint is the one to resume from); SCENARIO_SLEEP
 (seconds) slows each step down, and DIR/started appears after step 2, for a signal sent from outside.
 """
@@ -153,7 +154,10 @@ def main() -> None:
     torch.set_num_threads(1)
     L.seed_everything(7)
     shuffle = os.environ.get("SCENARIO_SHUFFLE", "1") == "1"
-    train = DataLoader(Data(40), batch_size=4, shuffle=shuffle, num_workers=args.workers)
+    loader_class = DataLoader
+    if os.environ.get("SCENARIO_STATEFUL") == "1":  # torchdata's loader, which saves and restores its own position
+        from torchdata.stateful_dataloader import StatefulDataLoader as loader_class
+    train = loader_class(Data(40), batch_size=4, shuffle=shuffle, num_workers=args.workers)
     val = DataLoader(Data(8), batch_size=4, num_workers=args.workers)
     callbacks: list[Callback] = [Started(os.path.join(args.dir, "started")),
                                  EpochLog(os.path.join(args.dir, "epochs.txt"))]

@@ -261,8 +261,8 @@ def test_on_exception_checkpoint_then_resume_with_last():
 
 
 # ---------------------------------------------------------------------------------------------- SIGKILL
-def _run(args, tmp, check=True):
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+def _run(args, tmp, check=True, **env_vars):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", **env_vars)
     proc = subprocess.run([sys.executable, str(SCENARIO), str(tmp), *args], env=env, capture_output=True, text=True,
                           timeout=300)
     if check and proc.returncode != 0:
@@ -294,6 +294,26 @@ def test_sigkill_then_resume_gives_the_same_weights(tmp_path, uninterrupted, wor
     for name, value in weights.items():
         assert torch.equal(value, resumed[name]), name
     assert epoch_losses(tmp_path) == losses  # the resumed epoch's mean includes the batches before the kill
+
+
+@pytest.mark.parametrize("workers, kill_at", [(0, 5), (2, 6)])
+def test_a_stateful_dataloader_resumes_from_its_own_state(tmp_path, workers, kill_at):
+    """torchdata's StatefulDataLoader: its state_dict goes into the checkpoint (loadable with weights_only) and
+    restores the position itself; killed and resumed, the run ends with the uninterrupted weights."""
+    pytest.importorskip("torchdata")
+    full = tmp_path / "full"
+    full.mkdir()
+    _run(["--workers", str(workers)], full, SCENARIO_STATEFUL="1")
+    killed = _run(["--workers", str(workers), "--kill-at", str(kill_at)], tmp_path, check=False,
+                  SCENARIO_STATEFUL="1")
+    assert killed.returncode == -signal.SIGKILL
+    record = torch.load(tmp_path / "ckpt" / "every-batch.ckpt", weights_only=True)["fulmen"]
+    assert isinstance(record["loader"], dict) and record["loader"]  # the loader's own state_dict
+    _run(["--workers", str(workers), "--resume"], tmp_path, SCENARIO_STATEFUL="1")
+    resumed, expected = torch.load(tmp_path / "final.pt", weights_only=True), torch.load(full / "final.pt")
+    for name, value in expected.items():
+        assert torch.equal(value, resumed[name]), name
+    assert epoch_losses(tmp_path) == epoch_losses(full)
 
 
 def test_sigkill_during_saves_never_leaves_a_broken_checkpoint(tmp_path):
