@@ -6,6 +6,9 @@ import torch
 
 # One thread: the tests are small, and CI has 2 cores shared by 2 xdist workers.
 torch.set_num_threads(1)
+# MLflow's telemetry thread writes os.environ while other threads (requests, wandb) iterate it, which fails at
+# random with a KeyError; there is no network here to send it to anyway.
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
 
 @pytest.fixture(autouse=True)
