@@ -68,36 +68,48 @@ def precision(value: Any, accelerator: str) -> Precision:
     return Precision()
 
 
-def accelerator(value: Any) -> str:
-    """'auto' / 'cpu' / 'gpu' / 'cuda' / 'mps' / 'tpu' -> the accelerator to run on, checked to be present."""
+def accelerator(value: Any) -> accelerators.Accelerator:
+    """'auto' / 'cpu' / 'gpu' / 'cuda' / 'mps' / 'tpu', or an Accelerator object -> the accelerator to run on,
+    checked to be present."""
+    if isinstance(value, accelerators.Accelerator):
+        name = accelerators.name_of(value)
+        if not value.is_available():
+            raise MisconfigurationException(
+                f"Trainer(accelerator={value!r}) but this machine has {accelerators.describe(name)}"
+                f"{accelerators.visible_devices_note()}; it has: {', '.join(accelerators.available_names())}")
+        return value
     if not isinstance(value, str) or value.lower() not in ACCELERATORS:
-        if value == "hpu" or (isinstance(value, str) and value.lower() == "hpu"):
-            raise ValueError("Trainer(accelerator='hpu') is not supported by fulmen; use 'cpu', 'cuda' or 'mps'")
         raise ValueError(
-            f"Trainer(accelerator={value!r}) is not supported; choose one of {', '.join(map(repr, ACCELERATORS))}"
+            f"Trainer(accelerator={value!r}) is not supported; choose one of {', '.join(map(repr, ACCELERATORS))}, "
+            "or pass an Accelerator object"
         )
     value = value.lower()
+    present = ", ".join(accelerators.available_names())
     if value == "auto":
-        return accelerators.auto_accelerator()
+        return accelerators.by_name(accelerators.auto_accelerator())
     if value == "gpu":
         if accelerators.cuda_count():
-            return "cuda"
+            return accelerators.CUDAAccelerator()
         if accelerators.mps_available():
-            return "mps"
+            return accelerators.MPSAccelerator()
         raise MisconfigurationException(
-            "Trainer(accelerator='gpu') but this machine has no CUDA or MPS device; use accelerator='cpu' or 'auto'"
-        )
+            f"Trainer(accelerator='gpu') but this machine has no CUDA or MPS device"
+            f"{accelerators.visible_devices_note()}; it has: {present}. Use accelerator='cpu' or 'auto'")
     if value == "tpu":
-        raise MisconfigurationException("Trainer(accelerator='tpu') needs torch_xla, which fulmen does not support yet")
+        need = ("TPUs need the torch_xla package, which is not installed" if not accelerators.xla_available()
+                else "fulmen does not run on TPUs (torch_xla) yet")
+        raise MisconfigurationException(f"Trainer(accelerator='tpu'): {need}; this machine has: {present}. Use "
+                                        "accelerator='auto' to take the best device present")
     if not accelerators.available(value):
         raise MisconfigurationException(
-            f"Trainer(accelerator={value!r}) but no {value} device is available here; use accelerator='cpu' or 'auto'"
-        )
-    return value
+            f"Trainer(accelerator={value!r}) but this machine has {accelerators.describe(value)}"
+            f"{accelerators.visible_devices_note()}; it has: {present}. Use accelerator='auto' to take the best "
+            "device present")
+    return accelerators.by_name(value)
 
 
 def devices(value: Any, accel: str) -> list[int]:
-    """'auto' / int / '2' / '0,1' / '-1' / [0, 1] -> the device indices to use."""
+    """'auto' / int / '2' / '0,1' / '-1' / [0, 1] -> the device indices to use (CPU: a number of processes)."""
     count = accelerators.device_count(accel)
     if value == "auto":
         return [0] if accel == "cpu" else list(range(count))
@@ -124,15 +136,24 @@ def devices(value: Any, accel: str) -> list[int]:
             return list(range(parsed))
         if parsed > count:
             raise MisconfigurationException(
-                f"Trainer(devices={value!r}) asks for {parsed} {accel} devices but {count} are available"
+                f"Trainer(devices={value!r}) asks for {parsed} {accel} devices but this machine has "
+                f"{accelerators.describe(accel, count)}{accelerators.visible_devices_note()}; pass devices={count} "
+                "or fewer (or -1 for all)"
             )
         return list(range(parsed))
     ids = list(parsed)
+    if accel == "cpu":
+        raise ValueError(f"Trainer(devices={value!r}): on the CPU, devices is a number of processes (such as 2), not "
+                         "a list of indices")
     if not ids or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in ids):
         raise ValueError(f"Trainer(devices={value!r}): a device list must hold indices >= 0")
-    if accel != "cpu" and max(ids) >= count:
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"Trainer(devices={value!r}) names a device twice; list each index once")
+    missing = [i for i in ids if i >= count]
+    if missing:
         raise MisconfigurationException(
-            f"Trainer(devices={value!r}) names {accel} device {max(ids)} but only {count} are available"
+            f"Trainer(devices={value!r}) names {accel} device {missing[0]}, but this machine has "
+            f"{accelerators.describe(accel, count)}{accelerators.visible_devices_note()}"
         )
     return ids
 

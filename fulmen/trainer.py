@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from fulmen import resolve
+from fulmen.accelerators import Accelerator
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.early_stopping import EarlyStopping
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
@@ -128,8 +129,8 @@ class Trainer:
         model_registry: Optional[str] = None,
     ) -> None:
         # ---- devices, strategy and precision: strings become objects here, once
-        self._accelerator = resolve.accelerator(accelerator) if isinstance(accelerator, str) else accelerator
-        accel_name = self._accelerator if isinstance(self._accelerator, str) else "cpu"
+        self._accelerator = resolve.accelerator(accelerator)
+        accel_name = self._accelerator.name
         self._device_ids = resolve.devices(devices, accel_name)
         self.num_nodes = resolve.check_int("num_nodes", num_nodes, 1)
         resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name)
@@ -506,7 +507,9 @@ class Trainer:
             if overrides(model, LightningModule, "configure_model"):
                 set_hook_name(model, "configure_model")
                 model.configure_model()
+            self._accelerator.setup_device(self.strategy.root_device)
             self.strategy.setup_module(model)
+            self._accelerator.setup(self)
             self.precision_plugin.convert_module(model)
             model.zero_grad()  # before a checkpoint can bring back the gradients of an accumulation window
             self.ckpt_path, checkpoint = select_checkpoint(self, fn.value, ckpt_path, model_provided, weights_only)
@@ -596,6 +599,7 @@ class Trainer:
             self._signal_watcher.restore()
             self._signal_watcher = None
         self.strategy.teardown()
+        self._accelerator.teardown()
 
     def _log_hyperparams(self, model: LightningModule, datamodule: Any) -> None:
         """Hand the module's and datamodule's initial hyperparameters to every logger, once per fit."""
@@ -851,8 +855,9 @@ class Trainer:
         return self.lightning_module
 
     @property
-    def accelerator(self) -> str:
-        return self._accelerator if isinstance(self._accelerator, str) else type(self._accelerator).__name__
+    def accelerator(self) -> Accelerator:
+        """The Accelerator object of the run's device kind (``CPUAccelerator``, ``CUDAAccelerator``, ...)."""
+        return self._accelerator
 
     @property
     def precision(self) -> str:
