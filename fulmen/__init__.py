@@ -21,7 +21,7 @@ if not _logging.getLogger().handlers and not _log.handlers:
     _log.setLevel(_logging.INFO)
     _log.propagate = False
 
-_SUBPACKAGES = ("callbacks", "demos", "loggers", "loops", "strategies", "utilities")
+_SUBPACKAGES = ("callbacks", "demos", "loggers", "loops", "plugins", "strategies", "utilities")
 
 
 def __getattr__(name: str):  # noqa: ANN202

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+
+import torch
 from typing import Any, Optional, Union
 
 from fulmen import accelerators
@@ -44,15 +46,32 @@ def check_bool(name: str, value: Any, allow_none: bool = True) -> Optional[bool]
     return value
 
 
-def precision(value: Any, accelerator: str) -> Precision:
-    """'32-true' (default) and friends, or the legacy 64/32/16/'bf16' -> a Precision object."""
+def precision(value: Any, accelerator: str, plugins: Any = None) -> Precision:
+    """'32-true' (default) and friends, the legacy 64/32/16/'bf16', or a Precision object among ``plugins`` -> a
+    Precision object."""
+    given = [p for p in _as_list(plugins) if isinstance(p, Precision)]
+    if given:
+        if value is not None:
+            raise MisconfigurationException(
+                f"Trainer(precision={value!r}) and a {type(given[0]).__name__} in plugins= both set the precision; "
+                "keep one")
+        return given[0]
     if value is None:
         value = "32-true"
+    if value in ("transformer-engine", "transformer-engine-float16"):
+        if accelerator != "cuda":
+            raise MisconfigurationException(f"Trainer(precision={value!r}) runs on CUDA GPUs only, and this run is "
+                                            f"on {accelerator}")
+        from fulmen.precision import TransformerEnginePrecision
+
+        return TransformerEnginePrecision(weights_dtype=torch.bfloat16 if value == "transformer-engine"
+                                          else torch.float16)
     name = value if value in PRECISIONS else _LEGACY_PRECISION.get(value) if isinstance(value, (int, str)) else None
     if name is None:
         raise ValueError(
             f"Trainer(precision={value!r}) is not supported; choose one of "
-            f"{', '.join(repr(p) for p in PRECISIONS)} (or 64, 32, 16, 'bf16')"
+            f"{', '.join(repr(p) for p in PRECISIONS)} (or 64, 32, 16, 'bf16'), 'transformer-engine' or "
+            "'transformer-engine-float16'"
         )
     if value in (16, "16", "bf16"):
         rank_zero_warn(f"precision={value!r} is kept for compatibility; write precision={name!r} instead")
@@ -265,17 +284,25 @@ def fast_dev_run(value: Any) -> int:
         raise ValueError(f"Trainer(fast_dev_run={value!r}) is not supported; pass a bool or an int >= 0")
     return value
 
-def check_plugins(plugins: Any) -> None:
-    """Plugins are instances, at most one of each kind."""
+def _as_list(plugins: Any) -> list[Any]:
     if plugins is None:
-        return
-    items = plugins if isinstance(plugins, (list, tuple)) else [plugins]
+        return []
+    return list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+
+
+def check_plugins(plugins: Any) -> None:
+    """Plugins are instances of the kinds fulmen runs (precision), at most one of each kind."""
+    items = _as_list(plugins)
     for plugin in items:
         if isinstance(plugin, str):
             raise TypeError(f"Trainer(plugins={plugin!r}): pass plugin instances, not strings")
-    kinds = [type(p).__name__ for p in items]
-    if len(set(kinds)) != len(kinds):
-        raise MisconfigurationException(f"Trainer(plugins={kinds}) holds more than one plugin of one kind")
+        if not isinstance(plugin, Precision):
+            raise TypeError(f"Trainer(plugins=[{type(plugin).__name__}(...)]): fulmen takes precision plugins here "
+                            "(fulmen.plugins.MixedPrecision, HalfPrecision, DoublePrecision, Precision, ...)")
+    if len(items) > 1:
+        raise MisconfigurationException(
+            f"Trainer(plugins={[type(p).__name__ for p in items]}) holds more than one precision plugin; keep one")
+
 
 def check_barebones(logger: Any, checkpointing: Any, progress: Any, summary: Any, sanity: Any, log_every: Any,
                      anomaly: bool, profiler: Any) -> None:

@@ -139,8 +139,8 @@ class Trainer:
             self.strategy: Any = SingleDeviceStrategy(device)
         else:
             self.strategy = strategy
-        self.precision_plugin = resolve.precision(precision, accel_name)
         resolve.check_plugins(plugins)
+        self.precision_plugin = resolve.precision(precision, accel_name, plugins)
 
         # ---- loop limits
         self.fast_dev_run = resolve.fast_dev_run(fast_dev_run)
@@ -739,6 +739,13 @@ class Trainer:
                 "optimizers needs manual optimization: set self.automatic_optimization = False in __init__ and "
                 "step them in training_step"
             )
+        if self.precision_plugin.scaler is not None:
+            closures = [type(opt).__name__ for opt in self.optimizers if needs_closure(opt)]
+            if closures:
+                raise MisconfigurationException(
+                    f"precision={self.precision!r} scales the loss with a GradScaler, which cannot step "
+                    f"{closures[0]} (it re-evaluates the loss in a closure); use precision='bf16-mixed' or "
+                    "'32-true' with it")
         self._lightning_optimizers = []
         for opt in self.optimizers:
             lopt = LightningOptimizer(opt)

@@ -171,9 +171,9 @@ def run_backward(trainer: Any, loss: Tensor, *args: Any, **kwargs: Any) -> None:
 
 def before_optimizer_step(trainer: Any, optimizer: Any) -> None:
     """Unscale, on_before_optimizer_step, and (automatic optimization) gradient clipping."""
-    scaler = trainer.precision_plugin.scaler
-    if scaler is not None:  # hooks and clipping must see the true gradients
-        scaler.unscale_(optimizer)
+    precision = trainer.precision_plugin
+    if precision.scaler is not None:  # hooks and clipping must see the true gradients
+        precision.unscale_gradients(optimizer)
     trainer._hooks.on_before_optimizer_step(optimizer)
     module = trainer.lightning_module
     if not module._automatic_optimization:

@@ -36,13 +36,16 @@ def apply_to_collection(data: Any, dtype: type | tuple[type, ...], function: Cal
 def move_data_to_device(batch: Any, device: torch.device | str | int) -> Any:
     """Move every tensor (and every object with a ``.to`` method, such as a BatchEncoding) in ``batch`` to ``device``."""
     device = torch.device(device) if not isinstance(device, torch.device) else device
-    # non_blocking only helps (and is only safe) for host-to-CUDA copies from pinned memory.
+    # Asynchronous host-to-CUDA copies: from pinned memory (DataLoader(pin_memory=True)) the copy overlaps the
+    # work already queued; from ordinary memory CUDA copies synchronously anyway. The MPS backend needs blocking
+    # copies.
     non_blocking = device.type == "cuda"
 
     def to(t: Any) -> Any:
         if isinstance(t, torch.Tensor):
             return t.to(device, non_blocking=non_blocking)
-        return t.to(device)
+        moved = t.to(device)
+        return t if moved is None else moved  # some .to methods move in place and return None
 
     if isinstance(batch, torch.Tensor):
         return to(batch)
