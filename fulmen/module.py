@@ -563,6 +563,8 @@ class LightningModule(HyperparametersMixin, nn.Module):
         # model (weight averaging) would otherwise copy the trainer, its loaders and loggers with it.
         state = dict(self.__dict__)
         state["_trainer"] = None
+        for name in state.pop("_compiler_ctx", None) or ():  # a copy runs the plain methods (compiled ones hold
+            state.pop(name, None)                             # frames of this instance)
         return state
 
     def print(self, *args: Any, **kwargs: Any) -> None:

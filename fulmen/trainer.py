@@ -18,6 +18,7 @@ import torch
 
 from fulmen import resolve
 from fulmen.accelerators import Accelerator
+from fulmen.utilities.compile import compile_forward, from_compiled, is_compiled
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.early_stopping import EarlyStopping
 from fulmen.callbacks.model_checkpoint import ModelCheckpoint
@@ -127,6 +128,7 @@ class Trainer:
         default_root_dir: Optional[Union[str, os.PathLike[str]]] = None,
         enable_autolog_hparams: bool = True,
         model_registry: Optional[str] = None,
+        compile: Union[bool, dict[str, Any]] = False,
     ) -> None:
         # ---- devices, strategy and precision: strings become objects here, once
         self._accelerator = resolve.accelerator(accelerator)
@@ -204,8 +206,13 @@ class Trainer:
         self.detect_anomaly = detect_anomaly
         self.barebones = barebones
         self.use_distributed_sampler = use_distributed_sampler
-        self.sync_batchnorm = sync_batchnorm
+        self.sync_batchnorm = self.strategy.sync_batchnorm = sync_batchnorm
         self.enable_autolog_hparams = enable_autolog_hparams
+        if not isinstance(compile, (bool, dict)):
+            raise TypeError(f"Trainer(compile={compile!r}) must be True, False or a dict of torch.compile options "
+                            "such as {'mode': 'max-autotune'}")
+        # torch.compile options for the module's forward, or None (a fulmen addition: Lightning has no switch).
+        self._compile: Optional[dict[str, Any]] = (compile if isinstance(compile, dict) else {}) if compile else None
         self.model_registry = model_registry
         self.deterministic = deterministic
         if barebones:
@@ -470,6 +477,8 @@ class Trainer:
             [validate/test] run_evaluation      [predict] run_predict
             teardown (DM, callbacks, module)
         """
+        if is_compiled(model):
+            model = from_compiled(model)  # run the LightningModule inside, with its forward and steps compiled
         if not isinstance(model, LightningModule):
             raise TypeError(f"Trainer.{fn.value} expects a fulmen LightningModule, got {type(model).__name__}; "
                             "subclass fulmen.LightningModule")
@@ -507,6 +516,8 @@ class Trainer:
             if overrides(model, LightningModule, "configure_model"):
                 set_hook_name(model, "configure_model")
                 model.configure_model()
+            if self._compile is not None:
+                compile_forward(model, self._compile)
             self._accelerator.setup_device(self.strategy.root_device)
             self.strategy.setup_module(model)
             self._accelerator.setup(self)

@@ -24,6 +24,7 @@ from typing import Any, Optional
 import torch
 
 from fulmen.hooks import overrides, set_hook_name
+from fulmen.utilities.compile import keys_for, plain_keys
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -153,7 +154,7 @@ def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
         "epoch": trainer.state.epoch,
         "global_step": trainer.state.global_step,
         "pytorch-lightning_version": LIGHTNING_FORMAT_VERSION,
-        "state_dict": trainer.strategy.module_state_dict(module),
+        "state_dict": plain_keys(trainer.strategy.module_state_dict(module)),
         "loops": lightning_loops(trainer, position),
     }
     if not weights_only:
@@ -205,7 +206,9 @@ def load_module_state(module: torch.nn.Module, checkpoint: dict[str, Any], stric
     if "state_dict" not in checkpoint:
         raise KeyError(f"{source} has no 'state_dict' entry (keys: {sorted(checkpoint)}); it is not a model "
                        "checkpoint written by fulmen or Lightning")
-    state = _strip_compile_prefix(checkpoint["state_dict"])
+    # Saved without the "_orig_mod." of compiled submodules (as fulmen saves) or with it (as Lightning does): either
+    # loads into a module that is compiled the same way or not.
+    state = keys_for(module, checkpoint["state_dict"])
     missing, unexpected = module.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
         raise RuntimeError(
@@ -216,13 +219,6 @@ def load_module_state(module: torch.nn.Module, checkpoint: dict[str, Any], stric
     if missing or unexpected:
         rank_zero_warn(f"Loaded {source} with strict=False: missing keys {list(missing)}, unexpected keys "
                        f"{list(unexpected)}")
-
-
-def _strip_compile_prefix(state: dict[str, Any]) -> dict[str, Any]:
-    # A module compiled with torch.compile saves its keys under "_orig_mod."; the plain module has none.
-    if any("._orig_mod." in k or k.startswith("_orig_mod.") for k in state):
-        return {k.replace("._orig_mod.", ".").removeprefix("_orig_mod."): v for k, v in state.items()}
-    return state
 
 
 def source_name(path: Any) -> str:

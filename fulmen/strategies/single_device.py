@@ -19,6 +19,9 @@ class SingleDeviceStrategy:
         self.local_rank = 0
         self.node_rank = 0
         self.num_nodes = 1
+        # Trainer(sync_batchnorm=...): the multi-process strategies convert batch norm to SyncBatchNorm; with one
+        # process there is nothing to synchronise, so it has no effect here.
+        self.sync_batchnorm = False
 
     @property
     def is_global_zero(self) -> bool:
