@@ -202,7 +202,11 @@ class AdvancedProfiler(Profiler):
         self.profiled_actions = {}
 
 
-_STEP_ACTIONS = ("training_step", "validation_step", "test_step", "predict_step")
+# With a schedule, the profiler steps when one of these actions ends: a whole training batch, an eval step. No
+# range may be open across a profiler step (torch crashes freeing events that span two recording sessions), so the
+# training epoch, which holds the batches, gets no range then.
+_STEP_ACTIONS = ("run_training_batch", "validation_step", "test_step", "predict_step")
+_SPANS_STEPS = ("run_training_epoch",)
 
 
 class PyTorchProfiler(Profiler):
@@ -217,7 +221,8 @@ class PyTorchProfiler(Profiler):
         sort_by_key: the table's sort column (default "cuda_time_total" with CUDA, else "cpu_time_total").
         record_module_names: also record a range per ``nn.Module`` forward, named after the module.
         **profiler_kwargs: passed to ``torch.profiler.profile`` (``profile_memory``, ``with_stack``, ...). With a
-            ``schedule``, every training/validation/test/predict step is one profiler step; with
+            ``schedule``, every training batch and validation/test/predict step is one profiler step (the training
+            epoch then has no range of its own); with
             ``on_trace_ready=torch.profiler.tensorboard_trace_handler(dir)`` the traces go to TensorBoard's
             profiler plugin.
     """
@@ -256,6 +261,8 @@ class PyTorchProfiler(Profiler):
             kwargs = {"activities": activities, "record_shapes": self.group_by_input_shapes, **self.profiler_kwargs}
             self.profiler = torch.profiler.profile(**kwargs)
             self.profiler.__enter__()
+        if self._stepped and action_name in _SPANS_STEPS:
+            return
         record = torch.autograd.profiler.record_function(action_name)
         record.__enter__()
         self._ranges[action_name] = record
@@ -265,7 +272,7 @@ class PyTorchProfiler(Profiler):
         if record is not None:
             record.__exit__(None, None, None)
         # With a schedule, each step ends one profiler step (wait, warmup, active cycles count steps).
-        if self._stepped and action_name.endswith(_STEP_ACTIONS):
+        if self._stepped and action_name.endswith(_STEP_ACTIONS) and not self._ranges:
             self.profiler.step()
 
     def watch_modules(self, model: Any) -> None:
@@ -313,6 +320,11 @@ class PyTorchProfiler(Profiler):
         for handle in self._hooks:
             handle.remove()
         self._hooks = []
+        if self.profiler is not None:
+            # Free the recorded events now. torch.profiler.profile sits in a reference cycle, so left alone it is
+            # freed by the garbage collector at some later moment, and freeing its events after another profiler
+            # session has started crashes the process (a use-after-free in torch).
+            self.profiler.profiler = None
         self.profiler = None
         self._ranges = {}
 
