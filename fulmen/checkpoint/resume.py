@@ -28,6 +28,7 @@ from typing import Any, Optional, Union
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from fulmen.loops.fetch import with_sampler
 from fulmen.state import RunningStage, TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import capture_rng, restore_rng
@@ -235,15 +236,9 @@ _END = object()
 
 def _with_sampler(loader: DataLoader, skip: int, rng: Optional[dict[str, Any]]) -> DataLoader:
     """A copy of ``loader`` whose (batch) sampler skips the first ``skip`` batches."""
-    common = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                  timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
-                  multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
-                  persistent_workers=False)
-    if loader.num_workers > 0:
-        common["prefetch_factor"] = loader.prefetch_factor
     if loader.batch_sampler is not None:
-        return DataLoader(loader.dataset, batch_sampler=_SkipFirst(loader.batch_sampler, skip, rng), **common)
-    return DataLoader(loader.dataset, batch_size=None, sampler=_SkipFirst(loader.sampler, skip, rng), **common)
+        return with_sampler(loader, batch_sampler=_SkipFirst(loader.batch_sampler, skip, rng), persistent_workers=False)
+    return with_sampler(loader, sampler=_SkipFirst(loader.sampler, skip, rng), persistent_workers=False)
 
 
 def resumed_batches(loader: Any, skip: int, epoch_start: Optional[dict[str, Any]],

@@ -8,7 +8,8 @@ from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any, Optional, Union
 
-from torch.utils.data import DataLoader, IterableDataset, SequentialSampler
+from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler,
+                              SequentialSampler)
 
 from fulmen.utilities.combined_loader import CombinedLoader
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -51,23 +52,82 @@ def limited_length(length: Union[int, float], limit: Union[int, float], arg: str
     return n
 
 
-def prepare_loader(loader: Any, global_rank: int, shuffle_off: bool = False) -> Any:
-    """Give worker seeding to a DataLoader (when ``seed_everything(workers=True)``), and turn shuffling off for
-    ``overfit_batches``."""
+def with_sampler(loader: DataLoader, sampler: Any = None, batch_sampler: Any = None, **changes: Any) -> DataLoader:
+    """A copy of ``loader`` that draws indices from ``sampler`` (or batches from ``batch_sampler``), with every other
+    setting kept (``changes`` override some)."""
+    common = dict(num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                  timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+                  multiprocessing_context=loader.multiprocessing_context, generator=loader.generator,
+                  persistent_workers=loader.persistent_workers)
+    if loader.num_workers > 0:
+        common["prefetch_factor"] = loader.prefetch_factor
+    common.update(changes)
+    if batch_sampler is not None:
+        return DataLoader(loader.dataset, batch_sampler=batch_sampler, **common)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, drop_last=loader.drop_last, sampler=sampler,
+                      **common)
+
+
+def prepare_loader(loader: Any, global_rank: int, shuffle_off: bool = False,
+                   distributed: Optional[dict[str, Any]] = None) -> Any:
+    """Give worker seeding to a DataLoader (when ``seed_everything(workers=True)``), turn shuffling off for
+    ``overfit_batches``, and give each process its share of the data (``distributed``: the arguments of
+    ``distributed_sampler``)."""
     if not isinstance(loader, DataLoader):
         return loader
-    if shuffle_off and not isinstance(loader.sampler, SequentialSampler) and not isinstance(loader.dataset,
-                                                                                            IterableDataset):
+    map_style = not isinstance(loader.dataset, IterableDataset)
+    if shuffle_off and not isinstance(loader.sampler, SequentialSampler) and map_style:
         rank_zero_warn("overfit_batches turns shuffling off: the training loader now reads its data in order")
-        loader = DataLoader(
-            loader.dataset, batch_size=loader.batch_size, shuffle=False, num_workers=loader.num_workers,
-            collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-            timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
-            persistent_workers=loader.persistent_workers,
-        )
+        loader = with_sampler(loader, SequentialSampler(loader.dataset))
+    if distributed is not None and map_style and not isinstance(loader.sampler, DistributedSampler):
+        loader = with_sampler(loader, distributed_sampler(loader, **distributed))
     if os.environ.get("PL_SEED_WORKERS") == "1" and loader.worker_init_fn is None and loader.num_workers > 0:
         loader.worker_init_fn = partial(worker_init_function, rank=global_rank)
     return loader
+
+
+def distributed_sampler(loader: DataLoader, num_replicas: int, rank: int, train: bool,
+                        predicting: bool = False) -> Sampler:
+    """This process's share of ``loader``'s samples, as Lightning gives it: a DistributedSampler that shuffles when
+    the training loader did (seeded by the global seed, reshuffled by ``set_epoch``); evaluation in order, padded
+    to equal shares by repeating samples, except for predict, which sees each sample once."""
+    shuffled = train and isinstance(loader.sampler, RandomSampler)
+    seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
+    custom = not isinstance(loader.sampler, (RandomSampler, SequentialSampler))
+    if predicting:
+        return UnrepeatedDistributedSampler(loader.sampler if custom else range(len(loader.dataset)),
+                                            num_replicas=num_replicas, rank=rank)
+    if custom:  # the sampler's own order, split between the processes
+        return DistributedSamplerWrapper(loader.sampler, num_replicas=num_replicas, rank=rank, shuffle=False)
+    return DistributedSampler(loader.dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffled, seed=seed)
+
+
+class DistributedSamplerWrapper(DistributedSampler):
+    """Split the indices a sampler yields (in its order, taken afresh each epoch) between the processes."""
+
+    def __init__(self, sampler: Sampler, **kwargs: Any) -> None:
+        super().__init__(list(range(len(sampler))), **kwargs)  # type: ignore[arg-type]
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(self.sampler)
+        positions = super().__iter__()
+        return iter([indices[i] for i in positions])
+
+
+class UnrepeatedDistributedSampler(DistributedSampler):
+    """Each sample exactly once across the processes (the shares may differ by one): what predict needs."""
+
+    def __init__(self, source: Any, num_replicas: int, rank: int) -> None:
+        self.source = source
+        super().__init__(list(range(len(source))), num_replicas=num_replicas, rank=rank,  # type: ignore[arg-type]
+                         shuffle=False)
+        self.num_samples = len(range(rank, len(source), num_replicas))
+        self.total_size = len(source)
+
+    def __iter__(self) -> Iterator[int]:
+        indices = list(self.source)
+        return iter(indices[self.rank:self.total_size:self.num_replicas])
 
 
 def check_iterable(loader: Any, arg: str) -> None:
