@@ -22,7 +22,7 @@ _LEGACY_PRECISION = {64: "64-true", "64": "64-true", 32: "32-true", "32": "32-tr
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
 LATER_STRATEGIES = (
-    "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1",
+    "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1",
     "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
     "deepspeed_stage_3_offload_nvme", "xla", "xla_debug", "single_xla", "single_tpu",
 )
@@ -177,26 +177,53 @@ def devices(value: Any, accel: str) -> list[int]:
     return ids
 
 
-def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> str:
-    """'auto' / a registry name -> the strategy name this run uses."""
+_DDP_NAMES = {
+    "ddp": {}, "ddp_find_unused_parameters_false": {"find_unused_parameters": False},
+    "ddp_find_unused_parameters_true": {"find_unused_parameters": True},
+}
+
+
+def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> Any:
+    """'auto' / a registry name / a strategy object -> the strategy object of the run, configured for the devices."""
+    from fulmen.strategies.ddp import DDPStrategy
+    from fulmen.strategies.single_device import SingleDeviceStrategy
+
+    processes = len(device_ids) * num_nodes
     if not isinstance(value, str):
-        if hasattr(value, "root_device"):
-            return "instance"
-        raise TypeError(f"Trainer(strategy={value!r}) must be a strategy name such as 'auto' or 'ddp'")
+        if isinstance(value, DDPStrategy):
+            value.configure(accel, device_ids, num_nodes)
+            return value
+        if isinstance(value, SingleDeviceStrategy):
+            if processes != 1:
+                raise MisconfigurationException(
+                    f"Trainer(strategy=SingleDeviceStrategy(...), devices={len(device_ids)}, num_nodes={num_nodes}): a "
+                    "single-device strategy runs one process; pass devices=1, or strategy='ddp'")
+            return value
+        raise TypeError(f"Trainer(strategy={value!r}) must be a strategy name such as 'auto' or 'ddp', or a "
+                        "fulmen strategy object (SingleDeviceStrategy, DDPStrategy)")
     name = value.lower()
-    if name not in SINGLE_DEVICE_STRATEGIES and name not in LATER_STRATEGIES and not name.startswith("ddp"):
+    if name not in SINGLE_DEVICE_STRATEGIES and name not in LATER_STRATEGIES and name not in _DDP_NAMES:
         raise ValueError(
-            f"Trainer(strategy={value!r}) is not supported; choose 'auto', 'single_device', 'ddp', 'ddp_spawn', "
-            "'fsdp' or 'deepspeed' (and their variants)"
+            f"Trainer(strategy={value!r}) is not supported; choose 'auto', 'single_device', 'ddp', "
+            "'ddp_find_unused_parameters_true', 'ddp_spawn', 'fsdp' or 'deepspeed' (and their variants)"
         )
     if name == "auto":
-        name = "single_device" if len(device_ids) * num_nodes == 1 else "ddp"
-    if name != "single_device":
-        raise MisconfigurationException(
-            f"Trainer(strategy={value!r}, devices={len(device_ids)}, num_nodes={num_nodes}) needs distributed "
-            "training, which this fulmen version does not run yet; use one device (devices=1)"
-        )
-    return name
+        name = "single_device" if processes == 1 else "ddp"
+    if name == "single_device":
+        if processes != 1:
+            raise MisconfigurationException(
+                f"Trainer(strategy='single_device', devices={len(device_ids)}, num_nodes={num_nodes}) runs one process "
+                "on one device; pass devices=1, or strategy='ddp' for several")
+        device = torch.device(accel, device_ids[0]) if accel != "cpu" else torch.device("cpu")
+        return SingleDeviceStrategy(device)
+    if name in _DDP_NAMES:
+        ddp = DDPStrategy(**_DDP_NAMES[name])
+        ddp.configure(accel, device_ids, num_nodes)
+        return ddp
+    raise MisconfigurationException(
+        f"Trainer(strategy={value!r}) is not supported by this fulmen version yet; use strategy='ddp' (one process "
+        "per device, started by fulmen or by torchrun)"
+    )
 
 
 def limit_batches(name: str, value: Any) -> Union[int, float]:

@@ -10,6 +10,7 @@ import math
 import os
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable, Optional, Union
@@ -135,12 +136,7 @@ class Trainer:
         accel_name = self._accelerator.name
         self._device_ids = resolve.devices(devices, accel_name)
         self.num_nodes = resolve.check_int("num_nodes", num_nodes, 1)
-        resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name)
-        if isinstance(strategy, str):
-            device = torch.device(accel_name, self._device_ids[0]) if accel_name != "cpu" else torch.device("cpu")
-            self.strategy: Any = SingleDeviceStrategy(device)
-        else:
-            self.strategy = strategy
+        self.strategy: Any = resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name)
         resolve.check_plugins(plugins)
         self.precision_plugin = resolve.precision(precision, accel_name, plugins)
 
@@ -501,6 +497,7 @@ class Trainer:
         self._metrics.drop_all()
         self._callbacks_before_run = list(self.callbacks)
         try:
+            self.strategy.setup_environment()  # start or join the other processes of a multi-process run
             self._signal_watcher = SignalWatcher(self)
             self._signal_watcher.install()
             self._merge_module_callbacks(model)
@@ -519,7 +516,7 @@ class Trainer:
             if self._compile is not None:
                 compile_forward(model, self._compile)
             self._accelerator.setup_device(self.strategy.root_device)
-            self.strategy.setup_module(model)
+            model = self.strategy.setup_module(model)
             self._accelerator.setup(self)
             self.precision_plugin.convert_module(model)
             model.zero_grad()  # before a checkpoint can bring back the gradients of an accumulation window
@@ -528,6 +525,7 @@ class Trainer:
             if checkpoint is not None:
                 ckpt_format.restore_modules(self, checkpoint, source)
             if fn == TrainerFn.FITTING:
+                self._training_step = self.strategy.wrap_training_step(self, model, self._training_step)
                 self._setup_optimizers(model)
                 if self._profiler is not None:
                     self._profile_steps(model)
@@ -555,6 +553,10 @@ class Trainer:
             return out
         except BaseException as exc:
             self._on_exception(exc, fn)
+            dead = self._stop_other_processes()
+            if dead is not None:
+                raise RuntimeError(f"{dead} during Trainer.{fn.value}, and the run stopped; see that process's "
+                                   "output for the cause") from exc
             if isinstance(exc, KeyboardInterrupt):
                 rank_zero_warn("Detected KeyboardInterrupt, attempting graceful shutdown ...")
                 sys.exit(1)
@@ -580,6 +582,20 @@ class Trainer:
         for logger in self.loggers:
             logger.finalize("failed")
         self._clean_up()
+
+    def _stop_other_processes(self) -> Optional[str]:
+        """After a failure here: end the processes this one started, and say which of them died first, if one did
+        (its death is then the likely cause of this failure, a collective whose peer went away)."""
+        launcher = getattr(self.strategy, "launcher", None)
+        if launcher is None or not launcher.procs:
+            return None
+        deadline = time.monotonic() + 2.0
+        dead = launcher.dead_rank()
+        while dead is None and time.monotonic() < deadline and any(p.poll() is None for p in launcher.procs):
+            time.sleep(0.05)  # a peer that closed its connection is usually a process that is exiting
+            dead = launcher.dead_rank()
+        launcher.kill()
+        return dead
 
     def _teardown(self, fn: TrainerFn) -> None:
         """The end of a run that finished: teardown hooks (datamodule first), loggers finalized, clean-up."""
@@ -695,12 +711,15 @@ class Trainer:
 
     def _prepare_run(self, model: LightningModule, datamodule: Any) -> None:
         """prepare_data (datamodule first), the batch transfer function, and the step flavour."""
-        if datamodule is not None and overrides(datamodule, LightningDataModule, "prepare_data"):
-            if self.local_rank == 0:
-                datamodule.prepare_data()
-        if overrides(model, LightningModule, "prepare_data") and self.local_rank == 0:
-            set_hook_name(model, "prepare_data")
-            model.prepare_data()
+        # Downloads and the like: once per node (prepare_data_per_node) or once in all; the others wait for it.
+        for owner, base in ((datamodule, LightningDataModule), (model, LightningModule)):
+            if owner is None or not overrides(owner, base, "prepare_data"):
+                continue
+            if (self.local_rank if owner.prepare_data_per_node else self.global_rank) == 0:
+                set_hook_name(model, "prepare_data" if owner is model else None)
+                owner.prepare_data()
+                set_hook_name(model, None)
+        self.strategy.barrier("prepare_data")
         self._transfer = self._make_transfer(model, datamodule)
         self._custom = _Overrides(*(overrides(model, LightningModule, name) for name in (
             "optimizer_zero_grad", "backward", "configure_gradient_clipping", "lr_scheduler_step")))

@@ -139,7 +139,7 @@ class ModelCheckpoint(Callback):
 
     # ------------------------------------------------------------------------------------------ hooks
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        self.dirpath = self.resolve_dirpath(trainer)
+        self.dirpath = trainer.strategy.broadcast(self.resolve_dirpath(trainer))  # rank 0's log version decides
         if self.save_last == "link" and io.is_url(self.dirpath):
             raise ValueError(f"ModelCheckpoint(save_last='link') needs a local folder, got dirpath={self.dirpath!r}; "
                              "use save_last=True")

@@ -34,6 +34,10 @@ class ProgressBar(Callback):
     def is_enabled(self) -> bool:
         return self._enabled
 
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not trainer.is_global_zero:
+            self.disable()  # one bar per run: the other processes draw nothing
+
     def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Union[int, str, float]]:
         """The values shown: ``progress_bar_metrics`` plus ``v_num``, the logger's version."""
         metrics: dict[str, Union[int, str, float]] = {}

@@ -6,7 +6,7 @@ import inspect
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from fulmen.datamodule import LightningDataModule
 from fulmen.hooks import overrides, positional_count, set_hook_name, takes_varargs
@@ -46,6 +46,15 @@ def data_source(trainer: Any, prefix: str) -> Any:
                 set_hook_name(module, None)
     return None
 
+def _sampler_args(trainer: Any, train: bool, predicting: bool = False) -> Optional[dict[str, Any]]:
+    """How to split a loader between the processes (``fetch.distributed_sampler``'s arguments), or None: one
+    process, or ``use_distributed_sampler=False`` (the user's loaders split the data themselves)."""
+    split = trainer.strategy.distributed_sampler_kwargs
+    if split is None or not trainer.use_distributed_sampler:
+        return None
+    return {**split, "train": train and not trainer.overfit_batches, "predicting": predicting}
+
+
 def load_train_data(trainer: Any) -> None:
     if trainer.train_dataloader is not None:
         return
@@ -56,7 +65,8 @@ def load_train_data(trainer: Any) -> None:
             f"train_dataloader() on {type(trainer.lightning_module).__name__}"
         )
     loader = fetch.as_train_loader(source)
-    loader = fetch.prepare_loader(loader, trainer.global_rank, shuffle_off=bool(trainer.overfit_batches))
+    loader = fetch.prepare_loader(loader, trainer.global_rank, shuffle_off=bool(trainer.overfit_batches),
+                                  distributed=_sampler_args(trainer, train=True))
     length = fetch.loader_length(loader)
     if length == 0:
         raise MisconfigurationException(
@@ -123,7 +133,8 @@ def eval_data(trainer: Any, stage: RunningStage) -> EvalData:
             )
         if source is not None:
             loaders, several = fetch.as_eval_loaders(source, f"{prefix}_dataloaders" if prefix == "val" else "dataloaders")
-            loaders = [fetch.prepare_loader(dl, trainer.global_rank) for dl in loaders]
+            split = _sampler_args(trainer, train=False, predicting=key == RunningStage.PREDICTING)
+            loaders = [fetch.prepare_loader(dl, trainer.global_rank, distributed=split) for dl in loaders]
     limits = [fetch.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
     sanity = trainer.num_sanity_val_steps
     sanity_limits = [n if sanity == -1 else min(n, sanity) for n in limits]

@@ -27,8 +27,26 @@ class SingleDeviceStrategy:
     def is_global_zero(self) -> bool:
         return True
 
+    @property
+    def distributed_sampler_kwargs(self) -> None:
+        """No sampler to split the data: one process reads all of it."""
+        return None
+
+    def setup_environment(self) -> None:
+        """Nothing to start or join."""
+
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(self.root_device)
+
+    def wrap_training_step(self, trainer: Any, module: torch.nn.Module, step: Any) -> Any:
+        """The training step as the loops call it: the module's own."""
+        return step
+
+    def reduce(self, tensor: torch.Tensor, reduce_op: Any = "mean") -> torch.Tensor:
+        return tensor
+
+    def all_gather(self, tensor: torch.Tensor, sync_grads: bool = False) -> torch.Tensor:
+        return tensor
 
     def module_state_dict(self, module: torch.nn.Module) -> dict[str, Any]:
         """The weights to save: the module's own state dict on one device."""

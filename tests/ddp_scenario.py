@@ -1,0 +1,89 @@
+"""A DDP run on the CPU (gloo), started as its own program so that fulmen's launcher can start the other processes
+by running this command again.
+
+    python tests/ddp_scenario.py DIR --devices N --batch B [--fail-rank R --fail-at STEP] [--kill-rank R ...]
+
+Trains a small MLP on 64 fixed samples (no shuffling) with validation, logging a train loss (on_epoch, sync_dist)
+and a val loss (sync_dist). Rank 0 writes the final weights and the callback metrics to DIR/result.pt, and every
+rank appends "rank world_size global_step" to DIR/ranks.txt. ``--fail-rank R --fail-at S`` raises in rank R's
+training step S; ``--kill-rank R --fail-at S`` makes rank R SIGKILL itself there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+import torch
+from torch import nn
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+import fulmen as L  # noqa: E402
+
+
+def data(n: int) -> torch.utils.data.TensorDataset:
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n, 8, generator=g)
+    return torch.utils.data.TensorDataset(x, (x.sum(1) > 0).long())
+
+
+class Net(L.LightningModule):
+    def __init__(self, batch: int, fail_rank: int = -1, kill_rank: int = -1, fail_at: int = -1) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+        self.batch, self.fail_rank, self.kill_rank, self.fail_at = batch, fail_rank, kill_rank, fail_at
+
+    def training_step(self, batch, batch_idx):
+        if self.global_step == self.fail_at:
+            if self.global_rank == self.fail_rank:
+                raise ValueError(f"a bug in rank {self.global_rank}")
+            if self.global_rank == self.kill_rank:
+                os.kill(os.getpid(), signal.SIGKILL)
+        x, y = batch
+        loss = nn.functional.cross_entropy(self.net(x), y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.cross_entropy(self.net(x), y), sync_dist=True)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(data(64), batch_size=self.batch)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(data(32), batch_size=self.batch)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dir")
+    parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--fail-rank", type=int, default=-1)
+    parser.add_argument("--kill-rank", type=int, default=-1)
+    parser.add_argument("--fail-at", type=int, default=-1)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    trainer = L.Trainer(accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
+                        max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
+                        log_every_n_steps=1)
+    model = Net(args.batch, args.fail_rank, args.kill_rank, args.fail_at)
+    trainer.fit(model)
+    with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
+        f.write(f"{trainer.global_rank} {trainer.world_size} {trainer.global_step}\n")
+    if trainer.is_global_zero:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        torch.save({"weights": model.state_dict(), "metrics": metrics,
+                    "best": trainer.checkpoint_callback.best_model_path}, os.path.join(args.dir, "result.pt"))
+
+
+if __name__ == "__main__":
+    main()

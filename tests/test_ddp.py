@@ -1,0 +1,76 @@
+"""DDP with real processes on the CPU (gloo), started by fulmen's launcher from a plain `python script.py`: the same
+weights as one process with the whole batch, one set of files, and a failing or killed rank ending the run with an
+error that names it, leaving no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIO = os.path.join(ROOT, "tests", "ddp_scenario.py")
+
+
+def run(folder, *args, timeout=240):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    for name in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, SCENARIO, str(folder), *map(str, args)], env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("one")
+    proc = run(folder, "--devices", 1, "--batch", 16)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return torch.load(folder / "result.pt", weights_only=True)
+
+
+def test_two_processes_with_half_batches_match_one_process(tmp_path, one_process):
+    proc = run(tmp_path, "--devices", 2, "--batch", 8)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
+    assert result["metrics"] == pytest.approx(one_process["metrics"], abs=1e-6)  # sync_dist means over all ranks
+    ranks = sorted((tmp_path / "ranks.txt").read_text().splitlines())
+    assert ranks == ["0 2 12", "1 2 12"]  # both ranks, world size 2, the same number of steps
+    logs = tmp_path / "lightning_logs"
+    assert [p.name for p in logs.iterdir()] == ["version_0"]  # one version, written by rank 0 only
+    assert [p.name for p in (logs / "version_0" / "checkpoints").iterdir()] == ["epoch=2-step=12.ckpt"]
+    assert len(list((logs / "version_0").glob("events.out.tfevents.*"))) == 1
+    assert "Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2" in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("how, words", [
+    ("--fail-rank", r"rank 1 \(pid (\d+)\) exited with code 1 during Trainer.fit"),
+    ("--kill-rank", r"rank 1 \(pid (\d+)\) exited with code -9 \(SIGKILL\) during Trainer.fit"),
+])
+def test_a_rank_that_fails_stops_the_run_and_is_named(tmp_path, how, words):
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, how, 1, "--fail-at", 5, timeout=120)
+    assert proc.returncode != 0
+    match = re.search(words, proc.stderr)
+    assert match, proc.stderr[-3000:]
+    assert gone(int(match.group(1)))
+    assert not (tmp_path / "result.pt").exists()
+
+
+def test_when_rank_zero_fails_the_others_are_ended(tmp_path):
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--fail-rank", 0, "--fail-at", 5, timeout=120)
+    assert proc.returncode != 0 and "ValueError: a bug in rank 0" in proc.stderr
+    assert not (tmp_path / "ranks.txt").exists()  # rank 1 did not run on past the failure
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in out  # no process of this run is left
