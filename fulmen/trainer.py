@@ -27,7 +27,7 @@ from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.timer import Timer
 from fulmen.checkpoint import format as ckpt_format
 from fulmen.checkpoint import io as ckpt_io
-from fulmen.checkpoint.preemption import SignalWatcher
+from fulmen.checkpoint.preemption import SignalAgreement, SignalWatcher
 from fulmen.checkpoint.select import select as select_checkpoint
 from fulmen.datamodule import LightningDataModule
 from fulmen.hooks import Hooks, _noop, overrides, positional_count, set_hook_name
@@ -41,7 +41,7 @@ from fulmen.module import LightningModule
 from fulmen.optimizers import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
 from fulmen.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
-from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 
@@ -267,6 +267,7 @@ class Trainer:
         self._epoch_start: Optional[dict[str, Any]] = None  # what decided this epoch's data order
         self._signal: Optional[int] = None  # a preemption signal received (checkpoint/preemption.py); sticky
         self._signal_watcher: Optional[SignalWatcher] = None
+        self._signal_agreement: Optional[SignalAgreement] = None  # several processes fitting: they stop together
         self._save_position: Optional[dict[str, Any]] = None  # a preemption checkpoint's position, kept to the end
         self._rng_before_validation: Optional[dict[str, Any]] = None  # for a checkpoint that abandons validation
 
@@ -498,6 +499,9 @@ class Trainer:
         self._callbacks_before_run = list(self.callbacks)
         try:
             self.strategy.setup_environment()  # start or join the other processes of a multi-process run
+            if self.world_size > 1:
+                self._agree_on_log_versions()
+            self._signal_agreement = SignalAgreement(self) if fn == TrainerFn.FITTING and self.world_size > 1 else None
             self._signal_watcher = SignalWatcher(self)
             self._signal_watcher.install()
             self._merge_module_callbacks(model)
@@ -553,7 +557,8 @@ class Trainer:
             return out
         except BaseException as exc:
             self._on_exception(exc, fn)
-            dead = self._stop_other_processes()
+            # After a preemption every rank stops at the same batch: the others end as this one does.
+            dead = self._stop_other_processes(graceful=isinstance(exc, SIGTERMException))
             if dead is not None:
                 raise RuntimeError(f"{dead} during Trainer.{fn.value}, and the run stopped; see that process's "
                                    "output for the cause") from exc
@@ -583,11 +588,24 @@ class Trainer:
             logger.finalize("failed")
         self._clean_up()
 
-    def _stop_other_processes(self) -> Optional[str]:
+    def _agree_on_log_versions(self) -> None:
+        """Rank 0 claims each logger's version folder and tells the others, so that every rank means the same
+        log_dir (and checkpoint folder): the others would otherwise count the folders at another moment."""
+        from fulmen.loggers.logger import VersionedFolder
+
+        for logger in self.loggers:
+            if isinstance(logger, VersionedFolder) and logger._version is None:
+                logger._version = self.strategy.broadcast(logger.version if self.is_global_zero else None)
+
+    def _stop_other_processes(self, graceful: bool = False) -> Optional[str]:
         """After a failure here: end the processes this one started, and say which of them died first, if one did
-        (its death is then the likely cause of this failure, a collective whose peer went away)."""
+        (its death is then the likely cause of this failure, a collective whose peer went away). ``graceful``: they
+        are stopping too (a preemption), so give them a minute to save and exit."""
         launcher = getattr(self.strategy, "launcher", None)
         if launcher is None or not launcher.procs:
+            return None
+        if graceful:
+            launcher.wait(timeout=60.0)
             return None
         deadline = time.monotonic() + 2.0
         dead = launcher.dead_rank()

@@ -1,12 +1,15 @@
 """A DDP run on the CPU (gloo), started as its own program so that fulmen's launcher can start the other processes
 by running this command again.
 
-    python tests/ddp_scenario.py DIR --devices N --batch B [--fail-rank R --fail-at STEP] [--kill-rank R ...]
+    python tests/ddp_scenario.py DIR --devices N --batch B [--samples N] [--fail-rank R | --kill-rank R |
+                                 --signal-rank R --fail-at STEP] [--noisy] [--resume]
 
-Trains a small MLP on 64 fixed samples (no shuffling) with validation, logging a train loss (on_epoch, sync_dist)
-and a val loss (sync_dist). Rank 0 writes the final weights and the callback metrics to DIR/result.pt, and every
-rank appends "rank world_size global_step" to DIR/ranks.txt. ``--fail-rank R --fail-at S`` raises in rank R's
-training step S; ``--kill-rank R --fail-at S`` makes rank R SIGKILL itself there.
+Trains a small MLP on fixed samples (64 by default, no shuffling) with validation, logging a train loss (on_epoch,
+sync_dist) and a val loss (sync_dist). Rank 0 writes the final weights and the callback metrics to DIR/result.pt,
+and every rank appends "rank world_size global_step" to DIR/ranks.txt. Checkpoints go to DIR/checkpoints. At training step STEP, ``--fail-rank R``
+raises in rank R, ``--kill-rank R`` makes rank R SIGKILL itself, ``--signal-rank R`` sends rank R (only) SIGTERM.
+``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
+states); ``--resume`` continues from ckpt_path="last".
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import nn
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fulmen as L  # noqa: E402
+from fulmen.callbacks import ModelCheckpoint  # noqa: E402
 
 
 def data(n: int) -> torch.utils.data.TensorDataset:
@@ -31,18 +35,26 @@ def data(n: int) -> torch.utils.data.TensorDataset:
 
 
 class Net(L.LightningModule):
-    def __init__(self, batch: int, fail_rank: int = -1, kill_rank: int = -1, fail_at: int = -1) -> None:
+    def __init__(self, args: argparse.Namespace) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
-        self.batch, self.fail_rank, self.kill_rank, self.fail_at = batch, fail_rank, kill_rank, fail_at
+        dropout = [nn.Dropout(0.3)] if args.noisy else []
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), *dropout, nn.Linear(16, 2))
+        self.args = args
+
+    def on_train_start(self):
+        if self.args.noisy and not self.args.resume:
+            torch.manual_seed(100 + self.global_rank)  # each rank draws its own dropout masks
 
     def training_step(self, batch, batch_idx):
-        if self.global_step == self.fail_at:
-            if self.global_rank == self.fail_rank:
+        args = self.args
+        if self.global_step == args.fail_at and not args.resume:
+            if self.global_rank == args.fail_rank:
                 raise ValueError(f"a bug in rank {self.global_rank}")
-            if self.global_rank == self.kill_rank:
+            if self.global_rank == args.kill_rank:
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self.global_rank == args.signal_rank:
+                os.kill(os.getpid(), signal.SIGTERM)
         x, y = batch
         loss = nn.functional.cross_entropy(self.net(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
@@ -56,10 +68,11 @@ class Net(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(data(64), batch_size=self.batch)
+        return torch.utils.data.DataLoader(data(self.args.samples), batch_size=self.args.batch,
+                                           shuffle=self.args.noisy)
 
     def val_dataloader(self):
-        return torch.utils.data.DataLoader(data(32), batch_size=self.batch)
+        return torch.utils.data.DataLoader(data(32), batch_size=self.args.batch)
 
 
 def main() -> None:
@@ -69,14 +82,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--fail-rank", type=int, default=-1)
     parser.add_argument("--kill-rank", type=int, default=-1)
+    parser.add_argument("--signal-rank", type=int, default=-1)
     parser.add_argument("--fail-at", type=int, default=-1)
+    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--noisy", action="store_true")
+    parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     trainer = L.Trainer(accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
-                        log_every_n_steps=1)
-    model = Net(args.batch, args.fail_rank, args.kill_rank, args.fail_at)
-    trainer.fit(model)
+                        log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
+                        callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))])
+    model = Net(args)
+    trainer.fit(model, ckpt_path="last" if args.resume else None)
     with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
         f.write(f"{trainer.global_rank} {trainer.world_size} {trainer.global_step}\n")
     if trainer.is_global_zero:

@@ -50,8 +50,8 @@ def test_two_processes_with_half_batches_match_one_process(tmp_path, one_process
     assert ranks == ["0 2 12", "1 2 12"]  # both ranks, world size 2, the same number of steps
     logs = tmp_path / "lightning_logs"
     assert [p.name for p in logs.iterdir()] == ["version_0"]  # one version, written by rank 0 only
-    assert [p.name for p in (logs / "version_0" / "checkpoints").iterdir()] == ["epoch=2-step=12.ckpt"]
     assert len(list((logs / "version_0").glob("events.out.tfevents.*"))) == 1
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["epoch=2-step=12.ckpt"]
     assert "Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2" in proc.stderr + proc.stdout
 
 
@@ -74,3 +74,28 @@ def test_when_rank_zero_fails_the_others_are_ended(tmp_path):
     assert not (tmp_path / "ranks.txt").exists()  # rank 1 did not run on past the failure
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in out  # no process of this run is left
+
+
+NOISY = ("--devices", 2, "--batch", 4, "--samples", 512, "--noisy", "--accumulate", 3)
+
+
+def test_sigterm_on_one_rank_stops_every_rank_together_and_resumes_exactly(tmp_path):
+    """SIGTERM reaches rank 1 only, inside an accumulation window; the ranks agree on it (without a collective in
+    every step) and all save and stop at the same batch; the resumed run ends with the weights of one never
+    stopped, bit for bit, though each rank draws its own dropout masks and holds its own unreduced gradients."""
+    full = tmp_path / "full"
+    full.mkdir()
+    assert run(full, *NOISY).returncode == 0
+    stopped = run(tmp_path, *NOISY, "--signal-rank", 1, "--fail-at", 2, timeout=120)
+    assert stopped.returncode == 1
+    assert stopped.stderr.count("Received SIGTERM at epoch 0, global step 10; saved checkpoint") == 2  # both ranks
+    record = torch.load(tmp_path / "checkpoints" / "preempted.ckpt", weights_only=True)["fulmen"]
+    assert record["position"]["batches_done"] == 32 and len(record["per_rank"]) == 2
+    assert not torch.equal(record["per_rank"][0]["grads"]["net.0.weight"], record["per_rank"][1]["grads"]["net.0.weight"])
+    resumed = run(tmp_path, *NOISY, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = torch.load(full / "result.pt", weights_only=True)
+    got = torch.load(tmp_path / "result.pt", weights_only=True)
+    for name, value in expected["weights"].items():
+        assert torch.equal(value, got["weights"][name]), name
+    assert got["metrics"] == expected["metrics"]

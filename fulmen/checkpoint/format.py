@@ -257,7 +257,10 @@ def restore_modules(trainer: Any, checkpoint: dict[str, Any], source: str) -> No
 
 def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> None:
     """Precision state, optimizers, schedulers, and the loop position (see ``checkpoint/resume.py``)."""
-    from fulmen.checkpoint.resume import plan_from_checkpoint
+    from fulmen.checkpoint.resume import plan_from_checkpoint, take_own_record
+
+    if isinstance(checkpoint.get(FULMEN_KEY), dict):
+        take_own_record(checkpoint[FULMEN_KEY], trainer.global_rank, trainer.world_size)
 
     if "optimizer_states" not in checkpoint:
         raise KeyError(

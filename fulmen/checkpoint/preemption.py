@@ -14,8 +14,12 @@ Where the file goes: under SLURM, ``<default_root_dir>/hpc_ckpt_<N+1>.ckpt`` (a 
 Lightning), and SIGUSR1 also requeues the job with ``scontrol requeue``. Elsewhere, ``preempted.ckpt`` in the first
 ModelCheckpoint's folder (or ``<default_root_dir>/checkpoints``), which ``fit(ckpt_path="last")`` picks up.
 
-Across several processes every rank must stop at the same step; that needs agreeing on the signal, which the
-distributed strategies add (without a collective in every step).
+Across several processes every rank must stop at the same batch, though a signal may reach one rank only (or
+each at a different moment). ``SignalAgreement`` settles it without a collective in every step: every
+``AGREE_EVERY`` training batches each rank starts an asynchronous all-reduce of "which signal did I get" and reads
+the one it started ``AGREE_EVERY`` batches before, so no rank waits on it; at the end of each epoch the ranks agree
+at once. When the agreed value holds a signal, every rank saves (rank 0 writes) and stops at that same batch.
+Validation is not interrupted then: the stop comes at the next agreement.
 """
 
 from __future__ import annotations
@@ -74,6 +78,44 @@ class SignalWatcher:
         previous = self.previous.get(signum)
         if callable(previous):
             previous(signum, frame)
+
+
+AGREE_EVERY = 16
+
+
+class SignalAgreement:
+    """Makes the processes of a multi-process fit stop for a signal at the same batch (see the module docstring)."""
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.pending: Any = None  # the result function of the exchange started AGREE_EVERY batches ago
+
+    def at_batch_end(self, batches_done: int) -> None:
+        """After each training batch (``batches_done``: batches finished in this fit, the same on every rank)."""
+        if batches_done % AGREE_EVERY:
+            return
+        self._settle()
+        self.pending = self.trainer.strategy.start_max(self.trainer._signal or 0)
+
+    def at_epoch_end(self) -> None:
+        """Between epochs: agree right away."""
+        self._settle()
+        self.pending = self.trainer.strategy.start_max(self.trainer._signal or 0)
+        self._settle()
+
+    def close(self) -> None:
+        """At the end of the fit: let the exchange in flight finish (its result no longer matters)."""
+        if self.pending is not None:
+            self.pending()
+            self.pending = None
+
+    def _settle(self) -> None:
+        if self.pending is None:
+            return
+        agreed, self.pending = self.pending(), None
+        if agreed:
+            self.trainer._signal = self.trainer._signal or agreed  # the ranks that got no signal stop too
+            stop_for_signal(self.trainer)
 
 
 def stop_for_signal(trainer: Any) -> None:

@@ -128,7 +128,29 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     loader = trainer.train_dataloader
     if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:
         record["loader"] = loader.state_dict()
+    if trainer.world_size > 1:
+        # Each process has its own random states, data position, local gradients (inside an accumulation window,
+        # before DDP reduces them) and running sums: the file (written by rank 0) holds every rank's.
+        own = {key: record[key] for key in PER_RANK if key in record}
+        record["per_rank"] = trainer.strategy.all_gather_object(own)
     return record
+
+
+PER_RANK = ("rng", "epoch_start", "grads", "train_metrics", "loader")
+
+
+def take_own_record(record: dict[str, Any], rank: int, world_size: int) -> None:
+    """Replace, in a loaded ``fulmen`` record, what differs between processes by this rank's own values."""
+    per_rank = record.get("per_rank")
+    if not per_rank:
+        return
+    if len(per_rank) != world_size:
+        rank_zero_warn(f"The checkpoint was written by {len(per_rank)} processes and is resumed by {world_size}: "
+                       "the random states and data positions of rank 0 are used, so the run is not exact")
+        return
+    for key in PER_RANK:
+        record.pop(key, None)
+    record.update(per_rank[rank])
 
 
 def _rng_to_save(trainer: Any) -> dict[str, Any]:

@@ -38,7 +38,19 @@ def _exception_checkpoints(trainer: Any) -> list[Any]:
 
 def select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
            weights_only: Optional[bool]) -> tuple[Optional[str], Optional[dict[str, Any]]]:
-    """The checkpoint a run starts from, and its contents (None, None for none)."""
+    """The checkpoint a run starts from, and its contents (None, None for none). With several processes, rank 0
+    chooses the file and every rank loads that one."""
+    path, checkpoint = _select(trainer, fn, ckpt_path, model_provided, weights_only)
+    if trainer.world_size == 1:
+        return path, checkpoint
+    chosen = trainer.strategy.broadcast(path)
+    if chosen != path:
+        return chosen, (io.load(chosen, weights_only=weights_only) if chosen is not None else None)
+    return path, checkpoint
+
+
+def _select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
+            weights_only: Optional[bool]) -> tuple[Optional[str], Optional[dict[str, Any]]]:
     if ckpt_path is None and slurm_managed() and hpc_checkpoint(trainer.default_root_dir):
         ckpt_path = "hpc"
     on_exception = _exception_checkpoints(trainer)

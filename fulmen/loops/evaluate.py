@@ -70,8 +70,8 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                 if stage != RunningStage.SANITY_CHECKING:
                     trainer._metrics.log_eval_step(store, data.seen[dl_idx])
                     data.seen[dl_idx] += 1
-                if trainer._signal is not None:
-                    stop_for_signal(trainer)
+                if trainer._signal is not None and trainer.world_size == 1:
+                    stop_for_signal(trainer)  # (several processes stop together, at the next agreement in fit)
             store.epoch_done = True
             per_loader.append(trainer._metrics.loader_epoch_metrics(store, stage == RunningStage.SANITY_CHECKING))
             store.epoch_done = False

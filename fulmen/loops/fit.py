@@ -96,8 +96,12 @@ def run_fit(trainer: Any) -> None:
         store.reset()
         state.epoch += 1
         state.in_epoch = False
-        if trainer._signal is not None and not trainer._fit_done():
+        if trainer._signal_agreement is not None and not trainer._fit_done():
+            trainer._signal_agreement.at_epoch_end()
+        elif trainer._signal is not None and not trainer._fit_done():
             stop_for_signal(trainer)  # SIGTERM: save between epochs and exit
+    if trainer._signal_agreement is not None:
+        trainer._signal_agreement.close()
     hooks.on_train_end()
 
 
@@ -202,7 +206,9 @@ def finish_batch(trainer: Any, store: Any, is_last: bool, window_end: bool, vali
     state.total_batch_idx += 1
     if trainer.max_steps != -1 and state.global_step >= trainer.max_steps:
         return True
-    if trainer._signal is not None:
+    if trainer._signal_agreement is not None:  # several processes: stop together, at a batch they agree on
+        trainer._signal_agreement.at_batch_end(state.total_batch_idx)
+    elif trainer._signal is not None:
         stop_for_signal(trainer)  # SIGTERM: save with this batch finished and exit
     return state.should_stop and trainer._can_stop_early_or_say_why()
 

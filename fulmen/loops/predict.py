@@ -57,7 +57,7 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
                 if return_predictions:
                     predictions[dl_idx].append(output)
-                if trainer._signal is not None:
+                if trainer._signal is not None and trainer.world_size == 1:
                     stop_for_signal(trainer)
         hooks.on_predict_epoch_end()
     hooks.on_predict_end()

@@ -197,6 +197,14 @@ class DDPStrategy:
         dist.all_reduce(out, op=op)
         return out / self.world_size if reduce_op == "mean" else out
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """``obj`` from every process, in rank order (pickled: for checkpoint-time state, not for the step)."""
+        if not dist.is_initialized():
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
     def all_gather(self, tensor: torch.Tensor, sync_grads: bool = False) -> torch.Tensor:
         """``tensor`` from every process, stacked on a new first dimension (with gradients when ``sync_grads``)."""
         if not dist.is_initialized():
@@ -206,6 +214,20 @@ class DDPStrategy:
         out = [torch.empty_like(tensor) for _ in range(self.world_size)]
         dist.all_gather(out, tensor.contiguous())
         return torch.stack(out)
+
+    def start_max(self, value: int) -> Callable[[], int]:
+        """Begin an all-reduce (max) of ``value`` without waiting for it; the returned function waits and gives
+        the result. Collectives run in the same order on every rank, so ranks must start these at the same
+        points."""
+        device = self.root_device if self.process_group_backend == "nccl" else torch.device("cpu")
+        flag = torch.tensor([value], dtype=torch.int64, device=device)
+        work = dist.all_reduce(flag, op=dist.ReduceOp.MAX, async_op=True)
+
+        def result() -> int:
+            work.wait()
+            return int(flag.item())
+
+        return result
 
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         """True when every process decided so (``all``), or any did."""

@@ -100,6 +100,16 @@ class SubprocessLauncher:
                 proc.kill()
                 proc.wait()
 
+    def wait(self, timeout: float) -> None:
+        """Give the started processes ``timeout`` seconds to end by themselves, then kill what is left."""
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def _wait_for_others(self) -> None:
         # At exit of this process: the others run the rest of the same script (a test after the fit, say) and must
         # not be killed by this one's death while they finish.

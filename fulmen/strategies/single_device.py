@@ -48,6 +48,9 @@ class SingleDeviceStrategy:
     def all_gather(self, tensor: torch.Tensor, sync_grads: bool = False) -> torch.Tensor:
         return tensor
 
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return [obj]
+
     def module_state_dict(self, module: torch.nn.Module) -> dict[str, Any]:
         """The weights to save: the module's own state dict on one device."""
         return module.state_dict()
