@@ -90,7 +90,10 @@ class Entry:
         self.computed: Optional[Tensor] = None
 
     def update(self, value: Tensor, batch_size: int) -> None:
-        self.value = value
+        # A step value logged with sync_dist is reduced across processes now, as in Lightning (a collective that
+        # the user asked for; the epoch aggregate below stays local until the epoch ends).
+        self.value = _sync(value, self.meta.reduce, self.meta.sync_dist_group, average=True) if (
+            self.meta.sync_dist and self.meta.on_step) else value
         self.computed = None
         if not self.meta.on_epoch or self.metric is not None:
             return
@@ -131,14 +134,17 @@ class Entry:
         return self.computed
 
 
-def _sync(value: Tensor, reduce: str, group: Any) -> Tensor:
-    """All-reduce ``value`` across processes when a process group is running (a collective: all ranks must call)."""
+def _sync(value: Tensor, reduce: str, group: Any, average: bool = False) -> Tensor:
+    """All-reduce ``value`` across processes when a process group is running (a collective: all ranks must call);
+    with ``average``, a "mean" is divided by the number of processes."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return value
     op = {"mean": torch.distributed.ReduceOp.SUM, "sum": torch.distributed.ReduceOp.SUM,
           "max": torch.distributed.ReduceOp.MAX, "min": torch.distributed.ReduceOp.MIN}[reduce]
-    value = value.clone()
+    value = value.detach().clone()
     torch.distributed.all_reduce(value, op=op, group=group)
+    if average and reduce == "mean":
+        value = value / torch.distributed.get_world_size(group)
     return value
 
 

@@ -6,7 +6,8 @@ by running this command again.
 
 Trains a small MLP on fixed samples (64 by default, no shuffling) with validation, logging a train loss (on_epoch,
 sync_dist) and a val loss (sync_dist). Rank 0 writes the final weights and the callback metrics to DIR/result.pt,
-and every rank appends "rank world_size global_step" to DIR/ranks.txt. Checkpoints go to DIR/checkpoints. At training step STEP, ``--fail-rank R``
+and every rank appends "rank world_size global_step" to DIR/ranks.txt. Checkpoints go to DIR/checkpoints. The
+fulmen frames between Trainer.fit and the first training_step go to DIR/frames-<rank>.txt. At training step STEP, ``--fail-rank R``
 raises in rank R, ``--kill-rank R`` makes rank R SIGKILL itself, ``--signal-rank R`` sends rank R (only) SIGTERM.
 ``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
 states); ``--resume`` continues from ckpt_path="last".
@@ -18,6 +19,7 @@ import argparse
 import os
 import signal
 import sys
+import traceback
 
 import torch
 from torch import nn
@@ -48,6 +50,13 @@ class Net(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         args = self.args
+        if self.global_step == 0 and batch_idx == 0 and not args.resume:
+            stack = traceback.extract_stack()
+            start = max(i for i, f in enumerate(stack) if f.name == "fit" and f.filename.endswith("trainer.py"))
+            frames = [f"{os.path.basename(f.filename)}:{f.name}" for f in stack[start + 1:-1]
+                      if "/fulmen/" in f.filename]
+            with open(os.path.join(args.dir, f"frames-{self.global_rank}.txt"), "w") as f:
+                f.write("\n".join(frames))
         if self.global_step == args.fail_at and not args.resume:
             if self.global_rank == args.fail_rank:
                 raise ValueError(f"a bug in rank {self.global_rank}")
@@ -58,6 +67,7 @@ class Net(L.LightningModule):
         x, y = batch
         loss = nn.functional.cross_entropy(self.net(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("step_loss", loss, on_step=True, on_epoch=False, sync_dist=True, reduce_fx="mean")
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -148,7 +148,8 @@ class DDPStrategy:
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         return module.to(self.root_device)
 
-    def wrap_training_step(self, trainer: Any, module: nn.Module, step: Callable[[Any, int], Any]) -> Callable[..., Any]:
+    def wrap_training_step(self, trainer: Any, module: nn.Module,
+                           step: Callable[[Any, int], Any]) -> Callable[..., Any]:
         """The function the loops call as training_step: through DistributedDataParallel's forward. At the end of an
         accumulation window only: the batches before skip the gradient reduction (DDP's no_sync)."""
         device_ids = [self.root_device.index] if self.root_device.type == "cuda" else None
