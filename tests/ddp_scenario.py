@@ -89,6 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
     parser.add_argument("--devices", type=int, default=2)
+    parser.add_argument("--num-nodes", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--fail-rank", type=int, default=-1)
     parser.add_argument("--kill-rank", type=int, default=-1)
@@ -100,14 +101,17 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    trainer = L.Trainer(accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto",
+    several = args.devices * args.num_nodes > 1
+    trainer = L.Trainer(accelerator="cpu", devices=args.devices, num_nodes=args.num_nodes,
+                        strategy="ddp" if several else "auto",
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
                         log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
                         callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))])
     model = Net(args)
     trainer.fit(model, ckpt_path="last" if args.resume else None)
     with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
-        f.write(f"{trainer.global_rank} {trainer.world_size} {trainer.global_step}\n")
+        f.write(f"{trainer.global_rank} {trainer.world_size} {trainer.global_step} {trainer.node_rank} "
+                f"{trainer.local_rank}\n")
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         torch.save({"weights": model.state_dict(), "metrics": metrics,

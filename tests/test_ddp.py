@@ -16,12 +16,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCENARIO = os.path.join(ROOT, "tests", "ddp_scenario.py")
 
 
-def run(folder, *args, timeout=240):
+def clean_env(**extra):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    for name in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK"):
-        env.pop(name, None)
-    return subprocess.run([sys.executable, SCENARIO, str(folder), *map(str, args)], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    for name in list(env):
+        if name.startswith("SLURM_") or name in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
+                                                 "NODE_RANK", "GROUP_RANK", "LOCAL_WORLD_SIZE"):
+            del env[name]
+    return {**env, **extra}
+
+
+def run(folder, *args, timeout=240):
+    return subprocess.run([sys.executable, SCENARIO, str(folder), *map(str, args)], env=clean_env(),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def gone(pid: int) -> bool:
@@ -47,7 +53,7 @@ def test_two_processes_with_half_batches_match_one_process(tmp_path, one_process
     torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
     assert result["metrics"] == pytest.approx(one_process["metrics"], abs=1e-6)  # sync_dist means over all ranks
     ranks = sorted((tmp_path / "ranks.txt").read_text().splitlines())
-    assert ranks == ["0 2 12", "1 2 12"]  # both ranks, world size 2, the same number of steps
+    assert ranks == ["0 2 12 0 0", "1 2 12 0 1"]  # global rank, world size, steps, node rank, local rank
     logs = tmp_path / "lightning_logs"
     assert [p.name for p in logs.iterdir()] == ["version_0"]  # one version, written by rank 0 only
     assert len(list((logs / "version_0").glob("events.out.tfevents.*"))) == 1
@@ -102,3 +108,40 @@ def test_sigterm_on_one_rank_stops_every_rank_together_and_resumes_exactly(tmp_p
     for name, value in expected["weights"].items():
         assert torch.equal(value, got["weights"][name]), name
     assert got["metrics"] == expected["metrics"]
+
+
+def two_nodes(tmp_path, commands):
+    """Run the two "nodes" (each command, env pair) at once on this machine and wait for both."""
+    procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for command, env in commands]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs[0][-2000:] + outputs[1][-2000:]
+    return sorted((tmp_path / "ranks.txt").read_text().splitlines())
+
+
+def test_two_nodes_under_torchrun(tmp_path, one_process):
+    """`torchrun --nnodes 2 --nproc-per-node 1` twice on 127.0.0.1, with Trainer(devices=1, num_nodes=2)."""
+    from fulmen.strategies.environments import free_port
+
+    port = free_port()
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    commands = [([torchrun, "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node), "--master-addr",
+                  "127.0.0.1", "--master-port", str(port), SCENARIO, str(tmp_path), "--devices", "1",
+                  "--num-nodes", "2", "--batch", "8"], clean_env()) for node in (0, 1)]
+    assert two_nodes(tmp_path, commands) == ["0 2 12 0 0", "1 2 12 1 0"]
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
+
+
+def test_two_nodes_under_slurm(tmp_path, one_process):
+    """What `srun` sets for a 2-node job with one task per node, faked: each process joins, none is started."""
+    from fulmen.strategies.environments import free_port
+
+    common = dict(SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="1", SLURM_JOB_ID="4242", SLURM_JOB_NAME="train",
+                  SLURM_NODELIST="127.0.0.1", MASTER_PORT=str(free_port()))
+    commands = [([sys.executable, SCENARIO, str(tmp_path), "--devices", "1", "--num-nodes", "2", "--batch", "8"],
+                 clean_env(**common, SLURM_PROCID=str(node), SLURM_LOCALID="0", SLURM_NODEID=str(node)))
+                for node in (0, 1)]
+    assert two_nodes(tmp_path, commands) == ["0 2 12 0 0", "1 2 12 1 0"]
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
