@@ -42,6 +42,7 @@ class Net(L.LightningModule):
         torch.manual_seed(0)
         dropout = [nn.Dropout(0.3)] if args.noisy else []
         self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), *dropout, nn.Linear(16, 2))
+        self.spare = nn.Linear(2, 2) if args.unused else None  # a layer the loss never uses
         self.args = args
 
     def on_train_start(self):
@@ -98,12 +99,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--noisy", action="store_true")
     parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--unused", action="store_true")
+    parser.add_argument("--strategy", default="ddp")
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     several = args.devices * args.num_nodes > 1
     trainer = L.Trainer(accelerator="cpu", devices=args.devices, num_nodes=args.num_nodes,
-                        strategy="ddp" if several else "auto",
+                        strategy=args.strategy if several else "auto",
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
                         log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
                         callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))])

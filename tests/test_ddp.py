@@ -145,3 +145,12 @@ def test_two_nodes_under_slurm(tmp_path, one_process):
     assert two_nodes(tmp_path, commands) == ["0 2 12 0 0", "1 2 12 1 0"]
     result = torch.load(tmp_path / "result.pt", weights_only=True)
     torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
+
+
+def test_unused_parameters_get_an_error_that_names_the_fix(tmp_path):
+    proc = run(tmp_path, "--devices", 2, "--unused", timeout=120)
+    assert proc.returncode != 0
+    assert "pass strategy='ddp_find_unused_parameters_true'" in proc.stderr, proc.stderr[-2000:]
+    assert "spare.weight" in proc.stderr
+    ok = run(tmp_path / "ok", "--devices", 2, "--unused", "--strategy", "ddp_find_unused_parameters_true")
+    assert ok.returncode == 0, ok.stderr[-2000:]

@@ -161,7 +161,16 @@ class DDPStrategy:
             # DDP reads this flag in forward to decide whether the coming backward reduces the gradients.
             accumulate = trainer.accumulate_grad_batches if module.automatic_optimization else 1
             ddp.require_backward_grad_sync = state.is_last_batch or (batch_idx + 1) % accumulate == 0
-            return ddp(batch, batch_idx)
+            try:
+                return ddp(batch, batch_idx)
+            except RuntimeError as err:
+                if "find_unused_parameters" in str(err):  # DDP's own words for parameters without gradients
+                    unused = [n for n, p in module.named_parameters() if p.requires_grad and p.grad is None]
+                    raise MisconfigurationException(
+                        f"DDP found parameters that got no gradient in the previous step ({unused[:5]}): pass "
+                        "strategy='ddp_find_unused_parameters_true' (or DDPStrategy(find_unused_parameters=True)), "
+                        "or freeze them (requires_grad=False)") from err
+                raise
 
         return ddp_training_step
 
