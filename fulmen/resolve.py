@@ -186,11 +186,12 @@ _DDP_NAMES = {
 def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> Any:
     """'auto' / a registry name / a strategy object -> the strategy object of the run, configured for the devices."""
     from fulmen.strategies.ddp import DDPStrategy
+    from fulmen.strategies.parallel import ParallelStrategy
     from fulmen.strategies.single_device import SingleDeviceStrategy
 
     processes = len(device_ids) * num_nodes
     if not isinstance(value, str):
-        if isinstance(value, DDPStrategy):
+        if isinstance(value, ParallelStrategy):
             value.configure(accel, device_ids, num_nodes)
             return value
         if isinstance(value, SingleDeviceStrategy):
