@@ -217,10 +217,13 @@ def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> A
                 "on one device; pass devices=1, or strategy='ddp' for several")
         device = torch.device(accel, device_ids[0]) if accel != "cpu" else torch.device("cpu")
         return SingleDeviceStrategy(device)
-    if name in _DDP_NAMES:
-        ddp = DDPStrategy(**_DDP_NAMES[name])
-        ddp.configure(accel, device_ids, num_nodes)
-        return ddp
+    if name in _DDP_NAMES or name in ("fsdp", "fsdp_cpu_offload"):
+        from fulmen.strategies.fsdp import FSDPStrategy
+
+        parallel = (DDPStrategy(**_DDP_NAMES[name]) if name in _DDP_NAMES
+                    else FSDPStrategy(cpu_offload=name == "fsdp_cpu_offload"))
+        parallel.configure(accel, device_ids, num_nodes)
+        return parallel
     raise MisconfigurationException(
         f"Trainer(strategy={value!r}) is not supported by this fulmen version yet; use strategy='ddp' (one process "
         "per device, started by fulmen or by torchrun)"

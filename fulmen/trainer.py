@@ -26,7 +26,6 @@ from fulmen.callbacks.model_checkpoint import ModelCheckpoint
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.callbacks.timer import Timer
 from fulmen.checkpoint import format as ckpt_format
-from fulmen.checkpoint import io as ckpt_io
 from fulmen.checkpoint.preemption import SignalAgreement, SignalWatcher
 from fulmen.checkpoint.select import select as select_checkpoint
 from fulmen.datamodule import LightningDataModule
@@ -139,6 +138,8 @@ class Trainer:
         self.strategy: Any = resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name)
         resolve.check_plugins(plugins)
         self.precision_plugin = resolve.precision(precision, accel_name, plugins)
+        if hasattr(self.strategy, "check_precision"):
+            self.strategy.check_precision(self.precision_plugin.precision)
 
         # ---- loop limits
         self.fast_dev_run = resolve.fast_dev_run(fast_dev_run)
@@ -432,9 +433,7 @@ class Trainer:
             raise TypeError("Trainer.save_checkpoint(storage_options=...) is not supported on a single device; "
                             "pass options in the fsspec URL instead")
         checkpoint = ckpt_format.dump(self, weights_only=weights_only)
-        if self.is_global_zero:
-            ckpt_io.atomic_save(checkpoint, filepath)
-        self.strategy.barrier("Trainer.save_checkpoint")
+        self.strategy.save_checkpoint(checkpoint, filepath)  # rank 0 writes (all ranks, for sharded states)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on global rank zero only."""

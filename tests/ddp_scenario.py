@@ -10,7 +10,7 @@ and every rank appends "rank world_size global_step" to DIR/ranks.txt. Checkpoin
 fulmen frames between Trainer.fit and the first training_step go to DIR/frames-<rank>.txt. At training step STEP, ``--fail-rank R``
 raises in rank R, ``--kill-rank R`` makes rank R SIGKILL itself, ``--signal-rank R`` sends rank R (only) SIGTERM.
 ``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
-states); ``--resume`` continues from ckpt_path="last".
+states); ``--resume`` continues from ckpt_path="last"; ``--fsdp full|sharded`` shards with FSDPStrategy.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fulmen as L  # noqa: E402
 from fulmen.callbacks import ModelCheckpoint  # noqa: E402
+from fulmen.strategies.fsdp import FSDPStrategy  # noqa: E402
 
 
 def data(n: int) -> torch.utils.data.TensorDataset:
@@ -101,12 +102,15 @@ def main() -> None:
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--unused", action="store_true")
     parser.add_argument("--strategy", default="ddp")
+    parser.add_argument("--fsdp", choices=["full", "sharded"], default=None)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     several = args.devices * args.num_nodes > 1
-    trainer = L.Trainer(accelerator="cpu", devices=args.devices, num_nodes=args.num_nodes,
-                        strategy=args.strategy if several else "auto",
+    strategy = args.strategy if several else "auto"
+    if args.fsdp and several:  # each Linear its own unit, the rest in the root unit
+        strategy = FSDPStrategy(state_dict_type=args.fsdp, auto_wrap_policy={nn.Linear})
+    trainer = L.Trainer(accelerator="cpu", devices=args.devices, num_nodes=args.num_nodes, strategy=strategy,
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
                         log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
                         callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))])
@@ -115,9 +119,14 @@ def main() -> None:
     with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
         f.write(f"{trainer.global_rank} {trainer.world_size} {trainer.global_step} {trainer.node_rank} "
                 f"{trainer.local_rank}\n")
+    weights = model.state_dict()
+    if args.fsdp and several:  # gather the shards (every rank takes part)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        torch.save({"weights": model.state_dict(), "metrics": metrics,
+        torch.save({"weights": weights, "metrics": metrics,
                     "best": trainer.checkpoint_callback.best_model_path}, os.path.join(args.dir, "result.pt"))
 
 

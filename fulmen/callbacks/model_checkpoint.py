@@ -334,6 +334,7 @@ class ModelCheckpoint(Callback):
             while io.exists(filepath) and filepath != self.last_model_path:
                 filepath = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST, ver=version)
                 version += 1
+            filepath = trainer.strategy.broadcast(filepath)
         previous, self.last_model_path = self.last_model_path, filepath
         if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
             self._link(trainer, self._last_checkpoint_saved, filepath)
@@ -364,7 +365,7 @@ class ModelCheckpoint(Callback):
     def _may_remove(self, trainer: Any, previous: str, current: str) -> bool:
         """Delete ``previous`` only if it is another file, inside this callback's folder, and not the checkpoint
         the run resumed from."""
-        if previous == current:
+        if previous == current or not trainer.is_global_zero:  # one process deletes, the one that writes
             return False
         if io.is_url(previous):
             return True
@@ -382,7 +383,7 @@ class ModelCheckpoint(Callback):
             while io.exists(filepath) and filepath != replacing:
                 filepath = self.format_checkpoint_name(candidates, ver=version, trainer=trainer)
                 version += 1
-        return filepath
+        return trainer.strategy.broadcast(filepath)  # rank 0 saw the folder as it is: every rank takes its name
 
     def format_checkpoint_name(self, metrics: dict[str, Any], filename: Optional[str] = None,
                                ver: Optional[int] = None, prefix: Optional[str] = None,

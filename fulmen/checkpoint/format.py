@@ -169,7 +169,7 @@ def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
                     )
                 states[cb.state_key] = to_plain(state, f"{type(cb).__name__}.state_dict()")
         checkpoint["callbacks"] = states
-        checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
+        checkpoint["optimizer_states"] = [trainer.strategy.optimizer_state(module, opt) for opt in trainer.optimizers]
         checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
         precision_state = trainer.precision_plugin.state_dict()
         if precision_state:
@@ -201,15 +201,20 @@ def _callback_base() -> type:
     return Callback
 
 
-def load_module_state(module: torch.nn.Module, checkpoint: dict[str, Any], strict: bool, source: str) -> None:
-    """Load ``state_dict`` into ``module``; on a mismatch, list the missing and unexpected keys."""
+def load_module_state(module: torch.nn.Module, checkpoint: dict[str, Any], strict: bool, source: str,
+                      strategy: Any = None) -> None:
+    """Load ``state_dict`` into ``module`` (through ``strategy``, which may hold it sharded); on a mismatch, list the
+    missing and unexpected keys."""
     if "state_dict" not in checkpoint:
         raise KeyError(f"{source} has no 'state_dict' entry (keys: {sorted(checkpoint)}); it is not a model "
                        "checkpoint written by fulmen or Lightning")
     # Saved without the "_orig_mod." of compiled submodules (as fulmen saves) or with it (as Lightning does): either
     # loads into a module that is compiled the same way or not.
     state = keys_for(module, checkpoint["state_dict"])
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    if strategy is None:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    else:
+        missing, unexpected = strategy.load_module_state_dict(module, state, strict=False)
     if strict and (missing or unexpected):
         raise RuntimeError(
             f"The weights in {source} do not fit {type(module).__name__}: missing keys {list(missing)}, unexpected "
@@ -234,7 +239,7 @@ def restore_modules(trainer: Any, checkpoint: dict[str, Any], source: str) -> No
     module.on_load_checkpoint(checkpoint)
     set_hook_name(module, previous)
     strict = module.strict_loading if module._strict_loading is not None else True
-    load_module_state(module, checkpoint, strict, source)
+    load_module_state(module, checkpoint, strict, source, trainer.strategy)
     datamodule = trainer.datamodule
     if datamodule is not None:
         key = type(datamodule).__qualname__
@@ -279,7 +284,7 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
             f"{len(trainer.optimizers)}; resume with the same optimizer setup"
         )
     for optimizer, state in zip(trainer.optimizers, saved):
-        optimizer.load_state_dict(state)
+        trainer.strategy.load_optimizer_state(trainer.lightning_module, optimizer, state)
     schedulers = checkpoint.get("lr_schedulers", [])
     if len(schedulers) != len(trainer.lr_scheduler_configs):
         raise RuntimeError(
@@ -310,7 +315,15 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
     if grads:
         for name, param in trainer.lightning_module.named_parameters():
             if name in grads:
-                param.grad = grads[name].to(param.device, param.dtype)
+                grad = grads[name].to(param.device, param.dtype)
+                sharded = hasattr(param, "placements")  # a DTensor: the saved gradient is this rank's shard
+                if grad.shape != (param.to_local() if sharded else param).shape:
+                    continue  # saved by another number of processes (resuming inexactly, as warned)
+                if sharded:
+                    from torch.distributed.tensor import DTensor
+
+                    grad = DTensor.from_local(grad, param.device_mesh, param.placements)
+                param.grad = grad
     trainer._resume_plan = plan
 
 

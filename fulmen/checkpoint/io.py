@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import pickle
 import tempfile
 from typing import Any, Optional, Union
@@ -60,8 +61,12 @@ def remove(path: _PATH) -> None:
         if fs.exists(os.fspath(path)):
             fs.rm(os.fspath(path))
         return
+    target = local_path(path)
+    if is_sharded(target):
+        shutil.rmtree(target, ignore_errors=True)
+        return
     try:
-        os.remove(local_path(path))
+        os.remove(target)
     except FileNotFoundError:
         pass
 
@@ -150,6 +155,30 @@ def _save_remote(checkpoint: dict[str, Any], url: str) -> None:
         raise
 
 
+SHARDED_META = "meta.ckpt"  # in a sharded checkpoint folder: everything but the weights and optimizer state
+
+
+def is_sharded(path: _PATH) -> bool:
+    """Whether ``path`` is a sharded checkpoint folder (written by FSDPStrategy(state_dict_type="sharded"))."""
+    folder = os.fspath(path)
+    return not is_url(path) and os.path.isdir(folder) and os.path.isfile(os.path.join(folder, SHARDED_META))
+
+
+def load_sharded(folder: str, map_location: Any = None) -> dict[str, Any]:
+    """A sharded checkpoint folder read whole (the shards of every rank put together), in any process and without
+    a process group: it then loads on any number of processes."""
+    from torch.distributed.checkpoint import FileSystemReader
+    from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
+    from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
+
+    checkpoint = load(os.path.join(folder, SHARDED_META), map_location=map_location)
+    tensors: dict[str, Any] = {}
+    _load_state_dict(tensors, storage_reader=FileSystemReader(folder), planner=_EmptyStateDictLoadPlanner(),
+                     no_dist=True)
+    checkpoint.update(tensors)
+    return checkpoint
+
+
 def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = None) -> dict[str, Any]:
     """Read a checkpoint, safely by default.
 
@@ -168,6 +197,8 @@ def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = N
             data: Any = io.BytesIO(f.read())
     else:
         data = local_path(path)
+        if is_sharded(data):
+            return load_sharded(data, map_location)
         if not os.path.isfile(data):
             kind = "is a folder, not a checkpoint file" if os.path.isdir(data) else "does not exist"
             raise FileNotFoundError(f"Checkpoint {name!r} {kind}")

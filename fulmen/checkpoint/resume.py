@@ -121,7 +121,7 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     if (module is not None and module.automatic_optimization and accumulate > 1
             and position["phase"] in MID_EPOCH_PHASES and position["batches_done"] % accumulate):
         # Inside an accumulation window: the gradients summed so far are part of the state.
-        record["grads"] = {name: p.grad.detach().clone() for name, p in module.named_parameters()
+        record["grads"] = {name: local_tensor(p.grad).detach().clone() for name, p in module.named_parameters()
                            if p.grad is not None}
     if position["phase"] in MID_EPOCH_PHASES or position["phase"] == "epoch_end":
         record["train_metrics"] = trainer._train_store.state_dict()  # the epoch aggregates so far
@@ -137,6 +137,11 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
 
 
 PER_RANK = ("rng", "epoch_start", "grads", "train_metrics", "loader")
+
+
+def local_tensor(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's part of a sharded (DTensor) tensor, as a plain tensor a safe load reads; others as they are."""
+    return tensor.to_local() if hasattr(tensor, "to_local") and hasattr(tensor, "placements") else tensor
 
 
 def take_own_record(record: dict[str, Any], rank: int, world_size: int) -> None:

@@ -40,7 +40,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     hooks.model_eval()
     hooks.start()
     hooks.epoch_start()
-    step = module.test_step if testing else module.validation_step
+    step = trainer.strategy.wrap_eval_step(module, module.test_step if testing else module.validation_step)
     step_name = "test_step" if testing else "validation_step"
     profiler = trainer._profiler
     if profiler is not None:

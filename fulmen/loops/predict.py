@@ -36,7 +36,7 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     several = data.several
     predictions: list[list[Any]] = [[] for _ in data.loaders]
     grad_off = torch.inference_mode() if trainer.inference_mode else torch.no_grad()
-    step = module.predict_step
+    step = trainer.strategy.wrap_eval_step(module, module.predict_step)
     profiler = trainer._profiler
     if profiler is not None:
         step = profiled(profiler, f"[Strategy]{type(trainer.strategy).__name__}.predict_step", step)

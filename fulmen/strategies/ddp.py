@@ -26,8 +26,8 @@ class StepRunner(nn.Module):
         self.module = module
         object.__setattr__(self, "step", step)  # not a submodule
 
-    def forward(self, batch: Any, batch_idx: int) -> Any:
-        return self.step(batch, batch_idx)
+    def forward(self, *args: Any) -> Any:
+        return self.step(*args)
 
 
 class DDPStrategy(ParallelStrategy):
@@ -94,10 +94,6 @@ class DDPStrategy(ParallelStrategy):
                 raise
 
         return ddp_training_step
-
-    def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
-        """The weights to save: the LightningModule's own (every rank holds the same)."""
-        return module.state_dict()
 
     def __repr__(self) -> str:
         return f"DDPStrategy(devices={self.num_processes}, num_nodes={self.num_nodes})"

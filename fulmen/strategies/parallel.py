@@ -13,6 +13,7 @@ from torch import nn
 
 from fulmen.strategies.environments import ClusterEnvironment, LightningEnvironment, detect
 from fulmen.strategies.launcher import SubprocessLauncher
+from fulmen.strategies.single_device import load_optimizer_state
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only
 
@@ -102,6 +103,27 @@ class ParallelStrategy:
                        f"{self.world_size}")
         dist.init_process_group(backend, init_method=f"tcp://{env.main_address}:{env.main_port}",
                                 world_size=self.world_size, rank=self.global_rank, timeout=self.timeout)
+
+    def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
+        """The weights to save: the LightningModule's own (every rank holds the same)."""
+        return module.state_dict()
+
+    def optimizer_state(self, module: nn.Module, optimizer: Any) -> dict[str, Any]:
+        return optimizer.state_dict()
+
+    def load_module_state_dict(self, module: nn.Module, state: dict[str, Any], strict: bool) -> Any:
+        return module.load_state_dict(state, strict=strict)
+
+    def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
+        load_optimizer_state(module, optimizer, state)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any) -> None:
+        """Rank 0 writes ``checkpoint`` (atomically); the others wait for it."""
+        from fulmen.checkpoint import io
+
+        if self.is_global_zero:
+            io.atomic_save(checkpoint, filepath)
+        self.barrier("save_checkpoint")
 
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         """The function the eval loops call as validation/test/predict step: the module's own."""

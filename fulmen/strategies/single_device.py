@@ -42,6 +42,10 @@ class SingleDeviceStrategy:
         """The training step as the loops call it: the module's own."""
         return step
 
+    def wrap_eval_step(self, module: torch.nn.Module, step: Any) -> Any:
+        """The validation/test/predict step as the loops call it: the module's own."""
+        return step
+
     def reduce(self, tensor: torch.Tensor, reduce_op: Any = "mean") -> torch.Tensor:
         return tensor
 
@@ -54,6 +58,21 @@ class SingleDeviceStrategy:
     def module_state_dict(self, module: torch.nn.Module) -> dict[str, Any]:
         """The weights to save: the module's own state dict on one device."""
         return module.state_dict()
+
+    def optimizer_state(self, module: torch.nn.Module, optimizer: Any) -> dict[str, Any]:
+        return optimizer.state_dict()
+
+    def load_module_state_dict(self, module: torch.nn.Module, state: dict[str, Any], strict: bool) -> Any:
+        return module.load_state_dict(state, strict=strict)
+
+    def load_optimizer_state(self, module: torch.nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
+        load_optimizer_state(module, optimizer, state)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any) -> None:
+        """Write ``checkpoint`` to ``filepath`` atomically."""
+        from fulmen.checkpoint import io
+
+        io.atomic_save(checkpoint, filepath)
 
     def barrier(self, name: str | None = None) -> None:
         """Nothing to wait for on one process."""
@@ -69,3 +88,21 @@ class SingleDeviceStrategy:
 
     def __repr__(self) -> str:
         return f"SingleDeviceStrategy(device={self.root_device})"
+
+
+def load_optimizer_state(module: torch.nn.Module, optimizer: Any, state: dict[str, Any],
+                         by_name: bool = False) -> None:
+    """Load an optimizer state saved by ``optimizer.state_dict()`` (parameters by position), or one keyed by
+    parameter names (as FSDP saves it; ``by_name`` when the module is sharded, which needs the names)."""
+    by_name = by_name or any(isinstance(key, str) for key in state.get("state", {})) or any(
+        isinstance(p, str) for group in state.get("param_groups", []) for p in group.get("params", []))
+    if not by_name:
+        optimizer.load_state_dict(state)
+    elif not state.get("state"):
+        # No per-parameter state (plain SGD): only the groups' settings, which torch's loader cannot take alone.
+        for group, saved in zip(optimizer.param_groups, state.get("param_groups", [])):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+    else:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(module, optimizer, state, options=StateDictOptions(full_state_dict=True))

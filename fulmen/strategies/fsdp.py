@@ -1,0 +1,185 @@
+"""FSDPStrategy: parameters, gradients and optimizer state sharded across processes with
+``torch.distributed.fsdp.fully_shard`` (FSDP2); checkpoints whole (one file, written by rank 0) or sharded (a folder
+written by every rank with ``torch.distributed.checkpoint``), and either loads on any number of processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import timedelta
+from typing import Any, Callable, Optional, Union
+
+import torch
+from torch import nn
+
+from fulmen.strategies.ddp import StepRunner
+from fulmen.strategies.environments import ClusterEnvironment
+from fulmen.strategies.parallel import ParallelStrategy
+from fulmen.strategies.single_device import load_optimizer_state
+from fulmen.utilities.exceptions import MisconfigurationException
+
+SHARDING = {"FULL_SHARD": True, "SHARD_GRAD_OP": False}  # -> fully_shard(reshard_after_forward=...)
+
+
+class FSDPStrategy(ParallelStrategy):
+    """Fully sharded data parallel training, with Lightning's FSDPStrategy arguments mapped onto FSDP2.
+
+    Args:
+        cpu_offload: keep the sharded parameters (and their optimizer state) in CPU memory (``CPUOffloadPolicy``).
+        mixed_precision: a ``torch.distributed.fsdp.MixedPrecisionPolicy`` (param_dtype, reduce_dtype, ...).
+        auto_wrap_policy: which submodules become their own FSDP unit (sharded and gathered on their own): a set of
+            module classes (such as ``{nn.TransformerEncoderLayer}``), or a function ``policy(module) -> bool``.
+            The whole model is always one unit as well.
+        activation_checkpointing_policy: module classes (or a function) whose activations are recomputed in
+            backward instead of kept (``torch.utils.checkpoint``).
+        sharding_strategy: "FULL_SHARD" (gather for forward and again for backward) or "SHARD_GRAD_OP" (keep the
+            gathered parameters from forward to backward).
+        state_dict_type: "full" (one checkpoint file, the whole state gathered on rank 0) or "sharded" (a folder:
+            each rank writes its shards with torch.distributed.checkpoint, plus ``meta.ckpt``).
+        parallel_devices, cluster_environment, process_group_backend, timeout: as for DDPStrategy.
+        accelerator, checkpoint_io, precision: accepted for Lightning's signature.
+    """
+
+    strategy_name = "fsdp"
+
+    def __init__(self, accelerator: Any = None, parallel_devices: Optional[list[torch.device]] = None,
+                 cluster_environment: Optional[ClusterEnvironment] = None, checkpoint_io: Any = None,
+                 precision: Any = None, process_group_backend: Optional[str] = None,
+                 timeout: Optional[timedelta] = timedelta(minutes=30), cpu_offload: Any = None,
+                 mixed_precision: Any = None, auto_wrap_policy: Any = None,
+                 activation_checkpointing_policy: Any = None, sharding_strategy: str = "FULL_SHARD",
+                 state_dict_type: str = "full", **kwargs: Any) -> None:
+        if sharding_strategy not in SHARDING:
+            raise ValueError(f"FSDPStrategy(sharding_strategy={sharding_strategy!r}): fulmen shards with FSDP2 and "
+                             f"supports {sorted(SHARDING)}; for no sharding use strategy='ddp'")
+        if state_dict_type not in ("full", "sharded"):
+            raise ValueError(f"FSDPStrategy(state_dict_type={state_dict_type!r}) must be 'full' or 'sharded'")
+        if kwargs:
+            raise TypeError(f"FSDPStrategy got arguments it does not know: {sorted(kwargs)}")
+        super().__init__(parallel_devices, cluster_environment, process_group_backend, timeout)
+        self.cpu_offload = bool(cpu_offload)
+        self.mixed_precision = mixed_precision
+        self.auto_wrap_policy = auto_wrap_policy
+        self.activation_checkpointing_policy = activation_checkpointing_policy
+        self.sharding_strategy = sharding_strategy
+        self.state_dict_type = state_dict_type
+        self._runner: Optional[nn.Module] = None
+
+    # ------------------------------------------------------------------------------------------ the module
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        """Shard the module: its units (``auto_wrap_policy``), then the whole, under a runner that routes every step
+        through a forward, where FSDP gathers the parameters."""
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
+
+        module = module.to(self.root_device)
+        if self.activation_checkpointing_policy:
+            _checkpoint_activations(module, self.activation_checkpointing_policy)
+        mesh = init_device_mesh(self.root_device.type, (self.world_size,))
+        options: dict[str, Any] = {"mesh": mesh, "reshard_after_forward": SHARDING[self.sharding_strategy]}
+        if self.cpu_offload:
+            options["offload_policy"] = CPUOffloadPolicy()
+        if self.mixed_precision is not None:
+            options["mp_policy"] = self.mixed_precision
+        for sub in reversed(list(module.modules())):  # innermost first, as FSDP wants
+            if sub is not module and _wraps(self.auto_wrap_policy, sub):
+                fully_shard(sub, **options)
+        self._runner = fully_shard(StepRunner(module, module.training_step), **options)
+        return module
+
+    def wrap_training_step(self, trainer: Any, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+        self.model = self._runner
+        return self._through_runner(step)
+
+    def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+        return step if self._runner is None else self._through_runner(step)
+
+    def _through_runner(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        runner = self._runner
+        assert runner is not None
+
+        def sharded_step(*args: Any) -> Any:
+            # The runner serves every stage: point it at this stage's step, then call it, so that FSDP's forward
+            # hooks gather the parameters around the step.
+            object.__setattr__(runner, "step", step)
+            return runner(*args)
+
+        return sharded_step
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def _options(self, full: bool) -> Any:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(full_state_dict=full, cpu_offload=full)
+
+    def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
+        """The weights: gathered whole on rank 0 ("full"; the others get {}), or each rank's shards ("sharded")."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+        return get_model_state_dict(module, options=self._options(self.state_dict_type == "full"))
+
+    def optimizer_state(self, module: nn.Module, optimizer: Any) -> dict[str, Any]:
+        """The optimizer state keyed by parameter names: whole on rank 0, or sharded, as the weights."""
+        from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+        return get_optimizer_state_dict(module, optimizer, options=self._options(self.state_dict_type == "full"))
+
+    def load_module_state_dict(self, module: nn.Module, state: dict[str, Any], strict: bool) -> Any:
+        """Whole weights into the sharded module (each rank keeps its shard)."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        return set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, strict=strict))
+
+    def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
+        load_optimizer_state(module, optimizer, state, by_name=True)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]]) -> None:
+        """"full": rank 0 writes one file. "sharded": every rank writes its shards into a new folder, rank 0 adds
+        ``meta.ckpt``, and the folder replaces ``filepath`` only when complete."""
+        from fulmen.checkpoint import io
+
+        if self.state_dict_type == "full":
+            if self.is_global_zero:
+                io.atomic_save(checkpoint, filepath)
+            self.barrier()
+            return
+        import torch.distributed.checkpoint as dcp
+
+        target = os.fspath(filepath)
+        staging = self.broadcast(f"{target}.{io.TMP_PREFIX}{uuid.uuid4().hex[:8]}")
+        tensors = {"state_dict": checkpoint["state_dict"], "optimizer_states": checkpoint.get("optimizer_states", [])}
+        meta = {k: v for k, v in checkpoint.items() if k not in tensors}
+        dcp.save(tensors, checkpoint_id=staging)
+        if self.is_global_zero:
+            io.atomic_save(meta, os.path.join(staging, io.SHARDED_META))
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        self.barrier()
+
+    def check_precision(self, precision: str) -> None:
+        """FSDP runs the float32, bfloat16 and float64 modes; float16 with loss scaling needs a sharded GradScaler."""
+        if precision == "16-mixed":
+            raise MisconfigurationException("FSDPStrategy with precision='16-mixed' is not supported (its GradScaler "
+                                            "would need the sharded gradients); use precision='bf16-mixed'")
+
+    def __repr__(self) -> str:
+        return f"FSDPStrategy(devices={self.num_processes}, num_nodes={self.num_nodes})"
+
+
+def _wraps(policy: Any, module: nn.Module) -> bool:
+    if policy is None:
+        return False
+    if isinstance(policy, (set, list, tuple)):
+        return isinstance(module, tuple(policy))
+    if callable(policy):
+        return bool(policy(module))
+    raise TypeError(f"FSDPStrategy(auto_wrap_policy={policy!r}) must be a set of module classes or a function "
+                    "policy(module) -> bool")
+
+
+def _checkpoint_activations(module: nn.Module, policy: Any) -> None:
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import apply_activation_checkpointing
+
+    apply_activation_checkpointing(module, check_fn=lambda sub: _wraps(policy, sub))
