@@ -46,6 +46,11 @@ class Net(L.LightningModule):
         self.spare = nn.Linear(2, 2) if args.unused else None  # a layer the loss never uses
         self.args = args
 
+    def prepare_data(self):
+        # Once per node (local rank 0 only), while the others wait: record who ran it.
+        with open(os.path.join(self.args.dir, "prepared.txt"), "a") as f:
+            f.write(f"{os.environ.get('LOCAL_RANK', '0')}\n")
+
     def on_train_start(self):
         if self.args.noisy and not self.args.resume:
             torch.manual_seed(100 + self.global_rank)  # each rank draws its own dropout masks

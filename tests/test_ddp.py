@@ -52,6 +52,7 @@ def test_two_processes_with_half_batches_match_one_process(tmp_path, one_process
     result = torch.load(tmp_path / "result.pt", weights_only=True)
     torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
     assert result["metrics"] == pytest.approx(one_process["metrics"], abs=1e-6)  # sync_dist means over all ranks
+    assert (tmp_path / "prepared.txt").read_text() == "0\n"  # prepare_data ran once on the node
     ranks = sorted((tmp_path / "ranks.txt").read_text().splitlines())
     assert ranks == ["0 2 12 0 0", "1 2 12 0 1"]  # global rank, world size, steps, node rank, local rank
     logs = tmp_path / "lightning_logs"
@@ -129,6 +130,7 @@ def test_two_nodes_under_torchrun(tmp_path, one_process):
                   "127.0.0.1", "--master-port", str(port), SCENARIO, str(tmp_path), "--devices", "1",
                   "--num-nodes", "2", "--batch", "8"], clean_env()) for node in (0, 1)]
     assert two_nodes(tmp_path, commands) == ["0 2 12 0 0", "1 2 12 1 0"]
+    assert (tmp_path / "prepared.txt").read_text() == "0\n0\n"  # once per node: local rank 0 of each
     result = torch.load(tmp_path / "result.pt", weights_only=True)
     torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
 
