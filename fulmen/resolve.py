@@ -194,6 +194,9 @@ def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> A
         if isinstance(value, ParallelStrategy):
             value.configure(accel, device_ids, num_nodes)
             return value
+        if type(value).__name__ == "DeepSpeedStrategy":  # (its module imports deepspeed's names lazily)
+            value.configure(accel, device_ids, num_nodes)
+            return value
         if isinstance(value, SingleDeviceStrategy):
             if processes != 1:
                 raise MisconfigurationException(
@@ -217,6 +220,12 @@ def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> A
                 "on one device; pass devices=1, or strategy='ddp' for several")
         device = torch.device(accel, device_ids[0]) if accel != "cpu" else torch.device("cpu")
         return SingleDeviceStrategy(device)
+    if name.startswith("deepspeed"):
+        from fulmen.strategies.deepspeed import REGISTRY, DeepSpeedStrategy
+
+        deepspeed = DeepSpeedStrategy(**REGISTRY[name])
+        deepspeed.configure(accel, device_ids, num_nodes)
+        return deepspeed
     if name in _DDP_NAMES or name in ("fsdp", "fsdp_cpu_offload"):
         from fulmen.strategies.fsdp import FSDPStrategy
 
