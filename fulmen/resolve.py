@@ -22,7 +22,7 @@ _LEGACY_PRECISION = {64: "64-true", "64": "64-true", 32: "32-true", "32": "32-tr
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
 LATER_STRATEGIES = (
-    "ddp_spawn", "ddp_fork", "ddp_notebook", "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1",
+    "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1",
     "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
     "deepspeed_stage_3_offload_nvme", "xla", "xla_debug", "single_xla", "single_tpu",
 )
@@ -178,8 +178,10 @@ def devices(value: Any, accel: str) -> list[int]:
 
 
 _DDP_NAMES = {
-    "ddp": {}, "ddp_find_unused_parameters_false": {"find_unused_parameters": False},
-    "ddp_find_unused_parameters_true": {"find_unused_parameters": True},
+    f"ddp{suffix}{unused}": {**({"start_method": method} if method else {}), **args}
+    for suffix, method in (("", None), ("_spawn", "spawn"), ("_fork", "fork"), ("_notebook", "fork"))
+    for unused, args in (("", {}), ("_find_unused_parameters_false", {"find_unused_parameters": False}),
+                         ("_find_unused_parameters_true", {"find_unused_parameters": True}))
 }
 
 

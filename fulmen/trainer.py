@@ -6,6 +6,7 @@ import ast
 import contextlib
 import functools
 import inspect
+import io
 import math
 import os
 import signal
@@ -19,6 +20,7 @@ import torch
 
 from fulmen import resolve
 from fulmen.accelerators import Accelerator
+from fulmen.strategies.launcher import SpawnLauncher
 from fulmen.utilities.compile import compile_forward, from_compiled, is_compiled
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.early_stopping import EarlyStopping
@@ -41,7 +43,7 @@ from fulmen.optimizers import LightningOptimizer, LRSchedulerConfig, needs_closu
 from fulmen.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException
-from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
 
 
 def _defaults_from_env_vars(init: Callable[..., None]) -> Callable[..., None]:
@@ -254,7 +256,7 @@ class Trainer:
         self._hooks: Any = None
         self._transfer: Optional[Callable[[Any, int], Any]] = None
         self._step_fn: Callable[..., Any] = automatic_step
-        self._training_step: Callable[[Any, int], Any] = lambda batch, batch_idx: None
+        self._training_step: Callable[[Any, int], Any] = _no_step
         self._custom = _Overrides()
         self._val_enabled = False
         self._wants_outputs = True
@@ -369,6 +371,9 @@ class Trainer:
             )
         self._eval_sources = {"val": val_dataloaders}
         self._train_source = train_dataloaders
+        if self._spawns:
+            self._spawn(TrainerFn.FITTING, model, datamodule, ckpt_path, True, weights_only)
+            return
         self._run(TrainerFn.FITTING, model, datamodule, ckpt_path, True, weights_only)
 
     def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
@@ -395,8 +400,9 @@ class Trainer:
             raise MisconfigurationException("Trainer.predict got both dataloaders and a datamodule; pass one")
         self._eval_sources = {"predict": dataloaders}
         self._return_predictions = True if return_predictions is None else return_predictions
-        return self._run(TrainerFn.PREDICTING, self._model_or_attached(model, "predict"), datamodule, ckpt_path,
-                         model is not None, weights_only)
+        run = self._spawn if self._spawns else self._run
+        return run(TrainerFn.PREDICTING, self._model_or_attached(model, "predict"), datamodule, ckpt_path,
+                   model is not None, weights_only)
 
     @contextlib.contextmanager
     def init_module(self, empty_init: Optional[bool] = None) -> Any:
@@ -449,7 +455,8 @@ class Trainer:
         prefix = "val" if fn == TrainerFn.VALIDATING else "test"
         self._eval_sources = {prefix: dataloaders}
         self._verbose = verbose
-        return self._run(fn, self._model_or_attached(model, fn.value), datamodule, ckpt_path, model is not None,
+        run = self._spawn if self._spawns else self._run
+        return run(fn, self._model_or_attached(model, fn.value), datamodule, ckpt_path, model is not None,
                          weights_only)
 
     def _model_or_attached(self, model: Any, verb: str) -> LightningModule:
@@ -586,6 +593,32 @@ class Trainer:
         for logger in self.loggers:
             logger.finalize("failed")
         self._clean_up()
+
+    @property
+    def _spawns(self) -> bool:
+        """Whether runs start their processes with torch.multiprocessing (ddp_spawn, ddp_fork, ddp_notebook)."""
+        return isinstance(getattr(self.strategy, "launcher", None), SpawnLauncher)
+
+    def _spawn(self, fn: TrainerFn, model: Any, *args: Any) -> Any:
+        """Run in new processes (this one only waits), then take rank 0's results into this Trainer and model,
+        as Lightning's ddp_spawn does: the weights, the loop counters, the metrics and the checkpoint paths."""
+        if not isinstance(model, LightningModule):
+            raise TypeError(f"Trainer.{fn.value} expects a fulmen LightningModule, got {type(model).__name__}")
+        packed = self.strategy.launcher.launch(_spawned_run, self, fn, model, *args)
+        if packed is None:
+            return None
+        # Our own worker wrote it; predictions may hold any objects, so this is not a weights-only load.
+        results = torch.load(io.BytesIO(packed), weights_only=False)
+        model.load_state_dict(results["state_dict"])
+        self.lightning_module = model
+        model.trainer = self
+        for name, value in results["state"].items():
+            setattr(self.state, name, value)
+        self._metrics.callback.update(results["callback_metrics"])
+        self._metrics.logged.update(results["logged_metrics"])
+        for cb, paths in zip(self.checkpoint_callbacks, results["checkpoints"]):
+            cb.best_model_path, cb.best_model_score, cb.last_model_path = paths
+        return results["output"]
 
     def _agree_on_log_versions(self) -> None:
         """Rank 0 claims each logger's version folder and tells the others, so that every rank means the same
@@ -1135,3 +1168,44 @@ def _skip_init() -> Any:
     finally:
         for n, fn in saved.items():
             setattr(torch.nn.init, n, fn)
+
+
+def _no_step(batch: Any, batch_idx: int) -> None:
+    """The training step before a run binds the module's (a named function: a Trainer must pickle for ddp_spawn)."""
+
+
+def _spawned_run(local_rank: int, trainer: Trainer, fn: TrainerFn, model: LightningModule, *args: Any) -> None:
+    """One process of a ddp_spawn run: take its rank, run, and (rank 0) put the results in the queue."""
+    *run_args, results = args
+    os.environ["LOCAL_RANK"] = str(local_rank)
+    # torch.multiprocessing hands the spawned processes the model's tensors in shared memory: each rank needs its
+    # own, or every optimizer step would land on the same weights once per rank.
+    for sub in model.modules():
+        for param in sub._parameters.values():
+            if param is not None:
+                param.data = param.data.clone()
+        for name, buffer in sub._buffers.items():
+            if buffer is not None:
+                sub._buffers[name] = buffer.clone()
+    strategy = trainer.strategy
+    env = strategy.cluster_environment
+    env.set_global_rank(env.node_rank() * strategy.num_processes + local_rank)
+    rank_zero_only.rank = env.global_rank()  # type: ignore[attr-defined]
+    output = trainer._run(fn, model, *run_args)
+    if trainer.is_global_zero:
+        state = trainer.state
+        # As bytes: tensors put in the queue would be shared through this process's memory, gone once it exits.
+        buffer = io.BytesIO()
+        torch.save({
+            "output": output,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state": {"epoch": state.epoch, "global_step": state.global_step,
+                      "batches_that_stepped": state.batches_that_stepped},
+            "callback_metrics": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
+                                 for k, v in trainer.callback_metrics.items()},
+            "logged_metrics": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
+                               for k, v in trainer.logged_metrics.items()},
+            "checkpoints": [(cb.best_model_path, cb.best_model_score, cb.last_model_path)
+                            for cb in trainer.checkpoint_callbacks],
+        }, buffer)
+        results.put(buffer.getvalue())

@@ -59,9 +59,9 @@ class Net(L.LightningModule):
         args = self.args
         if self.global_step == 0 and batch_idx == 0 and not args.resume:
             stack = traceback.extract_stack()
-            start = max(i for i, f in enumerate(stack) if f.name == "fit" and f.filename.endswith("trainer.py"))
-            frames = [f"{os.path.basename(f.filename)}:{f.name}" for f in stack[start + 1:-1]
-                      if "/fulmen/" in f.filename]
+            fits = [i for i, f in enumerate(stack) if f.name == "fit" and f.filename.endswith("trainer.py")]
+            frames = [f"{os.path.basename(f.filename)}:{f.name}" for f in stack[fits[-1] + 1:-1]
+                      if "/fulmen/" in f.filename] if fits else []  # (spawned processes have no fit frame)
             with open(os.path.join(args.dir, f"frames-{self.global_rank}.txt"), "w") as f:
                 f.write("\n".join(frames))
         if self.global_step == args.fail_at and not args.resume:

@@ -156,3 +156,16 @@ def test_unused_parameters_get_an_error_that_names_the_fix(tmp_path):
     assert "spare.weight" in proc.stderr
     ok = run(tmp_path / "ok", "--devices", 2, "--unused", "--strategy", "ddp_find_unused_parameters_true")
     assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+@pytest.mark.parametrize("strategy", ["ddp_spawn", "ddp_fork"])
+def test_spawned_processes_return_their_results(tmp_path, one_process, strategy):
+    """The processes are started with torch.multiprocessing; this one waits, then holds rank 0's weights, metrics
+    and checkpoint paths, as after a single-process fit."""
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--strategy", strategy)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
+    assert result["metrics"] == pytest.approx(one_process["metrics"], abs=1e-6)
+    assert result["best"].endswith("epoch=2-step=12.ckpt")
+    assert (tmp_path / "ranks.txt").read_text() == "0 2 12 0 0\n"  # the main process reports once

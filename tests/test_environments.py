@@ -68,11 +68,12 @@ def test_fulmens_own_variables(monkeypatch):
         DDPStrategy().configure("cpu", [0, 1], num_nodes=1)
 
 
-def test_ddp_start_methods_not_yet_supported():
-    with pytest.raises(MisconfigurationException, match="start_method='spawn'"):
-        DDPStrategy(start_method="spawn")
+def test_ddp_start_methods(monkeypatch):
     with pytest.raises(ValueError, match="start_method='thread'"):
         DDPStrategy(start_method="thread")
+    setenv(monkeypatch, TORCHRUN)
+    with pytest.raises(MisconfigurationException, match="start_method='spawn'\\) starts its own processes.*torchrun"):
+        DDPStrategy(start_method="spawn").configure("cpu", [0, 1], num_nodes=2)
 
 
 def shares(loader, train, predicting=False, world=2):

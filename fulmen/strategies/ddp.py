@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fulmen.strategies.environments import ClusterEnvironment
+from fulmen.strategies.launcher import SpawnLauncher
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -54,14 +55,20 @@ class DDPStrategy(ParallelStrategy):
                  **kwargs: Any) -> None:
         if start_method not in START_METHODS:
             raise ValueError(f"DDPStrategy(start_method={start_method!r}) must be one of {START_METHODS}")
-        if start_method != "popen":
-            raise MisconfigurationException(
-                f"DDPStrategy(start_method={start_method!r}) is not supported yet; use strategy='ddp' (start_method="
-                "'popen'), or start the processes with torchrun")
         super().__init__(parallel_devices, cluster_environment, process_group_backend, timeout)
         self.start_method = start_method
         self.ddp_kwargs = kwargs
 
+    def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
+        super().configure(accelerator, device_ids, num_nodes)
+        if self.start_method != "popen":
+            assert self.cluster_environment is not None
+            if self.cluster_environment.creates_processes_externally:
+                raise MisconfigurationException(
+                    f"DDPStrategy(start_method={self.start_method!r}) starts its own processes, but they were started "
+                    "outside fulmen (torchrun, SLURM); use strategy='ddp'")
+            self.launcher = SpawnLauncher(self.cluster_environment, self.num_processes, num_nodes,
+                                          self.start_method)
     # ------------------------------------------------------------------------------------------ the module
     def setup_module(self, module: nn.Module) -> nn.Module:
         """Move the module to this process's device (SyncBatchNorm first, with ``sync_batchnorm``)."""
