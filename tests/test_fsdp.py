@@ -55,7 +55,7 @@ def test_sharded_checkpoint_resumes_exactly_on_two_and_loads_on_one(tmp_path):
     assert (single / "result.pt").exists()
 
 
-def test_bad_fsdp_settings():
+def test_bad_fsdp_settings(monkeypatch):
     with pytest.raises(ValueError, match="sharding_strategy='NO_SHARD'.*use strategy='ddp'"):
         FSDPStrategy(sharding_strategy="NO_SHARD")
     with pytest.raises(ValueError, match="state_dict_type='local'"):
@@ -65,6 +65,11 @@ def test_bad_fsdp_settings():
     import fulmen
     from fulmen.plugins import MixedPrecision
 
+    from fulmen import accelerators
+
+    monkeypatch.setattr(accelerators, "mps_available", lambda: True)
+    with pytest.raises(MisconfigurationException, match="cannot shard on Apple's MPS"):
+        fulmen.Trainer(strategy="fsdp", accelerator="mps")
     with pytest.raises(MisconfigurationException, match="'16-mixed' is not supported.*use precision='bf16-mixed'"):
         fulmen.Trainer(strategy=FSDPStrategy(), accelerator="cpu", devices=2,
                        plugins=[MixedPrecision("16-mixed", "cpu")])

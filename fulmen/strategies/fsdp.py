@@ -158,6 +158,12 @@ class FSDPStrategy(ParallelStrategy):
             os.replace(staging, target)
         self.barrier()
 
+    def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
+        if accelerator == "mps":
+            raise MisconfigurationException("FSDPStrategy cannot shard on Apple's MPS devices (torch.distributed has no "
+                                            "MPS backend); use accelerator='cpu' or a CUDA machine")
+        super().configure(accelerator, device_ids, num_nodes)
+
     def check_precision(self, precision: str) -> None:
         """FSDP runs the float32, bfloat16 and float64 modes; float16 with loss scaling needs a sharded GradScaler."""
         if precision == "16-mixed":
