@@ -66,6 +66,7 @@ def raw(steps: int) -> None:
 
 def fulmen_run(steps: int) -> None:
     import fulmen
+    from overhead import Batches  # (bench/ is this script's folder)
 
     class Lit(fulmen.LightningModule):
         def __init__(self) -> None:
@@ -89,16 +90,6 @@ def fulmen_run(steps: int) -> None:
         def on_train_end(self, trainer, pl_module):
             if trainer.is_global_zero:
                 print(f"TIME {(time.perf_counter() - self.start) / (steps - WARMUP)}")
-
-    class Batches:
-        def __init__(self, items):
-            self.items = items
-
-        def __iter__(self):
-            return iter(self.items)
-
-        def __len__(self):
-            return len(self.items)
 
     torch.set_num_threads(1)
     trainer = fulmen.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,

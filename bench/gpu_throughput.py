@@ -126,19 +126,10 @@ def fulmen_loop(args: argparse.Namespace, data: list[torch.Tensor], compiled: bo
     trainer = fulmen.Trainer(accelerator=args.device, devices=1, precision="bf16-mixed", max_epochs=1,
                              gradient_clip_val=1.0, compile=compiled, logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, callbacks=[clock])
+    from overhead import Batches  # (bench/ is this script's folder)
+
     trainer.fit(Lit(), train_dataloaders=Batches(data))
     return clock.elapsed
-
-
-class Batches:
-    def __init__(self, items: list[torch.Tensor]) -> None:
-        self.items = items
-
-    def __iter__(self):
-        return iter(self.items)
-
-    def __len__(self) -> int:
-        return len(self.items)
 
 
 def main() -> None:

@@ -26,17 +26,6 @@ def net():
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 3))
 
 
-class Batches:
-    def __init__(self, items):
-        self.items = items
-
-    def __iter__(self):
-        return iter(self.items)
-
-    def __len__(self):
-        return len(self.items)
-
-
 class Classifier(fulmen.LightningModule):
     def __init__(self, manual=False, inf_at=None):
         super().__init__()
@@ -66,7 +55,7 @@ class Classifier(fulmen.LightningModule):
 def fit(model, **kwargs):
     trainer = fulmen.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                              enable_checkpointing=False, **kwargs)
-    trainer.fit(model, Batches(batches()))
+    trainer.fit(model, torch.utils.data.DataLoader(batches(), batch_size=None))  # the batches as they are
     return trainer
 
 

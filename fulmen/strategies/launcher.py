@@ -92,13 +92,7 @@ class SubprocessLauncher:
         for proc in self.procs:
             if proc.poll() is None:
                 proc.send_signal(signum)
-        deadline = time.monotonic() + 10
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.wait(timeout=10.0)
 
     def wait(self, timeout: float) -> None:
         """Give the started processes ``timeout`` seconds to end by themselves, then kill what is left."""
