@@ -42,7 +42,7 @@ from fulmen.module import LightningModule
 from fulmen.optimizers import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
 from fulmen.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
-from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException
+from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException, TunerExit
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
 
 
@@ -355,8 +355,10 @@ class Trainer:
                 "one of them")
         if checkpointing is not False and not any(isinstance(cb, ModelCheckpoint) for cb in checkpoints):
             checkpoints.append(ModelCheckpoint())
-        # Checkpoint callbacks go last, as in Lightning: what they save includes what the other callbacks did.
-        return [cb for cb in items if cb not in checkpoints] + checkpoints
+        # As in Lightning, the tuning callbacks go first (they run before anything else starts) and the checkpoint
+        # callbacks last (what they save includes what the other callbacks did).
+        first = [cb for cb in items if getattr(cb, "_runs_first", False)]
+        return first + [cb for cb in items if cb not in checkpoints and cb not in first] + checkpoints
 
     # ------------------------------------------------------------------------------------------ public API
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
@@ -561,6 +563,10 @@ class Trainer:
             self._teardown(fn)
             state.status = TrainerStatus.FINISHED
             return out
+        except TunerExit:  # a Tuner's finder has tuned: the run it started ends here, as a normal end
+            self._teardown(fn)
+            state.status = TrainerStatus.FINISHED
+            return None
         except BaseException as exc:
             self._on_exception(exc, fn)
             # After a preemption every rank stops at the same batch: the others end as this one does.
@@ -756,8 +762,9 @@ class Trainer:
         kept = [cb for cb in self.callbacks if type(cb) not in types]
         # Checkpoint callbacks go last so that they see everything the others did.
         merged = kept + extra
+        first = [cb for cb in merged if getattr(cb, "_runs_first", False)]
         late = [cb for cb in merged if getattr(cb, "_runs_after_module_epoch_end", False)]
-        self.callbacks = [cb for cb in merged if cb not in late] + late
+        self.callbacks = first + [cb for cb in merged if cb not in late and cb not in first] + late
 
     def _prepare_run(self, model: LightningModule, datamodule: Any) -> None:
         """prepare_data (datamodule first), the batch transfer function, and the step flavour."""

@@ -76,3 +76,62 @@ def quiet_fit(model, callbacks=(), ckpt_path=None, **trainer_kwargs):
     trainer = fulmen.Trainer(callbacks=list(callbacks), **{**settings, **trainer_kwargs})
     trainer.fit(model, ckpt_path=ckpt_path)
     return trainer
+
+
+def tunable_model(base, limit=None, eval_limit=None):
+    """A subclass of ``base`` (either framework's BoringModel) for the Tuner: a linear regression with an ``lr`` and a
+    ``batch_size`` attribute that its loaders and optimizer read; any step on a batch larger than ``limit`` (training)
+    or ``eval_limit`` (validation, test, predict) raises the CUDA out-of-memory error, as a small GPU would."""
+
+    def check(batch, most):
+        if most is not None and batch[0].shape[0] > most:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    class Regression(base):
+        def __init__(self, lr=0.01, batch_size=4):
+            super().__init__()
+            torch.manual_seed(0)
+            self.layer = torch.nn.Linear(8, 1)
+            self.lr, self.batch_size = lr, batch_size
+            g = torch.Generator().manual_seed(1)
+            x = torch.randn(512, 8, generator=g)
+            self.data = torch.utils.data.TensorDataset(x, x @ torch.randn(8, 1, generator=g) + 0.1)
+
+        def step(self, batch):
+            return torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+
+        def training_step(self, batch, batch_idx):
+            check(batch, limit)
+            return self.step(batch)
+
+        def validation_step(self, batch, batch_idx):
+            check(batch, eval_limit)
+            self.log("val_loss", self.step(batch))
+
+        def test_step(self, batch, batch_idx):
+            check(batch, eval_limit)
+            self.log("test_loss", self.step(batch))
+
+        def predict_step(self, batch, batch_idx, dataloader_idx=0):
+            check(batch, eval_limit)
+            return self.layer(batch[0])
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=self.lr)
+
+        def _loader(self, shuffle=False):
+            return torch.utils.data.DataLoader(self.data, batch_size=self.batch_size, shuffle=shuffle)
+
+        def train_dataloader(self):
+            return self._loader(shuffle=True)
+
+        def val_dataloader(self):
+            return self._loader()
+
+        def test_dataloader(self):
+            return self._loader()
+
+        def predict_dataloader(self):
+            return self._loader()
+
+    return Regression

@@ -39,6 +39,11 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     modes = {m: m.training for m in trainer.model.modules()}
     hooks.model_eval()
     hooks.start()
+    if trainer._eval.get(stage) is not data and stage != RunningStage.SANITY_CHECKING:
+        # on_{stage}_start rebuilt the loaders (BatchSizeFinder tuned the batch size): run on the new ones.
+        data = eval_data(trainer, stage)
+        limits, store = data.limits, data.store
+        trainer._results = store
     hooks.epoch_start()
     step = trainer.strategy.wrap_eval_step(module, module.test_step if testing else module.validation_step)
     step_name = "test_step" if testing else "validation_step"

@@ -32,6 +32,8 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
         return [] if return_predictions else None
     hooks.on_predict_model_eval()
     hooks.on_predict_start()
+    if trainer._eval.get(RunningStage.PREDICTING) is not data:  # BatchSizeFinder rebuilt the loaders
+        data = eval_data(trainer, RunningStage.PREDICTING)
     hooks.on_predict_epoch_start()
     several = data.several
     predictions: list[list[Any]] = [[] for _ in data.loaders]

@@ -21,3 +21,8 @@ class TrainingSpikeException(RuntimeError):
     def __init__(self, batch_idx: int, *args: Any) -> None:
         self.batch_idx = batch_idx
         super().__init__(f"Training spike detected in batch {batch_idx}", *args)
+
+
+class TunerExit(Exception):
+    """Ends a run that a ``Tuner`` started, once its finder callback has tuned: the Trainer tears down as after a
+    normal end and the method returns None."""
