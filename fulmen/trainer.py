@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 
@@ -44,6 +44,13 @@ from fulmen.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException, TunerExit
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
+
+if TYPE_CHECKING:  # the argument types, for readers and for the CLI (jsonargparse reads this block); imported
+    # lazily at run time, as most runs use none of them
+    from fulmen.loggers.logger import Logger
+    from fulmen.profilers import Profiler
+    from fulmen.strategies.deepspeed import DeepSpeedStrategy
+    from fulmen.strategies.parallel import ParallelStrategy
 
 
 def _defaults_from_env_vars(init: Callable[..., None]) -> Callable[..., None]:
@@ -89,12 +96,12 @@ class Trainer:
     def __init__(
         self,
         *,
-        accelerator: Union[str, Any] = "auto",
-        strategy: Union[str, Any] = "auto",
+        accelerator: Union[str, Accelerator] = "auto",
+        strategy: Union[str, SingleDeviceStrategy, ParallelStrategy, DeepSpeedStrategy] = "auto",
         devices: Union[list[int], str, int] = "auto",
         num_nodes: int = 1,
         precision: Optional[Union[int, str]] = None,
-        logger: Optional[Any] = None,
+        logger: Optional[Union[Logger, list[Logger], bool]] = None,
         callbacks: Optional[Union[list[Callback], Callback]] = None,
         fast_dev_run: Union[int, bool] = False,
         max_epochs: Optional[int] = None,
@@ -121,7 +128,7 @@ class Trainer:
         benchmark: Optional[bool] = None,
         inference_mode: bool = True,
         use_distributed_sampler: bool = True,
-        profiler: Optional[Union[Any, str]] = None,
+        profiler: Optional[Union[Profiler, str]] = None,
         detect_anomaly: bool = False,
         barebones: bool = False,
         plugins: Optional[Any] = None,
@@ -689,10 +696,13 @@ class Trainer:
         if not self.loggers or not self.enable_autolog_hparams:
             return
         params: dict[str, Any] = {}
+        internal = ("_class_path", "_instantiator")  # what the CLI keeps to rebuild the objects: not for loggers
         if model._log_hyperparams:
-            params.update(model.hparams_initial)
+            params.update((k, v) for k, v in model.hparams_initial.items() if k not in internal)
         if datamodule is not None and datamodule._log_hyperparams:
             for key, value in datamodule.hparams_initial.items():
+                if key in internal:
+                    continue
                 if key in params and params[key] != value:
                     raise RuntimeError(
                         f"The module and the datamodule both save hyperparameter {key!r}, with different values "

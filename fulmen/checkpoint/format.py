@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from enum import Enum
@@ -350,8 +351,13 @@ def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file:
         init_kwargs = {args_name: hparams}  # save_hyperparameters(config) of one argument named ``config``
     else:
         init_kwargs = hparams if takes_kwargs else {k: v for k, v in hparams.items() if k in params}
-    init_kwargs.update(overrides_)
-    obj = cls(**init_kwargs)
+    instantiator = _instantiator(cls, hparams.pop("_instantiator", None), hparams.get("_class_path"))
+    if instantiator is not None:  # saved by the CLI: the parsed config builds the module again
+        obj = instantiator(cls, {**hparams, **overrides_})
+    else:
+        init_kwargs.pop("_instantiator", None)
+        init_kwargs.update(overrides_)
+        obj = cls(**init_kwargs)
     source = source_name(path)
     if isinstance(obj, torch.nn.Module):
         obj.on_load_checkpoint(checkpoint)
@@ -364,6 +370,32 @@ def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file:
             obj.load_state_dict(state)
         obj.on_load_checkpoint(checkpoint)
     return obj
+
+
+# The functions a checkpoint may name to rebuild its module: the CLI's, under fulmen's and Lightning's names.
+_INSTANTIATORS = ("fulmen.cli.instantiate_module", "lightning.pytorch.cli.instantiate_module",
+                  "pytorch_lightning.cli.instantiate_module")
+
+
+def _instantiator(cls: type, name: Any, class_path: Any) -> Any:
+    """The CLI's ``instantiate_module`` when the hyperparameters ask for it. A checkpoint is data, so it may only
+    name that function, and only a class that is already imported: loading one never imports or runs other code."""
+    if name is None:
+        return None
+    if name not in _INSTANTIATORS:
+        raise ValueError(f"The checkpoint asks for {name!r} to build the module; fulmen only runs "
+                         f"{_INSTANTIATORS[0]!r}. If you trust the file, delete hyper_parameters['_instantiator'] "
+                         "and pass the arguments to load_from_checkpoint yourself")
+    if class_path is not None:
+        module_name, _, class_name = str(class_path).rpartition(".")
+        found = getattr(sys.modules.get(module_name), class_name, None)
+        if not (isinstance(found, type) and issubclass(found, cls)):
+            raise ValueError(f"The checkpoint's hyperparameters name the class {class_path!r}, which is not an imported "
+                             f"subclass of {cls.__name__}; import its module before loading (a checkpoint never "
+                             "imports code itself)")
+    from fulmen.cli import instantiate_module
+
+    return instantiate_module
 
 
 def _read_hparams_file(path: Any) -> dict[str, Any]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import inspect
 from argparse import Namespace
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from types import FrameType
 from typing import Any, Optional, Union
 
@@ -39,6 +41,23 @@ class AttributeDict(dict):
             return ""
         width = max(len(str(k)) for k in self)
         return "\n".join(f'"{k}":{" " * (width - len(str(k)) + 1)}{v!r}' for k, v in sorted(self.items(), key=str))
+
+
+# What the CLI parsed for the module it is building (see ``given_hyperparameters``), or None.
+_given: ContextVar[Optional[dict[str, Any]]] = ContextVar("fulmen_given_hyperparameters", default=None)
+
+
+@contextmanager
+def given_hyperparameters(hparams: Mapping[str, Any], instantiator: str) -> Iterator[None]:
+    """While a class is built inside this block, its ``save_hyperparameters()`` saves ``hparams`` (the parsed
+    config) instead of the ``__init__`` arguments, with ``_instantiator`` naming the function that can build it
+    again from them: a module whose arguments are objects (an encoder, an optimizer factory) then reloads from
+    its checkpoint with ``load_from_checkpoint``."""
+    token = _given.set({**hparams, "_instantiator": instantiator})
+    try:
+        yield
+    finally:
+        _given.reset(token)
 
 
 def _mentions(obj: Any, local_vars: Mapping[str, Any]) -> bool:
@@ -103,7 +122,11 @@ def save_hyperparameters(
         ignore = [ignore]
     ignore = [name for name in (ignore or []) if isinstance(name, str)]
 
-    init_args = collect_init_args(obj, frame) if frame is not None else {}
+    given = _given.get()
+    if given is not None:
+        init_args = dict(given)
+    else:
+        init_args = collect_init_args(obj, frame) if frame is not None else {}
     name: Optional[str] = None
     if not args:
         hp: Any = {k: v for k, v in init_args.items() if k not in ignore}
