@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/digits.py
+	$(PY) -m examples.digits.main fit --config examples/digits/config.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests

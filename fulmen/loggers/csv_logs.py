@@ -52,6 +52,17 @@ class CSVLogger(VersionedFolder, Logger):
         self._keys: list[str] = []
         self._hparams: dict[str, Any] = {}
 
+    @property
+    def experiment(self) -> "CSVLogger":
+        """The object that writes the files: the logger itself (``logger.experiment.metrics_file_path`` and
+        ``logger.experiment.log_metrics(...)`` work as in Lightning)."""
+        return self
+
+    @property
+    def metrics_file_path(self) -> str:
+        """Where the metrics are written: ``log_dir/metrics.csv``."""
+        return os.path.join(self.log_dir, self.NAME_METRICS_FILE)
+
     @rank_zero_only
     def log_hyperparams(self, params: Optional[Union[dict[str, Any], Namespace]] = None, *args: Any,
                         **kwargs: Any) -> None:
@@ -73,7 +84,7 @@ class CSVLogger(VersionedFolder, Logger):
                 f.write(to_yaml(self._hparams))
         if not self._rows:
             return
-        path = os.path.join(self.log_dir, self.NAME_METRICS_FILE)
+        path = self.metrics_file_path
         new_keys = {k for row in self._rows for k in row} - set(self._keys)
         rows = self._rows
         if new_keys:
