@@ -37,7 +37,7 @@ from fulmen.loops import data
 from fulmen.loops.evaluate import print_results, run_evaluation
 from fulmen.loops.fit import run_fit
 from fulmen.loops.optimization import automatic_step, closure_step, manual_step
-from fulmen.loops.predict import run_predict
+from fulmen.loops.predict import PredictLoop, run_predict
 from fulmen.module import LightningModule
 from fulmen.optimizers import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
 from fulmen.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -270,6 +270,7 @@ class Trainer:
         self._warned_empty_epoch = False
         self._verbose = True  # validate/test print their results table
         self._return_predictions = True
+        self.predict_loop = PredictLoop()  # what the last predict run kept (BasePredictionWriter reads it)
         self._callbacks_before_run: list[Callback] = list(self.callbacks)  # restored after each run
         self.ckpt_path: Optional[str] = None  # the checkpoint the last run started from
         self._resume_plan: Any = None  # set when a fit resumes from a checkpoint (checkpoint/resume.py)

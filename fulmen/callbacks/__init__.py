@@ -14,7 +14,9 @@ from fulmen.callbacks.callback import Callback
 _WHERE = {  # public name -> the module under fulmen/callbacks/ that defines it
     "BackboneFinetuning": "finetuning",
     "BaseFinetuning": "finetuning",
+    "BasePredictionWriter": "prediction_writer",
     "BatchSizeFinder": "batch_size_finder",
+    "Checkpoint": "checkpoint",
     "DeviceStatsMonitor": "device_stats_monitor",
     "EarlyStopping": "early_stopping",
     "EarlyStoppingReason": "early_stopping",

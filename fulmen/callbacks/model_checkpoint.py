@@ -18,7 +18,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor
 
-from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.checkpoint import io
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -26,7 +26,7 @@ from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(Checkpoint):
     """Save the model periodically (and the best ones by ``monitor``), as Lightning's ModelCheckpoint does.
 
     Args:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any, Union
 
-from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.checkpoint import Checkpoint
 
 
-class OnExceptionCheckpoint(Callback):
+class OnExceptionCheckpoint(Checkpoint):
     """Save ``dirpath/<filename>.ckpt`` in ``on_exception``; ``fit(ckpt_path="last")`` resumes from it.
 
     The file is written atomically, so a second failure during the save leaves the previous one intact.

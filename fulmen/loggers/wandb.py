@@ -23,9 +23,10 @@ class WandbLogger(UploadsCheckpoints, Logger):
     Args:
         name: the run's display name.
         save_dir: where wandb keeps its files (``<save_dir>/wandb/...``).
-        version / id: the run id, to resume a run (same as ``id``).
+        version: the run id, to resume a run (the same as ``id``).
         offline: write the run locally only (``wandb sync`` uploads it later).
         dir: the same as ``save_dir`` (wandb's own argument name).
+        id: the same as ``version`` (wandb's own argument name).
         anonymous: log without an account.
         project: the project (default ``$WANDB_PROJECT``, else "lightning_logs").
         log_model: upload checkpoints as artifacts: True at the end of the run (every one when ``save_top_k=-1``),

@@ -2,16 +2,63 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Optional
 
 import torch
+from torch.utils.data import DataLoader
 
 from fulmen.loops.data import eval_data
-from fulmen.loops.fetch import iterate
+from fulmen.loops.fetch import iterate, with_sampler
 from fulmen.profilers import profiled, profiled_batches
 from fulmen.state import RunningStage
 from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.hooks import set_hook_name
+
+
+class PredictLoop:
+    """``trainer.predict_loop``: what the last predict run kept, as Lightning's loop shows it to callbacks such as
+    ``BasePredictionWriter``: ``predictions`` (a list per loader when there are several), ``epoch_batch_indices``
+    (loaders x batches x dataset indices) and ``current_batch_indices`` (the batch running)."""
+
+    def __init__(self) -> None:
+        self._predictions: list[list[Any]] = []
+        self._several = False
+        self.epoch_batch_indices: list[list[list[int]]] = []
+        self.current_batch_indices: list[int] = []
+        self.return_predictions = True
+
+    @property
+    def predictions(self) -> list[Any]:
+        if not self._predictions:
+            return []
+        return self._predictions if self._several else self._predictions[0]
+
+
+class _RecordedBatches:
+    """A batch sampler that remembers the indices of each batch it hands out, for ``batch_indices``."""
+
+    def __init__(self, batch_sampler: Any) -> None:
+        self.batch_sampler = batch_sampler
+        self.seen: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        self.seen = []
+        for batch in self.batch_sampler:
+            self.seen.append(list(batch))
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
+def _recording(loader: Any) -> tuple[Any, Optional[_RecordedBatches]]:
+    """``loader`` drawing its batches through a recorder, when it is a DataLoader with a batch sampler (an
+    iterable dataset has no indices to record)."""
+    if not isinstance(loader, DataLoader) or loader.batch_sampler is None:
+        return loader, None
+    recorder = _RecordedBatches(loader.batch_sampler)
+    return with_sampler(loader, batch_sampler=recorder), recorder
 
 
 def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
@@ -35,8 +82,18 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     if trainer._eval.get(RunningStage.PREDICTING) is not data:  # BatchSizeFinder rebuilt the loaders
         data = eval_data(trainer, RunningStage.PREDICTING)
     hooks.on_predict_epoch_start()
+    from fulmen.callbacks.prediction_writer import BasePredictionWriter
+    from fulmen.utilities.apply_to_collection import move_data_to_device
+
+    writers = [cb for cb in trainer.callbacks if isinstance(cb, BasePredictionWriter)]
     several = data.several
+    loop = trainer.predict_loop = PredictLoop()
+    loop.return_predictions, loop._several = return_predictions, several
+    # As in Lightning: the predictions are kept (on the host) when returned or when a writer wants them at the end.
+    keep = return_predictions or any(w.interval.on_epoch for w in writers)
     predictions: list[list[Any]] = [[] for _ in data.loaders]
+    loop._predictions = predictions
+    loop.epoch_batch_indices = [[] for _ in data.loaders]
     grad_off = torch.inference_mode() if trainer.inference_mode else torch.no_grad()
     step = trainer.strategy.wrap_eval_step(module, module.predict_step)
     profiler = trainer._profiler
@@ -45,24 +102,31 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     with grad_off:
         for dl_idx, (loader, limit) in enumerate(zip(data.loaders, data.limits)):
             extra = (dl_idx,) if several else ()
+            recorder = None
+            if writers:
+                loader, recorder = _recording(loader)
             batches = iterate(loader, limit)
             if profiler is not None:
                 batches = profiled_batches(profiler, "[_PredictionLoop].predict_next", batches)
             for batch_idx, batch, _ in batches:
                 if trainer._transfer is not None:
                     batch = trainer._transfer(batch, dl_idx)
+                if recorder is not None:
+                    loop.current_batch_indices = recorder.seen[batch_idx]
+                    loop.epoch_batch_indices[dl_idx].append(loop.current_batch_indices)
                 hooks.on_predict_batch_start(batch, batch_idx, *extra)
                 set_hook_name(module, "predict_step")
                 with trainer.precision_plugin.forward_context():
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
-                if return_predictions:
-                    predictions[dl_idx].append(output)
+                if keep:
+                    predictions[dl_idx].append(move_data_to_device(output, "cpu"))
                 if trainer._signal is not None and trainer.world_size == 1:
                     stop_for_signal(trainer)
         hooks.on_predict_epoch_end()
     hooks.on_predict_end()
     if not return_predictions:
+        loop._predictions = []
         return None
-    return predictions if several else predictions[0]
+    return loop.predictions
