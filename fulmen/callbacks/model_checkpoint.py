@@ -39,7 +39,9 @@ class ModelCheckpoint(Checkpoint):
         save_top_k: how many to keep: -1 all, 0 none (only ``last``), k the best k (without monitor: 0, 1 or -1).
         save_last: also write ``last.ckpt`` at each save (True), or a symlink to the newest file ("link").
         save_weights_only: write only the weights and loop counters (such a file cannot resume a fit).
-        every_n_train_steps / train_time_interval / every_n_epochs: the trigger (mutually exclusive).
+        every_n_train_steps: save every n optimizer steps (the triggers are mutually exclusive).
+        train_time_interval: save every so much time (a ``timedelta``).
+        every_n_epochs: save every n epochs.
         save_on_train_epoch_end: save at the train epoch end (True) or at validation end (False); by default at
             the train epoch end only when validation runs once per epoch or not at all.
         save_on_exception: save when the fit ends with an exception.

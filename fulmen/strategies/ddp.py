@@ -35,8 +35,10 @@ class DDPStrategy(ParallelStrategy):
     """Distributed data parallel training, as Lightning's DDPStrategy.
 
     Args:
-        accelerator, parallel_devices, checkpoint_io, precision_plugin: accepted for Lightning's signature; the
-            Trainer's accelerator, devices and precision are used.
+        accelerator: accepted for Lightning's signature; the Trainer's accelerator is used.
+        parallel_devices: accepted for Lightning's signature; the Trainer's devices are used.
+        checkpoint_io: accepted for Lightning's signature.
+        precision_plugin: accepted for Lightning's signature; the Trainer's precision is used.
         cluster_environment: where ranks come from (default: detected; torchrun, SLURM, or fulmen's launcher).
         process_group_backend: "gloo" (CPU default), "nccl" (CUDA default) or another torch.distributed backend.
         timeout: how long a collective waits for the other processes before failing.

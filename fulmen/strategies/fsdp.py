@@ -37,8 +37,13 @@ class FSDPStrategy(ParallelStrategy):
             gathered parameters from forward to backward).
         state_dict_type: "full" (one checkpoint file, the whole state gathered on rank 0) or "sharded" (a folder:
             each rank writes its shards with torch.distributed.checkpoint, plus ``meta.ckpt``).
-        parallel_devices, cluster_environment, process_group_backend, timeout: as for DDPStrategy.
-        accelerator, checkpoint_io, precision: accepted for Lightning's signature.
+        parallel_devices: as for DDPStrategy.
+        cluster_environment: as for DDPStrategy.
+        process_group_backend: as for DDPStrategy.
+        timeout: as for DDPStrategy.
+        accelerator: accepted for Lightning's signature.
+        checkpoint_io: accepted for Lightning's signature.
+        precision: accepted for Lightning's signature.
     """
 
     strategy_name = "fsdp"
