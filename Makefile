@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test docs bench clean
+.PHONY: demo test docs faults bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
+
+# Every fault-injection point (SIGKILL in a step, in validation, in a checkpoint or logger write, then resume), as a
+# table; `make test` runs a sample of them.
+faults: $(STAMP)
+	$(PY) tests/faults.py
 
 # The documentation site, into site/; --strict turns a broken link or API reference into a failure.
 docs: $(STAMP)

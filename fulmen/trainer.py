@@ -138,6 +138,7 @@ class Trainer:
         enable_autolog_hparams: bool = True,
         model_registry: Optional[str] = None,
         compile: Union[bool, dict[str, Any]] = False,
+        skip_nonfinite: bool = False,
     ) -> None:
         # ---- devices, strategy and precision: strings become objects here, once
         self._accelerator = resolve.accelerator(accelerator)
@@ -201,6 +202,7 @@ class Trainer:
         resolve.check_bool("use_distributed_sampler", use_distributed_sampler, allow_none=False)
         resolve.check_bool("sync_batchnorm", sync_batchnorm, allow_none=False)
         resolve.check_bool("enable_autolog_hparams", enable_autolog_hparams, allow_none=False)
+        resolve.check_bool("skip_nonfinite", skip_nonfinite, allow_none=False)
         resolve.check_bool("benchmark", benchmark)
         for name, value in (("enable_checkpointing", enable_checkpointing),
                             ("enable_progress_bar", enable_progress_bar),
@@ -220,6 +222,9 @@ class Trainer:
         # torch.compile options for the module's forward, or None (a fulmen addition: Lightning has no switch).
         self._compile: Optional[dict[str, Any]] = (compile if isinstance(compile, dict) else {}) if compile else None
         self.model_registry = model_registry
+        # A fulmen addition: drop the backward of a batch whose loss is NaN or infinite, count it and log the count.
+        self.skip_nonfinite = skip_nonfinite
+        self.nonfinite_skipped = 0
         self.deterministic = deterministic
         if barebones:
             resolve.check_barebones(logger, enable_checkpointing, enable_progress_bar, enable_model_summary,

@@ -1,14 +1,17 @@
 """The exact-resume scenario, run as its own process so that tests can SIGKILL it at any step.
 
     python tests/resume_scenario.py DIR [--workers N] [--kill-at STEP] [--signal-at STEP [--signal-in val]]
-                                        [--signal NAME] [--resume]
+                                        [--signal NAME] [--fault KIND:N] [--resume]
 
 Trains a small dropout MLP with AdamW, a step LR scheduler, gradient accumulation (3), validation every half epoch,
 a shuffled loader and extra randomness in training_step; a ModelCheckpoint saves ``last.ckpt`` after every
 batch. ``--kill-at S`` makes the process SIGKILL itself in the middle of the batch after optimizer step S (inside
 an accumulation window), as a crash would. ``--signal-at S`` sends the process SIGTERM (or ``--signal``) at the same
-point, or with ``--signal-in val`` during the first validation after step S. ``--resume`` continues from
-``ckpt_path="last"``. The final weights are written to DIR/final.pt, each epoch's mean training loss to
+point, or with ``--signal-in val`` during the first validation after step S. ``--fault KIND:N`` SIGKILLs the
+process at the N-th event of a kind: "step" (inside training_step, between forward and backward), "val" (inside
+validation_step), "save" (half-way through writing a checkpoint file) or "flush" (half-way through a CSV logger
+write); the run then logs to a CSVLogger every step. Every run writes DIR/counts.json: how many events of each kind
+it saw. ``--resume`` continues from ``ckpt_path="last"``. The final weights are written to DIR/final.pt, each epoch's mean training loss to
 DIR/epochs.txt.
 
 Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE change the run; SCENARIO_STATEFUL=1 trains
@@ -35,6 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fulmen as L  # noqa: E402
 from fulmen.callbacks import Callback, ModelCheckpoint  # noqa: E402
+from fulmen.loggers import CSVLogger  # noqa: E402
 
 
 SLEEP = float(os.environ.get("SCENARIO_SLEEP", "0"))
@@ -62,6 +66,8 @@ class Net(L.LightningModule):
         x, y = batch
         noise = torch.randn_like(x) * 0.01 + float(np.random.rand()) * 0.01 + random.random() * 0.01
         loss = nn.functional.cross_entropy(self.net(x + noise), y)
+        if FAULTS.hit("step"):
+            FAULTS.die()
         self.log("train_loss", loss)
         self.log("epoch_loss", loss, on_step=False, on_epoch=True)
         if SLEEP:
@@ -70,12 +76,61 @@ class Net(L.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
+        if FAULTS.hit("val"):
+            FAULTS.die()
         self.log("val_loss", nn.functional.cross_entropy(self.net(x), y))
 
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.parameters(), lr=0.01)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 4, 0.7),
                                                    "interval": "step"}}
+
+
+class Faults:
+    """Counts the events that ``--fault`` can stop at, and SIGKILLs the process at the chosen one."""
+
+    KINDS = ("step", "val", "save", "flush")
+
+    def __init__(self, spec: str | None) -> None:
+        self.counts = dict.fromkeys(self.KINDS, 0)
+        self.kind, self.at = (spec.split(":")[0], int(spec.split(":")[1])) if spec else (None, 0)
+
+    def hit(self, kind: str) -> bool:
+        """Count an event; True when it is the one to die at (the caller may first do half of its work)."""
+        self.counts[kind] += 1
+        return kind == self.kind and self.counts[kind] == self.at
+
+    @staticmethod
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def install(self) -> None:
+        """Make checkpoint writes countable (and killable half-way): torch.save into an open file, as
+        fulmen.checkpoint.io.atomic_save calls it."""
+        import io
+
+        real = torch.save
+
+        def save(obj, f, *args, **kwargs):
+            if not hasattr(f, "write") or not self.hit("save"):
+                return real(obj, f, *args, **kwargs)
+            buffer = io.BytesIO()
+            real(obj, buffer, *args, **kwargs)
+            data = buffer.getvalue()
+            f.write(data[:len(data) // 2])
+            f.flush()
+            self.die()
+
+        torch.save = save
+
+    def write_counts(self, folder: str) -> None:
+        import json
+
+        with open(os.path.join(folder, "counts.json"), "w") as f:
+            json.dump(self.counts, f)
+
+
+FAULTS = Faults(None)
 
 
 class KillAt(Callback):
@@ -149,8 +204,12 @@ def main() -> None:
     parser.add_argument("--signal-at", type=int, default=None)
     parser.add_argument("--signal-in", choices=["train", "val"], default="train")
     parser.add_argument("--signal", default="SIGTERM")
+    parser.add_argument("--fault", default=None)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
+    global FAULTS
+    FAULTS = Faults(args.fault)
+    FAULTS.install()
     torch.set_num_threads(1)
     L.seed_everything(7)
     shuffle = os.environ.get("SCENARIO_SHUFFLE", "1") == "1"
@@ -172,11 +231,29 @@ def main() -> None:
         callbacks.append(SignalAt(args.signal_at, getattr(signal, args.signal), args.signal_in == "val"))
     accumulate = int(os.environ.get("SCENARIO_ACCUMULATE", "3"))
     val_interval = float(os.environ.get("SCENARIO_VAL_INTERVAL", "0.5"))
-    trainer = L.Trainer(max_epochs=3, accumulate_grad_batches=accumulate, val_check_interval=val_interval, logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
-                        default_root_dir=args.dir, num_sanity_val_steps=0)
+    logger = _FaultyCSV(args.dir) if args.fault else False
+    trainer = L.Trainer(max_epochs=3, accumulate_grad_batches=accumulate, val_check_interval=val_interval,
+                        logger=logger, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                        callbacks=callbacks, default_root_dir=args.dir, num_sanity_val_steps=0)
     trainer.fit(Net(), train, val, ckpt_path="last" if args.resume else None)
+    FAULTS.write_counts(args.dir)
+    FAULTS.kind = None  # the final weights below are not a fault point
     torch.save(trainer.lightning_module.state_dict(), os.path.join(args.dir, "final.pt"))
+
+
+class _FaultyCSV(CSVLogger):
+    """A CSVLogger writing every step, whose N-th write dies half-way through a row when ``--fault flush:N``."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder, flush_logs_every_n_steps=1)
+
+    def save(self) -> None:
+        if self._rows and FAULTS.hit("flush"):
+            with open(self.metrics_file_path, "a") as f:
+                f.write("0,0.12")  # half a row, as a crash in the middle of the write leaves it
+                f.flush()
+            FAULTS.die()
+        super().save()
 
 
 class _EveryBatch(Callback):

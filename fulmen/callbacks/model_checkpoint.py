@@ -26,6 +26,13 @@ from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
 
+def _safe_part(text: str) -> str:
+    """A metric's name or value as it goes into a file name: no folder separator, no NUL and no "..", so that what
+    a run logs cannot place a checkpoint outside its folder ("val/loss" becomes "val_loss")."""
+    text = text.replace("/", "_").replace("\\", "_").replace("\0", "")
+    return text.replace("..", "_")
+
+
 class ModelCheckpoint(Checkpoint):
     """Save the model periodically (and the best ones by ``monitor``), as Lightning's ModelCheckpoint does.
 
@@ -403,8 +410,8 @@ class ModelCheckpoint(Checkpoint):
                 value = 0
             if isinstance(value, Tensor):
                 value = value.item()
-            text = format(value, spec)
-            return f"{name}{self.CHECKPOINT_EQUALS_CHAR}{text}" if self.auto_insert_metric_name else text
+            text = _safe_part(format(value, spec))
+            return f"{_safe_part(name)}{self.CHECKPOINT_EQUALS_CHAR}{text}" if self.auto_insert_metric_name else text
 
         name = _GROUP.sub(fill, template)
         if prefix:

@@ -407,7 +407,12 @@ def _read_hparams_file(path: Any) -> dict[str, Any]:
     except ImportError as err:
         raise ImportError("load_from_checkpoint(hparams_file=...) reads YAML with PyYAML: pip install pyyaml") from err
     with open(os.fspath(path)) as f:
-        data = yaml.safe_load(f)  # safe_load: a YAML file cannot build objects or run code
+        try:
+            data = yaml.safe_load(f)  # safe_load: a YAML file cannot build objects or run code
+        except yaml.constructor.ConstructorError as err:
+            raise ValueError(f"hparams_file {os.fspath(path)!r} holds a Python object tag ({err.problem}, "
+                             f"{err.problem_mark}); fulmen reads plain YAML values only, as building objects from "
+                             "a file could run code. Write the values themselves") from None
     if not isinstance(data, dict):
         raise ValueError(f"hparams_file {os.fspath(path)!r} must hold a mapping of hyperparameters")
     return data

@@ -111,8 +111,11 @@ def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
     folder = os.path.dirname(target)
     makedirs(folder, "save the checkpoint to a folder you can write to (ModelCheckpoint(dirpath=...) or "
                      "Trainer(default_root_dir=...))")
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".ckpt", dir=folder)
+    # A crash mid-write leaves this hidden ".part" file, which no "*.ckpt" search takes for a checkpoint.
+    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=folder)
     try:
+        # mkstemp creates the file readable by its owner only; give it the mode any new file gets (the umask's).
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()
@@ -125,6 +128,21 @@ def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
             pass
         raise
     _fsync_dir(folder)
+
+
+def _umask() -> int:
+    """The process's umask: from /proc on Linux; elsewhere by setting it and setting it straight back (a thread
+    creating a file in that instant would see 022)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder: str) -> None:
@@ -143,7 +161,7 @@ def _save_remote(checkpoint: dict[str, Any], url: str) -> None:
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     parent, name = url.rsplit("/", 1)
-    tmp = f"{parent}/{TMP_PREFIX}{name}"
+    tmp = f"{parent}/{TMP_PREFIX}{name}.part"
     fs.makedirs(parent, exist_ok=True)
     try:
         with fs.open(tmp, "wb") as f:
@@ -205,7 +223,8 @@ def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = N
     try:
         checkpoint = torch.load(data, map_location=map_location, weights_only=safe)
     except pickle.UnpicklingError as err:
-        if safe and "Unsupported global" in str(err):
+        # torch's safe unpickler refused something (a class, a function call): the file is whole but holds code.
+        if safe and ("Unsupported global" in str(err) or "Weights only load failed" in str(err)):
             raise pickle.UnpicklingError(
                 f"Checkpoint {name!r} holds Python objects that a safe load refuses "
                 f"({_first_line(err)}); if you trust the file, pass weights_only=False"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import torch
 from torch import Tensor
 
 from fulmen.hooks import set_hook_name
@@ -34,6 +35,8 @@ def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, st
         with autocast():
             output = trainer._training_step(batch, batch_idx)
     loss, outputs = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
+    if trainer.skip_nonfinite and loss is not None:
+        loss = finite_or_none(trainer, loss)
     if zero_grad:
         hooks.on_before_zero_grad(optimizer)
         zero_gradients(trainer, batch_idx, optimizer)
@@ -57,6 +60,8 @@ def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step
             set_hook_name(module, "training_step")
             output = trainer._training_step(batch, batch_idx)
         loss, result[0] = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
+        if trainer.skip_nonfinite and loss is not None:
+            loss = finite_or_none(trainer, loss)
         if zero_grad:
             trainer._hooks.on_before_zero_grad(optimizer)
             zero_gradients(trainer, batch_idx, optimizer)
@@ -187,10 +192,32 @@ def before_optimizer_step(trainer: Any, optimizer: Any) -> None:
                                                 trainer.gradient_clip_algorithm or "norm")
 
 
+def finite_or_none(trainer: Any, loss: Tensor) -> Optional[Tensor]:
+    """``Trainer(skip_nonfinite=True)``: the loss, or None (no backward for this batch) when it is NaN or infinite
+    on any process. Checking reads the loss on the host: one sync a step, the price of the option."""
+    bad = not bool(torch.isfinite(loss).all())
+    if trainer.world_size > 1:  # every process skips the same batch, or DDP's gradient reduction would hang
+        bad = trainer.strategy.reduce_boolean_decision(bad, all=False)
+    if bad:
+        trainer.nonfinite_skipped += 1
+        rank_zero_warn(f"training_step gave a non-finite loss at epoch {trainer.current_epoch}, batch "
+                    f"{trainer.state.batch_idx}; its backward is skipped (Trainer(skip_nonfinite=True), "
+                    f"{trainer.nonfinite_skipped} so far)")
+    if not trainer.barebones:  # the running count, beside the user's metrics
+        trainer.lightning_module.log("nonfinite_skipped", float(trainer.nonfinite_skipped))
+    return None if bad else loss
+
+
 def step_optimizer(trainer: Any, optimizer: Any) -> None:
     """The end of an accumulation window in the flat automatic step."""
-    before_optimizer_step(trainer, optimizer)
     precision = trainer.precision_plugin
+    if precision.scaler is not None and not any(p.grad is not None for g in optimizer.param_groups
+                                                for p in g["params"]):
+        # No batch of the window ran backward (each returned None, or skip_nonfinite dropped it): a GradScaler
+        # has nothing to unscale or step, so the step is skipped as in Lightning; it still counts.
+        trainer.state.global_step += 1
+        return
+    before_optimizer_step(trainer, optimizer)
     if precision.scaler is None:
         optimizer.step()
     else:
