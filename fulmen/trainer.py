@@ -33,7 +33,7 @@ from fulmen.checkpoint.select import select as select_checkpoint
 from fulmen.datamodule import LightningDataModule
 from fulmen.hooks import Hooks, _noop, overrides, positional_count, set_hook_name
 from fulmen.logging import MetricStore, MetricViews
-from fulmen.loops import data
+from fulmen.loops import data, fetch
 from fulmen.loops.evaluate import print_results, run_evaluation
 from fulmen.loops.fit import run_fit
 from fulmen.loops.optimization import automatic_step, closure_step, manual_step
@@ -688,6 +688,7 @@ class Trainer:
             profiler.watch_modules(model)
 
     def _clean_up(self) -> None:
+        fetch.shut_down_workers()
         if self._profiler is not None:
             self._profiler.describe()
         self.callbacks = self._callbacks_before_run

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any, Optional, Union
@@ -192,6 +193,20 @@ def set_epoch(loader: Any, epoch: int) -> None:
                 fn(epoch)
 
 
+# The DataLoader iterators with worker processes that runs have started (persistent workers belong to their
+# DataLoader and are left alone).
+_LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def shut_down_workers() -> None:
+    """Stop the worker processes (and pin-memory threads) of the loader iterators a run started. After an
+    exception its traceback keeps the loop's frames, and with them the iterators and their workers, alive for as
+    long as the caller holds the exception; a run's end stops them instead."""
+    for it in list(_LIVE):
+        it._shutdown_workers()
+    _LIVE.clear()
+
+
 def iterate(loader: Any, limit: Union[int, float], it: Optional[Iterator[Any]] = None,
             start: int = 0) -> Iterator[tuple[int, Any, bool]]:
     """Yield ``(batch_idx, batch, is_last)`` for batches ``start`` to ``limit - 1``.
@@ -204,6 +219,8 @@ def iterate(loader: Any, limit: Union[int, float], it: Optional[Iterator[Any]] =
         return
     if it is None:
         it = iter(loader)
+    if hasattr(it, "_shutdown_workers") and not getattr(it, "_persistent_workers", False):
+        _LIVE.add(it)
     combined = isinstance(loader, CombinedLoader)
     batch_idx = start
     if limit != INF and not (isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset)):
