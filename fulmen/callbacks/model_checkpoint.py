@@ -8,6 +8,7 @@ every ``every_n_train_steps`` optimizer steps, or every ``train_time_interval``.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -24,6 +25,26 @@ from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
+
+
+# What ModelCheckpoint records of its files; a save that fails (a full disk, a broken filesystem) leaves it as it was.
+_RECORD = ("best_k_models", "best_model_path", "best_model_score", "kth_best_model_path", "kth_value",
+           "current_score", "last_model_path", "_last_global_step_saved", "_last_checkpoint_saved")
+
+
+def _unchanged_if_it_fails(method: Any) -> Any:
+    @functools.wraps(method)
+    def wrapped(self: Any, *args: Any) -> Any:
+        saved = {name: getattr(self, name) for name in _RECORD}
+        saved["best_k_models"] = dict(self.best_k_models)
+        try:
+            return method(self, *args)
+        except BaseException:
+            for name, value in saved.items():
+                setattr(self, name, value)
+            raise
+
+    return wrapped
 
 
 def _safe_part(text: str) -> str:
@@ -280,6 +301,7 @@ class ModelCheckpoint(Checkpoint):
         rank_zero_warn(message)
 
     # ------------------------------------------------------------------------------------------ saving
+    @_unchanged_if_it_fails
     def _save_topk(self, trainer: Any, candidates: dict[str, Tensor]) -> None:
         if self.save_top_k == 0:
             return
@@ -334,6 +356,7 @@ class ModelCheckpoint(Checkpoint):
         if dropped and self._may_remove(trainer, dropped, filepath):
             io.remove(dropped)
 
+    @_unchanged_if_it_fails
     def _save_last(self, trainer: Any, candidates: dict[str, Tensor]) -> None:
         if not self.save_last:
             return

@@ -103,10 +103,20 @@ def listdir(path: _PATH) -> list[str]:
 
 
 def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
-    """Write ``checkpoint`` with ``torch.save`` so that ``path`` is never seen half-written."""
-    if is_url(path):
-        _save_remote(checkpoint, os.fspath(path))
-        return
+    """Write ``checkpoint`` with ``torch.save`` so that ``path`` is never seen half-written. A write that fails
+    (a full disk, an I/O error) leaves the file that was there, and raises an OSError (same errno) that says so."""
+    try:
+        if is_url(path):
+            _save_remote(checkpoint, os.fspath(path))
+        else:
+            _save_local(checkpoint, path)
+    except OSError as err:
+        raise OSError(err.errno, f"Could not write the checkpoint {os.fspath(path)!r} ({err.strerror or err}); "
+                      "nothing was replaced: the previous checkpoint files are as they were. Free space or fix the "
+                      "storage, or save elsewhere (ModelCheckpoint(dirpath=...))") from err
+
+
+def _save_local(checkpoint: dict[str, Any], path: _PATH) -> None:
     target = os.path.abspath(local_path(path))
     folder = os.path.dirname(target)
     makedirs(folder, "save the checkpoint to a folder you can write to (ModelCheckpoint(dirpath=...) or "
@@ -117,7 +127,13 @@ def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
         # mkstemp creates the file readable by its owner only; give it the mode any new file gets (the umask's).
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
+            writer = _Writes(f)
+            try:
+                torch.save(checkpoint, writer)
+            except RuntimeError as err:
+                if writer.error is not None:  # torch turns a failed write (ENOSPC, EIO) into a RuntimeError
+                    raise writer.error from err
+                raise
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -128,6 +144,23 @@ def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
             pass
         raise
     _fsync_dir(folder)
+
+
+class _Writes:
+    """A file's ``write`` that remembers the OSError it raised, which torch.save reports only as a RuntimeError."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data: Any) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as err:
+            self.error = err
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.file, name)
 
 
 def _umask() -> int:
@@ -223,8 +256,9 @@ def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = N
     try:
         checkpoint = torch.load(data, map_location=map_location, weights_only=safe)
     except pickle.UnpicklingError as err:
-        # torch's safe unpickler refused something (a class, a function call): the file is whole but holds code.
-        if safe and ("Unsupported global" in str(err) or "Weights only load failed" in str(err)):
+        # torch's safe unpickler refused a class or a function (allowed, or blocked outright): the file is whole
+        # but holds code. Other unpickling errors mean a damaged file.
+        if safe and ("Unsupported global" in str(err) or "unsupported GLOBAL" in str(err)):
             raise pickle.UnpicklingError(
                 f"Checkpoint {name!r} holds Python objects that a safe load refuses "
                 f"({_first_line(err)}); if you trust the file, pass weights_only=False"
