@@ -263,7 +263,11 @@ def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = N
                 f"Checkpoint {name!r} holds Python objects that a safe load refuses "
                 f"({_first_line(err)}); if you trust the file, pass weights_only=False"
             ) from err
-        raise ValueError(f"{name!r} is not a valid checkpoint: it cannot be unpickled ({_first_line(err)})") from err
+        # torch's text for a refused load advises weights_only=False, which would not help a damaged file.
+        detail = str(err).split("WeightsUnpickler error:")[-1] if "WeightsUnpickler error:" in str(err) else str(err)
+        raise ValueError(f"{name!r} is not a valid checkpoint: it is damaged or not a torch.save file (unpickling "
+                         f"failed: {detail.strip().splitlines()[0] if detail.strip() else type(err).__name__})"
+                         ) from err
     except Exception as err:  # a truncated zip, a pickle cut short, a file of another format
         raise ValueError(
             f"{name!r} is not a valid checkpoint: it is truncated or not a torch.save file ({_first_line(err)})"

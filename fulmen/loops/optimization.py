@@ -170,7 +170,14 @@ def run_backward(trainer: Any, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         module.backward(scaled, *args, **kwargs)
         set_hook_name(module, previous)
     else:
-        scaled.backward(*args, **kwargs)
+        try:  # free when nothing is raised; checking the loss's shape first would cost every step
+            scaled.backward(*args, **kwargs)
+        except RuntimeError as err:
+            if loss.dim() == 0 or "only for scalar outputs" not in str(err):
+                raise
+            raise MisconfigurationException(
+                f"training_step returned a loss of shape {tuple(loss.shape)}; return one number to backpropagate "
+                "(reduce it: loss.mean() or loss.sum())") from err
     hooks.on_after_backward()
 
 
