@@ -307,8 +307,9 @@ def max_time(name: str, value: Any) -> Optional[timedelta]:
 def gradient_clip(value: Any, algorithm: Any) -> tuple[Optional[Union[int, float]], Optional[str]]:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise TypeError(f"Trainer(gradient_clip_val={value!r}) must be an int or a float")
-    if value is not None and value < 0:
-        raise ValueError(f"Trainer(gradient_clip_val={value!r}) must be >= 0")
+    if value is not None and not value >= 0:  # also NaN, which would turn every clipped gradient into NaN
+        raise ValueError(f"Trainer(gradient_clip_val={value!r}) must be >= 0 (inf computes the norm and clips "
+                         "nothing)")
     if algorithm is not None:
         if not isinstance(algorithm, str) or algorithm.lower() not in ("norm", "value"):
             raise ValueError(
