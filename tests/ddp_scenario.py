@@ -9,7 +9,8 @@ sync_dist) and a val loss (sync_dist). Rank 0 writes the final weights and the c
 and every rank appends "rank world_size global_step" to DIR/ranks.txt. Checkpoints go to DIR/checkpoints. The
 fulmen frames between Trainer.fit and the first training_step go to DIR/frames-<rank>.txt. At training step STEP, ``--fail-rank R``
 raises in rank R, ``--kill-rank R`` makes rank R SIGKILL itself, ``--signal-rank R`` sends rank R (only) SIGTERM.
-``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
+``--stage validate|test|predict`` runs that method instead of fit, over ``--eval-samples`` samples
+(``--signal-rank R --fail-at B`` then signals rank R at its batch B). ``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
 states); ``--resume`` continues from ckpt_path="last"; ``--fsdp full|sharded`` shards with FSDPStrategy.
 """
 
@@ -77,9 +78,23 @@ class Net(L.LightningModule):
         self.log("step_loss", loss, on_step=True, on_epoch=False, sync_dist=True, reduce_fx="mean")
         return loss
 
+    def _signal_in_evaluation(self, batch_idx):
+        if self.args.stage != "fit" and batch_idx == self.args.fail_at and self.global_rank == self.args.signal_rank:
+            os.kill(os.getpid(), signal.SIGTERM)
+
     def validation_step(self, batch, batch_idx):
+        self._signal_in_evaluation(batch_idx)
         x, y = batch
         self.log("val_loss", nn.functional.cross_entropy(self.net(x), y), sync_dist=True)
+
+    def test_step(self, batch, batch_idx):
+        self._signal_in_evaluation(batch_idx)
+        x, y = batch
+        self.log("test_loss", nn.functional.cross_entropy(self.net(x), y), sync_dist=True)
+
+    def predict_step(self, batch, batch_idx):
+        self._signal_in_evaluation(batch_idx)
+        return self.net(batch[0])
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.5)
@@ -89,7 +104,9 @@ class Net(L.LightningModule):
                                            shuffle=self.args.noisy)
 
     def val_dataloader(self):
-        return torch.utils.data.DataLoader(data(32), batch_size=self.args.batch)
+        return torch.utils.data.DataLoader(data(self.args.eval_samples), batch_size=self.args.batch)
+
+    test_dataloader = predict_dataloader = val_dataloader
 
 
 def main() -> None:
@@ -109,6 +126,8 @@ def main() -> None:
     parser.add_argument("--strategy", default="ddp")
     parser.add_argument("--fsdp", choices=["full", "sharded"], default=None)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--stage", choices=["fit", "validate", "test", "predict"], default="fit")
+    parser.add_argument("--eval-samples", type=int, default=32)
     args = parser.parse_args()
     torch.set_num_threads(1)
     several = args.devices * args.num_nodes > 1
@@ -120,6 +139,11 @@ def main() -> None:
                         log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
                         callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))])
     model = Net(args)
+    if args.stage != "fit":
+        getattr(trainer, args.stage)(model)
+        with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
+            f.write(f"{trainer.global_rank} {args.stage} done\n")
+        return
     trainer.fit(model, ckpt_path="last" if args.resume else None)
     with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
         f.write(f"{trainer.global_rank} {trainer.world_size} {trainer.global_step} {trainer.node_rank} "

@@ -85,6 +85,24 @@ def test_when_rank_zero_fails_the_others_are_ended(tmp_path):
     assert str(tmp_path) not in out  # no process of this run is left
 
 
+@pytest.mark.parametrize("stage", ["validate", "test", "predict"])
+def test_sigterm_on_one_rank_during_evaluation_stops_every_rank(tmp_path, stage):
+    """SIGTERM reaches rank 1 only, at its batch 21 of about 50 (predict's shares differ by one): both ranks stop
+    at a batch they agree on, with the message, and none runs to the end."""
+    proc = run(tmp_path, "--devices", 2, "--batch", 1, "--eval-samples", 101, "--stage", stage, "--signal-rank", 1,
+               "--fail-at", 21, timeout=120)
+    assert proc.returncode != 0
+    assert f"Received SIGTERM during {stage}" in proc.stderr, proc.stderr[-3000:]
+    assert not (tmp_path / "ranks.txt").exists()  # no rank finished its run
+
+
+@pytest.mark.parametrize("stage", ["validate", "predict"])
+def test_evaluation_with_several_processes_and_no_signal_runs_to_the_end(tmp_path, stage):
+    proc = run(tmp_path, "--devices", 2, "--batch", 1, "--eval-samples", 101, "--stage", stage, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted((tmp_path / "ranks.txt").read_text().split("\n")[:2]) == [f"0 {stage} done", f"1 {stage} done"]
+
+
 NOISY = ("--devices", 2, "--batch", 4, "--samples", 512, "--noisy", "--accumulate", 3)
 
 

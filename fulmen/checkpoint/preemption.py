@@ -19,7 +19,8 @@ each at a different moment). ``SignalAgreement`` settles it without a collective
 ``AGREE_EVERY`` training batches each rank starts an asynchronous all-reduce of "which signal did I get" and reads
 the one it started ``AGREE_EVERY`` batches before, so no rank waits on it; at the end of each epoch the ranks agree
 at once. When the agreed value holds a signal, every rank saves (rank 0 writes) and stops at that same batch.
-Validation is not interrupted then: the stop comes at the next agreement.
+Validation is not interrupted then: the stop comes at the next agreement. A stand-alone validate, test or predict
+with several processes agrees the same way (``EvalAgreement``), and once more at its end.
 """
 
 from __future__ import annotations
@@ -116,6 +117,38 @@ class SignalAgreement:
         if agreed:
             self.trainer._signal = self.trainer._signal or agreed  # the ranks that got no signal stop too
             stop_for_signal(self.trainer)
+
+
+class EvalAgreement:
+    """The same for a stand-alone validate, test or predict with several processes. The ranks may have different
+    numbers of batches (predict's shares differ by one; a custom loader may differ more), so they exchange every
+    ``AGREE_EVERY`` batches only while every rank still has batches (up to the smallest count, found by one
+    all-reduce at the start), and once more at the end of the run, which every rank reaches."""
+
+    def __init__(self, trainer: Any, batches: float) -> None:
+        big = 2 ** 62  # a loader without a length: no periodic exchange for it
+        own = big if batches == float("inf") else int(batches)
+        self.common = -trainer.strategy.start_max(-own)()
+        if self.common >= big:
+            self.common = 0
+        self.done = 0
+        self.agreement = SignalAgreement(trainer)
+
+    def at_batch_end(self) -> None:
+        self.done += 1
+        if self.done <= self.common:
+            self.agreement.at_batch_end(self.done)
+
+    def at_end(self) -> None:
+        self.agreement.at_epoch_end()  # the exchange in flight, then one more at once: stops if a signal came
+
+
+def eval_agreement(trainer: Any, batches: float) -> "EvalAgreement | None":
+    """An EvalAgreement for a stand-alone evaluation or predict run with several processes, else None (one process
+    stops by itself; a validation inside fit follows the fit's agreement)."""
+    if trainer.world_size == 1 or trainer.state.fn == TrainerFn.FITTING:
+        return None
+    return EvalAgreement(trainer, batches)
 
 
 def stop_for_signal(trainer: Any) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from fulmen.checkpoint.preemption import stop_for_signal
+from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.hooks import _noop, set_hook_name
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
@@ -56,6 +56,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     # use inference_mode, which is faster.
     inference = trainer.inference_mode and state.fn != "fit"
     grad_off = torch.inference_mode() if inference else torch.no_grad()
+    agreement = eval_agreement(trainer, sum(limits))
     with grad_off:
         for dl_idx, (loader, limit) in enumerate(zip(data.loaders, limits)):
             extra = (dl_idx,) if several else ()
@@ -75,11 +76,15 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                 if stage != RunningStage.SANITY_CHECKING:
                     trainer._metrics.log_eval_step(store, data.seen[dl_idx])
                     data.seen[dl_idx] += 1
-                if trainer._signal is not None and trainer.world_size == 1:
-                    stop_for_signal(trainer)  # (several processes stop together, at the next agreement in fit)
+                if agreement is not None:  # several processes: stop together, at a batch they agree on
+                    agreement.at_batch_end()
+                elif trainer._signal is not None and trainer.world_size == 1:
+                    stop_for_signal(trainer)  # (in fit, several processes stop at the fit's next agreement)
             store.epoch_done = True
             per_loader.append(trainer._metrics.loader_epoch_metrics(store, stage == RunningStage.SANITY_CHECKING))
             store.epoch_done = False
+        if agreement is not None:
+            agreement.at_end()
         store.dataloader_idx = None
         store.epoch_done = True
         hooks.epoch_end()

@@ -12,7 +12,7 @@ from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate, with_sampler
 from fulmen.profilers import profiled, profiled_batches
 from fulmen.state import RunningStage
-from fulmen.checkpoint.preemption import stop_for_signal
+from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.hooks import set_hook_name
 
 
@@ -95,6 +95,7 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     loop._predictions = predictions
     loop.epoch_batch_indices = [[] for _ in data.loaders]
     grad_off = torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+    agreement = eval_agreement(trainer, sum(data.limits))
     step = trainer.strategy.wrap_eval_step(module, module.predict_step)
     profiler = trainer._profiler
     if profiler is not None:
@@ -122,8 +123,12 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
                 if keep:
                     predictions[dl_idx].append(move_data_to_device(output, "cpu"))
-                if trainer._signal is not None and trainer.world_size == 1:
+                if agreement is not None:  # several processes: stop together, at a batch they agree on
+                    agreement.at_batch_end()
+                elif trainer._signal is not None:
                     stop_for_signal(trainer)
+        if agreement is not None:
+            agreement.at_end()
         hooks.on_predict_epoch_end()
     hooks.on_predict_end()
     if not return_predictions:
