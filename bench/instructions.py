@@ -44,8 +44,10 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=100)
     parser.add_argument("--long", type=int, default=400)
     parser.add_argument("--loops", default="raw,fulmen")
+    parser.add_argument("--logging", choices=["both", "off", "on"], default="both",
+                        help="measure without self.log, with it, or both (each half takes about ten minutes)")
     args = parser.parse_args()
-    for log in (False, True):
+    for log in {"both": (False, True), "off": (False,), "on": (True,)}[args.logging]:
         per_step = {}
         for loop in args.loops.split(","):
             per_step[loop] = (count(loop, log, args.long) - count(loop, log, args.short)) / (args.long - args.short)
