@@ -263,3 +263,28 @@ def test_without_jsonargparse_the_error_names_the_extra(tmp_path):
     code = "import sys, fulmen, fulmen.callbacks, fulmen.loggers; print('jsonargparse' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
     assert out.strip() == "False"  # only fulmen.cli imports it
+
+
+def test_args_as_a_dict_and_a_trainer_from_a_function(tmp_path):
+    def make_trainer(max_epochs: int = 1, **kwargs) -> fulmen.Trainer:
+        """A function that returns a Trainer."""
+        return fulmen.Trainer(max_epochs=max_epochs, enable_progress_bar=False, enable_model_summary=False,
+                              logger=False, **kwargs)
+
+    cli = LightningCLI(Model, run=False, trainer_class=make_trainer,
+                       args={"model": {"hidden": 6}, "trainer": {"max_epochs": 2}})
+    assert cli.model.hparams.hidden == 6 and cli.trainer.max_epochs == 2
+
+
+def test_subcommand_parser_kwargs_and_a_before_and_after_hook(tmp_path):
+    calls = []
+
+    class Hooked(LightningCLI):
+        def before_fit(self):
+            calls.append(("before", self.trainer.global_step))
+
+        def after_fit(self):
+            calls.append(("after", self.trainer.global_step))
+
+    Hooked(Model, args=["fit", *small(tmp_path)], parser_kwargs={"fit": {"default_config_files": []}})
+    assert calls == [("before", 0), ("after", 3)]
