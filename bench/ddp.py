@@ -66,21 +66,9 @@ def raw(steps: int) -> None:
 
 def fulmen_run(steps: int) -> None:
     import fulmen
-    from overhead import Batches  # (bench/ is this script's folder)
+    from overhead import Batches, classifier  # (bench/ is this script's folder)
 
-    class Lit(fulmen.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = mlp()
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = nn.functional.cross_entropy(self.net(x), y)
-            self.log("loss", loss, prog_bar=True)
-            return loss
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=0.01)
+    Lit = classifier(fulmen, net=mlp)
 
     class Clock(fulmen.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):

@@ -16,6 +16,7 @@ import os
 import statistics
 import time
 import warnings
+from typing import Any, Callable, Optional
 
 # One thread everywhere, set before torch (and the numpy it loads) start their pools: idle pools that spin take
 # CPU from the loop being timed on a 2-core machine.
@@ -68,24 +69,31 @@ def raw_loop(data: list, log: bool) -> float:
     return time.perf_counter() - start
 
 
-def framework_loop(package: str, data: list, log: bool) -> float:
-    pl = importlib.import_module(package)
+def classifier(pl: Any, net: Callable[[], nn.Module] = mlp, log: Optional[str] = "loss") -> type:
+    """The benches' LightningModule class for ``pl`` (fulmen or pytorch_lightning): ``net()`` trained with
+    cross-entropy and SGD (lr 0.01), its loss logged every step as ``log`` with ``prog_bar`` (None: not logged)."""
 
     class Module(pl.LightningModule):
         def __init__(self) -> None:
             super().__init__()
-            self.net = mlp()
+            self.net = net()
 
         def training_step(self, batch, batch_idx):
             x, y = batch
             loss = nn.functional.cross_entropy(self.net(x), y)
-            if log:
-                self.log("loss", loss, prog_bar=True)
+            if log is not None:
+                self.log(log, loss, prog_bar=True)
             return loss
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
+    return Module
+
+
+def framework_loop(package: str, data: list, log: bool) -> float:
+    pl = importlib.import_module(package)
+    Module = classifier(pl, log="loss" if log else None)
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu", devices=1)
     module = Module()

@@ -17,28 +17,14 @@ import tempfile
 import time
 
 import torch
-from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
 
 import fulmen as L  # noqa: E402
 from fulmen.callbacks import Callback, ModelCheckpoint, TQDMProgressBar  # noqa: E402
 from fulmen.loggers import CSVLogger  # noqa: E402
-
-
-class Tiny(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4))
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = nn.functional.cross_entropy(self.net(x), y)
-        self.log("train_loss", loss, prog_bar=True)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.01)
+from overhead import classifier  # noqa: E402  (the overhead bench's model: MLP 32-64-4, SGD)
 
 
 class Probe(Callback):
@@ -83,7 +69,7 @@ def main() -> None:
     with open(os.devnull, "w") as quiet:  # the bar's lines: it runs, nobody reads them
         sys.stdout = sys.stderr = quiet
         try:
-            trainer.fit(Tiny(), data)
+            trainer.fit(classifier(L, log="train_loss")(), data)
         finally:
             sys.stdout, sys.stderr = stdout, sys.__stderr__
     total = time.perf_counter() - start

@@ -37,55 +37,31 @@ def named(err, name):
     return err is not None and f"{name}=" in str(err)
 
 
-@SETTINGS
-@given(value=anything)
-def test_limit_batches(value):
-    ok = (value is None or (type(value) is int and value >= 0)
-          or (type(value) is float and 0.0 <= value <= 1.0))
-    err = trainer_error(limit_train_batches=value)
-    assert (err is None) == ok, (value, err)
-    assert ok or named(err, "limit_train_batches")
+def _is_int(value, least):
+    return type(value) is int and value >= least
 
 
-@SETTINGS
-@given(value=anything)
-def test_max_epochs_and_steps(value):
-    ok = value is None or (type(value) is int and value >= -1)
-    err = trainer_error(max_epochs=value)
-    assert (err is None) == ok, (value, err)
-    assert ok or named(err, "max_epochs")
-    ok_steps = type(value) is int and value >= -1
-    err = trainer_error(max_steps=value)
-    assert (err is None) == ok_steps, (value, err)
-
-
-@SETTINGS
-@given(value=anything)
-def test_accumulate_grad_batches(value):
-    ok = type(value) is int and value >= 1
-    err = trainer_error(accumulate_grad_batches=value)
-    assert (err is None) == ok, (value, err)
-    assert ok or named(err, "accumulate_grad_batches")
-
-
-@SETTINGS
-@given(value=anything)
-def test_gradient_clip_val(value):
+# What Lightning accepts for each argument; everything else must be refused, naming the argument.
+ACCEPTS = {
+    "limit_train_batches": lambda v: v is None or _is_int(v, 0) or (type(v) is float and 0.0 <= v <= 1.0),
+    "max_epochs": lambda v: v is None or _is_int(v, -1),
+    "max_steps": lambda v: _is_int(v, -1),
+    "accumulate_grad_batches": lambda v: _is_int(v, 1),
     # inf is allowed (the norm is computed, nothing clipped), as in Lightning; NaN and negatives are not
-    ok = value is None or (type(value) in (int, float) and value >= 0)
-    err = trainer_error(gradient_clip_val=value)
-    if ok:
-        assert err is None, (value, err)
-    else:
-        assert named(err, "gradient_clip_val"), (value, err)
+    "gradient_clip_val": lambda v: v is None or (type(v) in (int, float) and v >= 0),
+    **{name: lambda v: type(v) is bool
+       for name in ("inference_mode", "detect_anomaly", "skip_nonfinite", "sync_batchnorm")},
+}
 
 
+@pytest.mark.parametrize("name", sorted(ACCEPTS))
 @SETTINGS
 @given(value=anything)
-def test_boolean_switches(value):
-    for name in ("inference_mode", "detect_anomaly", "skip_nonfinite", "sync_batchnorm"):
-        err = trainer_error(**{name: value})
-        assert (err is None) == (type(value) is bool), (name, value, err)
+def test_argument_checks(name, value):
+    ok = ACCEPTS[name](value)
+    err = trainer_error(**{name: value})
+    assert (err is None) == ok, (name, value, err)
+    assert ok or named(err, name), (name, value, err)
 
 
 # ---------------------------------------------------------------------------------------------- batch transfer

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import Enum
 from typing import Any, Optional
 
 from fulmen.callbacks.callback import Callback
+from fulmen.state import _StrEnum
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
-class WriteInterval(str, Enum):
+class WriteInterval(_StrEnum):
     """When a BasePredictionWriter writes: after each batch, at the end of the run, or both."""
 
     BATCH = "batch"
