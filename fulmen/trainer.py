@@ -272,6 +272,7 @@ class Trainer:
         self._custom = _Overrides()
         self._val_enabled = False
         self._wants_outputs = True
+        self._plain_step = False  # set by run_fit: whether automatic_step may call the torch calls directly
         self._warned_empty_epoch = False
         self._verbose = True  # validate/test print their results table
         self._return_predictions = True

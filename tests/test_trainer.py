@@ -33,6 +33,37 @@ def test_golden_losses_for_a_fixed_seed():
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(expected), rtol=0, atol=1e-4)
 
 
+class _WatchesBackward(fulmen.Callback):
+    """Overrides a hook around the backward, which sends the automatic step down its general path."""
+
+    def on_before_backward(self, trainer, pl_module, loss):
+        pass
+
+
+class _ClipsFromEpochOne(fulmen.Callback):
+    def on_train_epoch_start(self, trainer, pl_module):
+        trainer.gradient_clip_val = 0.01 if trainer.current_epoch >= 1 else None
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_the_plain_step_and_the_step_with_hooks_train_alike(accumulate):
+    """With no hook, override or scaler around the torch calls, the automatic step calls zero_grad, backward and
+    step directly; the weights come out bit for bit as on the general path, clipping set mid-fit included."""
+    weights, plain = [], []
+    for extra in ([], [_WatchesBackward()]):
+        fulmen.seed_everything(3, verbose=False)
+        model = BoringModel()
+        trainer = make_trainer(max_epochs=2, limit_train_batches=7, limit_val_batches=0, logger=False,
+                               enable_checkpointing=False, enable_progress_bar=False,
+                               accumulate_grad_batches=accumulate, callbacks=[_ClipsFromEpochOne(), *extra])
+        trainer.fit(model)
+        weights.append([p.detach().clone() for p in model.parameters()])
+        plain.append(trainer._plain_step)
+    assert plain == [True, False]
+    for a, b in zip(*weights):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_stops_at_max_steps_inside_an_epoch():
     trainer = make_trainer(max_steps=3, limit_val_batches=0)
     trainer.fit(BoringModel())

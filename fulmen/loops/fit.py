@@ -7,10 +7,11 @@ from typing import Any
 from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.checkpoint.resume import (capture_epoch_start, capture_rng, restore_rng, resumed_batches,
                                       warn_if_inexact)
+from fulmen.hooks import _noop
 from fulmen.loops.evaluate import run_evaluation
 from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, validation_enabled
 from fulmen.loops.fetch import iterate, set_epoch
-from fulmen.loops.optimization import update_schedulers
+from fulmen.loops.optimization import plain_step, update_schedulers
 from fulmen.profilers import profiled_batches
 from fulmen.state import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -38,6 +39,7 @@ def run_fit(trainer: Any) -> None:
     state = trainer.state
     plan = trainer._resume_plan
     trainer._val_enabled = validation_enabled(trainer)
+    trainer._plain_step = plain_step(trainer)
     if plan is None and trainer._should_sanity_check():
         state.stage = RunningStage.SANITY_CHECKING
         # As in Lightning, the random states are put back after the sanity check: its random draws (dropout in
@@ -120,6 +122,7 @@ def run_train_epoch(trainer: Any) -> None:
     """
     state = trainer.state
     hooks = trainer._hooks
+    batch_start, batch_end = hooks.on_train_batch_start, hooks.on_train_batch_end  # skipped when no-ops
     store = trainer._train_store
     module = trainer.lightning_module
     step_fn = trainer._step_fn
@@ -161,7 +164,7 @@ def run_train_epoch(trainer: Any) -> None:
         if transfer is not None:
             batch = transfer(batch, 0)
         store.batch = batch
-        if hooks.on_train_batch_start(batch, batch_idx) == -1:
+        if batch_start is not _noop and batch_start(batch, batch_idx) == -1:
             state.is_last_batch = True
             update_schedulers(trainer, "epoch", plateau=False)
             break
@@ -174,7 +177,8 @@ def run_train_epoch(trainer: Any) -> None:
             update_schedulers(trainer, "step", plateau=False)
         if schedulers and is_last:
             update_schedulers(trainer, "epoch", plateau=False)
-        hooks.on_train_batch_end(outputs, batch, batch_idx)
+        if batch_end is not _noop:
+            batch_end(outputs, batch, batch_idx)
         if window_end and loggers and trainer._should_log_step():
             trainer._metrics.log_step(store, step=state.batches_that_stepped)
         if finish_batch(trainer, store, is_last, window_end, True):

@@ -6,6 +6,9 @@ The default automatic step reads top to bottom::
     -> on_before_backward, backward, on_after_backward
     -> [last batch of the window] unscale, on_before_optimizer_step, clip, optimizer.step, step schedulers
 
+When nothing is hooked in between (``plain_step``, decided once per fit), the step is only ``training_step``,
+``optimizer.zero_grad()``, ``loss.backward()`` and ``optimizer.step()``, as in a hand-written loop.
+
 ``closure_step`` runs the same pieces inside ``optimizer.step(closure)``, as Lightning does; the Trainer picks it
 once per fit, only when the module overrides ``optimizer_step`` or the optimizer needs a closure (LBFGS).
 """
@@ -17,34 +20,63 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from fulmen.hooks import set_hook_name
+from fulmen.hooks import _noop, set_hook_name
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 
 def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
     """Forward, backward and (when ``step``) the optimizer step for one batch; returns the batch-end outputs."""
-    module = trainer.lightning_module
-    hooks = trainer._hooks
     optimizer = trainer.optimizers[0]
     autocast = trainer.precision_plugin.autocast
-    set_hook_name(module, "training_step")
+    set_hook_name(trainer.lightning_module, "training_step")
     if autocast is None:  # the usual case: no context to enter on every step
         output = trainer._training_step(batch, batch_idx)
     else:
         with autocast():
             output = trainer._training_step(batch, batch_idx)
-    loss, outputs = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
+    if type(output) is Tensor and not trainer._wants_outputs and trainer.accumulate_grad_batches == 1:
+        loss, outputs = output, None  # what training_step_loss would return, without the call
+    else:
+        loss, outputs = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
     if trainer.skip_nonfinite and loss is not None:
         loss = finite_or_none(trainer, loss)
+    if trainer._plain_step and not trainer.gradient_clip_val:
+        # Nothing runs between the torch calls (no hook, override or GradScaler: plain_step found this
+        # once for the fit), so they are called directly: the same steps as below, without six calls.
+        if zero_grad:
+            optimizer.zero_grad()
+        if loss is not None:
+            try:
+                loss.backward()
+            except RuntimeError as err:
+                clear = _nonscalar_loss_error(loss, err)
+                if clear is None:
+                    raise
+                raise clear from err
+        if step:
+            optimizer.step()
+            trainer.state.global_step += 1
+        return outputs
     if zero_grad:
-        hooks.on_before_zero_grad(optimizer)
+        trainer._hooks.on_before_zero_grad(optimizer)
         zero_gradients(trainer, batch_idx, optimizer)
     if loss is not None:
         run_backward(trainer, loss)
     if step:
         step_optimizer(trainer, optimizer)
     return outputs
+
+
+def plain_step(trainer: Any) -> bool:
+    """Whether nothing runs between the torch calls of the automatic step: no hook around backward or the optimizer
+    step, no override of zero_grad, backward or clipping, no GradScaler. (Clipping by ``gradient_clip_val`` is
+    checked at each step, as the value may change during a fit.)"""
+    custom, hooks = trainer._custom, trainer._hooks
+    return (trainer.lightning_module.automatic_optimization and trainer.precision_plugin.scaler is None
+            and not (custom.optimizer_zero_grad or custom.backward or custom.configure_gradient_clipping)
+            and all(getattr(hooks, name) is _noop for name in (
+                "on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")))
 
 
 def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
@@ -173,12 +205,20 @@ def run_backward(trainer: Any, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         try:  # free when nothing is raised; checking the loss's shape first would cost every step
             scaled.backward(*args, **kwargs)
         except RuntimeError as err:
-            if loss.dim() == 0 or "only for scalar outputs" not in str(err):
+            clear = _nonscalar_loss_error(loss, err)
+            if clear is None:
                 raise
-            raise MisconfigurationException(
-                f"training_step returned a loss of shape {tuple(loss.shape)}; return one number to backpropagate "
-                "(reduce it: loss.mean() or loss.sum())") from err
+            raise clear from err
     hooks.on_after_backward()
+
+
+def _nonscalar_loss_error(loss: Tensor, err: RuntimeError) -> Optional[MisconfigurationException]:
+    """A clear error when ``loss.backward()`` failed with ``err`` because the loss is not one number, else None."""
+    if loss.dim() == 0 or "only for scalar outputs" not in str(err):
+        return None
+    return MisconfigurationException(
+        f"training_step returned a loss of shape {tuple(loss.shape)}; return one number to backpropagate "
+        "(reduce it: loss.mean() or loss.sum())")
 
 
 def before_optimizer_step(trainer: Any, optimizer: Any) -> None:
