@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	# deepspeed builds against the installed torch: without --no-build-isolation its build would fetch another.
+	$(PIP) install --quiet --no-build-isolation -c constraints.txt deepspeed
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -196,9 +196,6 @@ def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> A
         if isinstance(value, ParallelStrategy):
             value.configure(accel, device_ids, num_nodes)
             return value
-        if type(value).__name__ == "DeepSpeedStrategy":  # (its module imports deepspeed's names lazily)
-            value.configure(accel, device_ids, num_nodes)
-            return value
         if isinstance(value, SingleDeviceStrategy):
             if processes != 1:
                 raise MisconfigurationException(

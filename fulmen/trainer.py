@@ -551,8 +551,8 @@ class Trainer:
             if checkpoint is not None:
                 ckpt_format.restore_modules(self, checkpoint, source)
             if fn == TrainerFn.FITTING:
-                self._training_step = self.strategy.wrap_training_step(self, model, self._training_step)
                 self._setup_optimizers(model)
+                self._training_step = self.strategy.wrap_training_step(self, model, self._training_step)
                 if self._profiler is not None:
                     self._profile_steps(model)
                 # As in Lightning, on_fit_start comes before the optimizer and loop state is restored (a callback
@@ -858,6 +858,8 @@ class Trainer:
             self._lightning_optimizers.append(lopt)
         if not automatic:
             self._step_fn = manual_step
+        elif getattr(self.strategy, "automatic_step", None) is not None:  # an engine's own (DeepSpeed)
+            self._step_fn = self.strategy.automatic_step
         elif overrides(model, LightningModule, "optimizer_step") or needs_closure(self.optimizers[0]):
             self._step_fn = closure_step
         else:

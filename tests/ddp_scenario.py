@@ -11,7 +11,8 @@ fulmen frames between Trainer.fit and the first training_step go to DIR/frames-<
 raises in rank R, ``--kill-rank R`` makes rank R SIGKILL itself, ``--signal-rank R`` sends rank R (only) SIGTERM.
 ``--stage validate|test|predict`` runs that method instead of fit, over ``--eval-samples`` samples
 (``--signal-rank R --fail-at B`` then signals rank R at its batch B). ``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
-states); ``--resume`` continues from ckpt_path="last"; ``--fsdp full|sharded`` shards with FSDPStrategy.
+states); ``--resume`` continues from ckpt_path="last"; ``--fsdp full|sharded`` shards with FSDPStrategy; ``--deepspeed STAGE``
+trains with DeepSpeedStrategy at that ZeRO stage (and resumes with ``weights_only=False``, unless ``--untrusted``).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def main() -> None:
     parser.add_argument("--unused", action="store_true")
     parser.add_argument("--strategy", default="ddp")
     parser.add_argument("--fsdp", choices=["full", "sharded"], default=None)
+    parser.add_argument("--deepspeed", type=int, choices=[1, 2, 3], default=None, help="the ZeRO stage")
+    parser.add_argument("--untrusted", action="store_true", help="resume without weights_only=False")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage", choices=["fit", "validate", "test", "predict"], default="fit")
     parser.add_argument("--eval-samples", type=int, default=32)
@@ -134,6 +137,10 @@ def main() -> None:
     strategy = args.strategy if several else "auto"
     if args.fsdp and several:  # each Linear its own unit, the rest in the root unit
         strategy = FSDPStrategy(state_dict_type=args.fsdp, auto_wrap_policy={nn.Linear})
+    if args.deepspeed and several:
+        from fulmen.strategies.deepspeed import DeepSpeedStrategy
+
+        strategy = DeepSpeedStrategy(stage=args.deepspeed)
     trainer = L.Trainer(accelerator="cpu", devices=args.devices, num_nodes=args.num_nodes, strategy=strategy,
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
                         log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
@@ -144,11 +151,16 @@ def main() -> None:
         with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
             f.write(f"{trainer.global_rank} {args.stage} done\n")
         return
-    trainer.fit(model, ckpt_path="last" if args.resume else None)
+    # A DeepSpeed checkpoint's engine files hold pickled objects: resuming from them is an explicit opt-in.
+    trust = args.deepspeed and not args.untrusted
+    trainer.fit(model, ckpt_path="last" if args.resume else None, weights_only=False if trust else None)
     with open(os.path.join(args.dir, "ranks.txt"), "a") as f:
         f.write(f"{trainer.global_rank} {trainer.world_size} {trainer.global_step} {trainer.node_rank} "
                 f"{trainer.local_rank}\n")
     weights = model.state_dict()
+    if args.deepspeed == 3 and several:  # the checkpoint holds the gathered weights
+        weights = torch.load(os.path.join(trainer.checkpoint_callback.best_model_path, "meta.ckpt"),
+                             weights_only=True)["state_dict"]
     if args.fsdp and several:  # gather the shards (every rank takes part)
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 

@@ -1,15 +1,21 @@
-"""The DeepSpeed configuration mapping, without the deepspeed package (which needs CUDA to train)."""
+"""DeepSpeed: the configuration mapping (without the deepspeed package), and real 2-process runs of its engine on the
+CPU: the weights of one process at ZeRO stages 1 to 3, checkpoint folders, and an exact resume."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
 import pytest
+import torch
 
 import fulmen
-from fulmen.strategies.deepspeed import REGISTRY, complete_config, deepspeed_config
+from fulmen.checkpoint import io
+from fulmen.strategies.deepspeed import REGISTRY, DeepSpeedStrategy, complete_config, deepspeed_config
 from fulmen.utilities.exceptions import MisconfigurationException
+from tests.ddp_scenario import Net
+from tests.test_ddp import NOISY, one_process, run  # noqa: F401 (one_process is a fixture)
 
 
 @pytest.mark.parametrize("name, stage, optimizer, params", [
@@ -77,3 +83,60 @@ def test_without_deepspeed_the_extra_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "deepspeed", None)
     with pytest.raises(ModuleNotFoundError, match=r"fulmen\[deepspeed\]"):
         fulmen.Trainer(strategy="deepspeed_stage_3", logger=False)
+
+
+# ---------------------------------------------------------------------------------------------- the engine
+# Real runs: DeepSpeed's engine with 2 processes on the CPU (its CPU accelerator, gloo), through fulmen's launcher.
+needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
+
+
+@needs_deepspeed
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_two_processes_match_one_process(tmp_path, one_process, stage):  # noqa: F811
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--deepspeed", stage, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
+    assert result["metrics"] == pytest.approx(one_process["metrics"], abs=1e-6)
+    saved = tmp_path / "checkpoints" / "epoch=2-step=12.ckpt"
+    assert io.is_sharded(saved) and (saved / "engine").is_dir()
+    meta = torch.load(saved / "meta.ckpt", weights_only=True)  # all but the engine's files: plain data
+    torch.testing.assert_close(meta["state_dict"], result["weights"], rtol=0, atol=0)
+    assert meta["optimizer_states"] == [{"deepspeed_engine": True}]
+    args = type("Args", (), {"noisy": False, "unused": False})()
+    loaded = Net.load_from_checkpoint(saved, args=args)  # the weights load safely, without the engine
+    torch.testing.assert_close(loaded.state_dict(), result["weights"], rtol=0, atol=0)
+
+
+@needs_deepspeed
+def test_a_stop_inside_an_accumulation_window_resumes_exactly(tmp_path):
+    """ZeRO keeps a window's gradients in its own buffers: a SIGTERM inside a window stops at the window's end, and
+    the resumed run ends with the very weights of a run never stopped. Resuming needs the opt-in to the engine's
+    pickled files."""
+    ds = (*NOISY, "--deepspeed", 2)
+    full = tmp_path / "full"
+    full.mkdir()
+    assert run(full, *ds, timeout=600).returncode == 0
+    stopped = run(tmp_path, *ds, "--signal-rank", 1, "--fail-at", 2, timeout=600)
+    assert stopped.returncode == 1 and "saved checkpoint" in stopped.stderr
+    # The ranks agree on the stop after 32 batches (the exchange started at 16 is read at 32), inside a window of
+    # 3: the stop waits for the 33rd batch, the window's end, at global step 11.
+    assert "global step 11;" in stopped.stderr, stopped.stderr[-2000:]
+    refused = run(tmp_path, *ds, "--resume", "--untrusted", timeout=600)
+    assert refused.returncode == 1 and "pass weights_only=False to fit" in refused.stderr, refused.stderr[-2000:]
+    resumed = run(tmp_path, *ds, "--resume", timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = torch.load(full / "result.pt", weights_only=True)["weights"]
+    got = torch.load(tmp_path / "result.pt", weights_only=True)["weights"]
+    for name, value in expected.items():
+        assert torch.equal(value, got[name]), name
+
+
+@needs_deepspeed
+def test_what_the_engine_does_not_run():
+    strategy = DeepSpeedStrategy(stage=2)
+    with pytest.raises(MisconfigurationException, match="precision='16-mixed'.*use '32-true' or 'bf16-mixed'"):
+        strategy.check_precision("16-mixed")
+    strategy.check_precision("bf16-mixed")
+    with pytest.raises(MisconfigurationException, match="runs on CUDA GPUs or the CPU.*mps"):
+        strategy.configure("mps", [0], 1)

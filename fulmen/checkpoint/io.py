@@ -215,14 +215,28 @@ def is_sharded(path: _PATH) -> bool:
     return not is_url(path) and os.path.isdir(folder) and os.path.isfile(os.path.join(folder, SHARDED_META))
 
 
-def load_sharded(folder: str, map_location: Any = None) -> dict[str, Any]:
+# In a checkpoint folder of DeepSpeedStrategy: the engine's own files (each rank's optimizer partition), beside a
+# meta.ckpt that holds everything else, the whole weights included; its optimizer states are stand-ins marked so.
+ENGINE_FOLDER = "engine"
+ENGINE_STATE = "deepspeed_engine"
+
+
+def load_sharded(folder: str, map_location: Any = None, weights_only: Optional[bool] = None) -> dict[str, Any]:
     """A sharded checkpoint folder read whole (the shards of every rank put together), in any process and without
-    a process group: it then loads on any number of processes."""
+    a process group: it then loads on any number of processes.
+
+    A DeepSpeed folder gives its meta.ckpt, with the optimizer stand-ins pointing at the engine's files (which the
+    engine reads when training resumes, only when ``weights_only`` is False: they hold pickled objects)."""
     from torch.distributed.checkpoint import FileSystemReader
     from torch.distributed.checkpoint.default_planner import _EmptyStateDictLoadPlanner
     from torch.distributed.checkpoint.state_dict_loader import _load_state_dict
 
     checkpoint = load(os.path.join(folder, SHARDED_META), map_location=map_location)
+    engine = os.path.join(folder, ENGINE_FOLDER)
+    if os.path.isdir(engine):
+        checkpoint["optimizer_states"] = [{ENGINE_STATE: engine, "trusted": weights_only is False}
+                                          for _ in checkpoint.get("optimizer_states", [])]
+        return checkpoint
     tensors: dict[str, Any] = {}
     _load_state_dict(tensors, storage_reader=FileSystemReader(folder), planner=_EmptyStateDictLoadPlanner(),
                      no_dist=True)
@@ -249,7 +263,7 @@ def load(path: _PATH, map_location: Any = None, weights_only: Optional[bool] = N
     else:
         data = local_path(path)
         if is_sharded(data):
-            return load_sharded(data, map_location)
+            return load_sharded(data, map_location, weights_only)
         if not os.path.isfile(data):
             kind = "is a folder, not a checkpoint file" if os.path.isdir(data) else "does not exist"
             raise FileNotFoundError(f"Checkpoint {name!r} {kind}")

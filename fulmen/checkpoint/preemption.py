@@ -19,7 +19,8 @@ each at a different moment). ``SignalAgreement`` settles it without a collective
 ``AGREE_EVERY`` training batches each rank starts an asynchronous all-reduce of "which signal did I get" and reads
 the one it started ``AGREE_EVERY`` batches before, so no rank waits on it; at the end of each epoch the ranks agree
 at once. When the agreed value holds a signal, every rank saves (rank 0 writes) and stops at that same batch.
-Validation is not interrupted then: the stop comes at the next agreement. A stand-alone validate, test or predict
+Validation is not interrupted then: the stop comes at the next agreement. Under DeepSpeed, whose engine keeps an
+accumulation window's gradients out of reach of a checkpoint, a stop that falls inside a window waits for its end. A stand-alone validate, test or predict
 with several processes agrees the same way (``EvalAgreement``), and once more at its end.
 """
 
@@ -90,9 +91,13 @@ class SignalAgreement:
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
         self.pending: Any = None  # the result function of the exchange started AGREE_EVERY batches ago
+        self.stopping = False  # agreed on a signal, and waiting for the end of an accumulation window (DeepSpeed)
 
     def at_batch_end(self, batches_done: int) -> None:
         """After each training batch (``batches_done``: batches finished in this fit, the same on every rank)."""
+        if self.stopping:
+            stop_for_signal(self.trainer)
+            return
         if batches_done % AGREE_EVERY:
             return
         self._settle()
@@ -116,6 +121,7 @@ class SignalAgreement:
         agreed, self.pending = self.pending(), None
         if agreed:
             self.trainer._signal = self.trainer._signal or agreed  # the ranks that got no signal stop too
+            self.stopping = True
             stop_for_signal(self.trainer)
 
 
@@ -154,6 +160,8 @@ def eval_agreement(trainer: Any, batches: float) -> "EvalAgreement | None":
 def stop_for_signal(trainer: Any) -> None:
     """Called by a loop at a batch boundary once a signal was recorded: save if fitting, then raise
     ``SIGTERMException`` (a SystemExit, so the process ends with a message unless the caller catches it)."""
+    if _inside_engine_window(trainer):
+        return  # called again at the next batch ends, until the window ends
     signum = trainer._signal
     name = signal.Signals(signum).name
     state = trainer.state
@@ -176,6 +184,17 @@ def stop_for_signal(trainer: Any) -> None:
                   else "resume with trainer.fit(model, ckpt_path='last')")
         message = f"Received {name} at {where}; saved checkpoint {path}: {resume}"
     raise SIGTERMException(message)
+
+
+def _inside_engine_window(trainer: Any) -> bool:
+    """Whether a fit is inside an accumulation window whose gradients the strategy's engine keeps where no
+    checkpoint reaches them (DeepSpeed's ZeRO buffers): a checkpoint now could not resume exactly, so the stop
+    waits for the window's end (at most ``accumulate_grad_batches - 1`` more batches)."""
+    state = trainer.state
+    accumulate = trainer.accumulate_grad_batches
+    return (getattr(trainer.strategy, "holds_window_gradients", False) and state.fn == TrainerFn.FITTING
+            and state.in_epoch and accumulate > 1 and not state.is_last_batch
+            and (state.batch_idx + 1) % accumulate != 0)
 
 
 def _checkpoint_path(trainer: Any) -> str:

@@ -3,16 +3,24 @@
 ``deepspeed_config`` maps the strategy's arguments to a DeepSpeed configuration dict (ZeRO stage, offloading, the
 asynchronous I/O settings, activation checkpointing), as Lightning does; ``complete_config`` adds what comes from
 the Trainer (micro-batch size, gradient accumulation, clipping, precision). Both are plain functions, tested without
-the deepspeed package. ``DeepSpeedStrategy`` checks that deepspeed is installed and that the run is on CUDA; the
-training engine itself (``deepspeed.initialize``) is not wired into fulmen's loops yet, and says so.
+the deepspeed package. ``DeepSpeedStrategy`` runs the training through DeepSpeed's engine (``deepspeed.initialize``).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from typing import Any, Optional, Union
+import pickle
+from datetime import timedelta
+from typing import Any, Callable, Optional, Union
 
+from torch import nn
+
+from fulmen.checkpoint.io import ENGINE_FOLDER, ENGINE_STATE
+from fulmen.hooks import set_hook_name
+from fulmen.strategies.ddp import StepRunner
+from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
 
 # Lightning's registry: name -> arguments of DeepSpeedStrategy.
@@ -40,6 +48,7 @@ DEFAULTS: dict[str, Any] = dict(
     loss_scale=0, initial_scale_power=16, loss_scale_window=1000, hysteresis=2, min_loss_scale=1,
 )
 _DEVICES = ("cpu", "nvme")
+_TAG = "checkpoint"
 
 
 def deepspeed_config(config: Union[None, str, os.PathLike[str], dict[str, Any]] = None,
@@ -128,27 +137,202 @@ def complete_config(config: dict[str, Any], precision: str, accumulate_grad_batc
     return out
 
 
-class DeepSpeedStrategy:
-    """Lightning's DeepSpeedStrategy arguments (see ``DEFAULTS``), and ``config`` (a dict or a JSON file)."""
+def engine_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+    """The automatic step under DeepSpeed: training_step through the engine's forward, then the engine's backward
+    (which divides the loss by the accumulation count) and its step, which updates the weights only at the end of
+    an accumulation window (``step``; the engine is told so, rather than counting batches itself, so that the
+    windows are the Trainer's, short last window of an epoch included)."""
+    from fulmen.loops.optimization import training_step_loss
+
+    engine = trainer.strategy.engine
+    hooks = trainer._hooks
+    optimizer = trainer.optimizers[0]
+    module = trainer.lightning_module
+    engine.set_gradient_accumulation_boundary(step)
+    set_hook_name(module, "training_step")
+    with trainer.precision_plugin.forward_context():
+        output = trainer._training_step(batch, batch_idx)
+    loss, outputs = training_step_loss(output, 1, trainer._wants_outputs)
+    if loss is None:
+        raise MisconfigurationException("Under DeepSpeedStrategy, training_step must return a loss: the engine "
+                                        "counts every batch of an accumulation window (returning None skips one)")
+    if zero_grad:
+        hooks.on_before_zero_grad(optimizer)  # (the engine clears the gradients itself after each update)
+    hooks.on_before_backward(loss)
+    engine.backward(loss)
+    hooks.on_after_backward()
+    if step:
+        hooks.on_before_optimizer_step(optimizer)
+    engine.step()
+    if step:
+        trainer.state.global_step += 1
+    return outputs
+
+
+class DeepSpeedStrategy(ParallelStrategy):
+    """ZeRO data parallelism through the deepspeed package, with Lightning's DeepSpeedStrategy arguments.
+
+    Args:
+        accelerator: accepted for Lightning's signature; the Trainer's accelerator is used.
+        config: a DeepSpeed configuration (a dict, or the path of a JSON file) used as it is; without one, it is
+            built from the other arguments (see ``DEFAULTS``: stage, offload_optimizer, offload_parameters, ...).
+        logging_level: the level of DeepSpeed's own logger.
+        parallel_devices: as for DDPStrategy.
+        cluster_environment: as for DDPStrategy.
+        process_group_backend: as for DDPStrategy.
+        timeout: as for DDPStrategy.
+        **arguments: DeepSpeedStrategy's configuration arguments (``DEFAULTS``).
+
+    The engine (``deepspeed.initialize``) wraps the module and the optimizer from ``configure_optimizers``; it runs
+    backward (scaling the loss for gradient accumulation), clips by the configuration's ``gradient_clipping``
+    (``Trainer(gradient_clip_val=...)``) and steps at the end of each accumulation window. Automatic optimization
+    with one optimizer. DeepSpeed runs on CUDA GPUs, and on the CPU with its CPU accelerator (gloo).
+
+    Checkpoints are folders: ``meta.ckpt`` (everything fulmen saves, the whole weights included, readable with
+    ``torch.load(weights_only=True)`` and by ``load_from_checkpoint``) and ``engine/`` (the engine's own files:
+    each rank's ZeRO optimizer partition). Resuming reads the engine's files, which hold pickled objects, so it
+    needs ``fit(..., weights_only=False)``: only for folders you trust.
+    """
 
     strategy_name = "deepspeed"
+    automatic_step = staticmethod(engine_step)
+    holds_window_gradients = True  # ZeRO keeps an accumulation window's gradients in its own buffers
 
     def __init__(self, accelerator: Any = None, config: Union[None, str, os.PathLike[str], dict[str, Any]] = None,
-                 **arguments: Any) -> None:
-        for ignored in ("logging_level", "parallel_devices", "cluster_environment", "precision_plugin",
-                        "process_group_backend", "timeout", "load_full_weights", "exclude_frozen_parameters"):
+                 logging_level: int = logging.WARN, parallel_devices: Optional[list[Any]] = None,
+                 cluster_environment: Any = None, process_group_backend: Optional[str] = None,
+                 timeout: Optional[timedelta] = timedelta(minutes=30), **arguments: Any) -> None:
+        for ignored in ("checkpoint_io", "precision_plugin", "precision", "load_full_weights",
+                        "exclude_frozen_parameters"):
             arguments.pop(ignored, None)
         self.config = deepspeed_config(config, **arguments)
         try:
             import deepspeed  # noqa: F401
         except ImportError as err:
-            raise ModuleNotFoundError("DeepSpeedStrategy needs the deepspeed package (and CUDA): pip install "
+            raise ModuleNotFoundError("DeepSpeedStrategy needs the deepspeed package: pip install "
                                       "'fulmen[deepspeed]' --no-build-isolation") from err
+        super().__init__(parallel_devices, cluster_environment, process_group_backend, timeout)
+        self.logging_level = logging_level
+        self.engine: Any = None
+        self._runner: Any = None
+
+    @property
+    def zero_stage(self) -> int:
+        """The ZeRO stage of the configuration (0: no partitioning)."""
+        return int(self.config.get("zero_optimization", {}).get("stage", 0))
 
     def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
-        if accelerator != "cuda":
-            raise MisconfigurationException(f"DeepSpeedStrategy runs on CUDA GPUs, and this run is on {accelerator}; "
-                                            "use strategy='ddp' or 'fsdp'")
-        raise MisconfigurationException(
-            "DeepSpeedStrategy: this fulmen version maps the DeepSpeed configuration but does not run the DeepSpeed "
-            "engine yet; use strategy='fsdp' (ZeRO-3-like sharding) or 'ddp'")
+        if accelerator not in ("cuda", "cpu"):
+            raise MisconfigurationException(f"DeepSpeedStrategy runs on CUDA GPUs or the CPU, and this run is on "
+                                            f"{accelerator}; use accelerator='cuda' or 'cpu'")
+        super().configure(accelerator, device_ids, num_nodes)
+
+    def check_precision(self, precision: str) -> None:
+        """DeepSpeed keeps fp32 master weights itself; fulmen's GradScaler and 16-bit weights do not apply."""
+        if precision not in ("32-true", "bf16-mixed"):
+            raise MisconfigurationException(
+                f"DeepSpeedStrategy with precision={precision!r} is not supported by fulmen; use '32-true' or "
+                "'bf16-mixed' (DeepSpeed then keeps bfloat16 weights and float32 master weights)")
+
+    # ------------------------------------------------------------------------------------------ the engine
+    def setup_module(self, module: nn.Module) -> nn.Module:
+        return module.to(self.root_device)
+
+    def wrap_training_step(self, trainer: Any, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+        """Start the engine on the module and its optimizer; the training step then runs through its forward."""
+        import deepspeed
+
+        from fulmen.hooks import overrides
+        from fulmen.module import LightningModule
+        from fulmen.optimizers import needs_closure
+
+        if not module.automatic_optimization:
+            raise MisconfigurationException("DeepSpeedStrategy runs automatic optimization only (the engine runs "
+                                            "backward and the step); remove self.automatic_optimization = False")
+        if len(trainer.optimizers) != 1 or needs_closure(trainer.optimizers[0]) or overrides(
+                module, LightningModule, "optimizer_step"):
+            raise MisconfigurationException(
+                "DeepSpeedStrategy steps one optimizer through its engine: configure_optimizers must return one "
+                "optimizer that needs no closure (not LBFGS), and optimizer_step must not be overridden")
+        if any(hasattr(p, "ds_id") for p in module.parameters()):
+            raise MisconfigurationException(
+                "This module was partitioned by the DeepSpeed engine of an earlier fit (ZeRO stage 3), and a second "
+                "engine cannot take it over; fit a new instance, loading the weights with load_from_checkpoint or "
+                "resuming with fit(ckpt_path=...)")
+        logging.getLogger("DeepSpeed").setLevel(self.logging_level)
+        config = complete_config(self.config, trainer.precision, trainer.accumulate_grad_batches,
+                                 trainer.gradient_clip_val, _batch_size(trainer))
+        # DeepSpeed reads the ranks from the environment, which fulmen's launcher leaves unset in the first process.
+        for name, value in (("LOCAL_RANK", self.local_rank), ("RANK", self.global_rank),
+                            ("WORLD_SIZE", self.world_size)):
+            os.environ.setdefault(name, str(value))
+        self._runner = StepRunner(module, step)
+        self.engine, _, _, _ = deepspeed.initialize(model=self._runner, optimizer=trainer.optimizers[0],
+                                                    config=config, dist_init_required=False)
+        self.model = self.engine
+        return self._through_engine(step)
+
+    def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+        # ZeRO-3 partitions the weights: the engine's forward gathers them around the step.
+        return step if self.engine is None or self.zero_stage < 3 else self._through_engine(step)
+
+    def _through_engine(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        engine, runner = self.engine, self._runner
+
+        def through_engine(*args: Any) -> Any:
+            object.__setattr__(runner, "step", step)
+            return engine(*args)
+
+        return through_engine
+
+    def teardown(self) -> None:
+        self.engine = self._runner = None
+        super().teardown()
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
+        """The whole weights (under ZeRO-3 gathered from every rank: all ranks take part)."""
+        if self.engine is None or self.zero_stage < 3:
+            return module.state_dict()
+        whole = self.engine._zero3_consolidated_16bit_state_dict() or {}  # on rank 0; {} elsewhere
+        return {k[len("module."):] if k.startswith("module.") else k: v for k, v in whole.items()}
+
+    def optimizer_state(self, module: nn.Module, optimizer: Any) -> dict[str, Any]:
+        """A note that the engine's files hold the optimizer state (each rank's partition); see save_checkpoint."""
+        return {ENGINE_STATE: True} if self.engine is not None else optimizer.state_dict()
+
+    def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
+        """Load the optimizer partitions (and the weights again) from the engine's files of a checkpoint folder."""
+        folder = state.get(ENGINE_STATE)
+        if self.engine is None or not isinstance(folder, str):
+            raise MisconfigurationException(
+                "This checkpoint was not written by DeepSpeedStrategy (or has no engine files); resume it with the "
+                "strategy that wrote it, or load its weights with load_from_checkpoint")
+        if not state.get("trusted"):
+            raise pickle.UnpicklingError(
+                f"Resuming from the DeepSpeed checkpoint {os.path.dirname(folder)!r} reads the engine's files, which "
+                "hold pickled Python objects; if you trust them, pass weights_only=False to fit")
+        loaded, _ = self.engine.load_checkpoint(folder, tag=_TAG, load_module_strict=True,
+                                                load_optimizer_states=True, load_lr_scheduler_states=False)
+        if loaded is None:
+            raise FileNotFoundError(f"No DeepSpeed engine checkpoint in {folder!r}")
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]]) -> None:
+        """During fit: every rank writes its engine files into a new folder, rank 0 adds ``meta.ckpt``, and the folder
+        replaces ``filepath`` only when complete. Otherwise (no engine, or weights only): one file, as DDP."""
+        if self.engine is None or ENGINE_STATE not in str(checkpoint.get("optimizer_states", "")):
+            super().save_checkpoint(checkpoint, filepath)
+            return
+        engine = self.engine
+        self.save_folder(filepath, checkpoint, lambda folder: engine.save_checkpoint(
+            os.path.join(folder, ENGINE_FOLDER), tag=_TAG, save_latest=False))
+
+    def __repr__(self) -> str:
+        return f"DeepSpeedStrategy(stage={self.zero_stage}, devices={self.num_processes}, num_nodes={self.num_nodes})"
+
+
+def _batch_size(trainer: Any) -> Optional[int]:
+    """The train loader's batch size, when it says (DeepSpeed's micro-batch size, for its throughput reports)."""
+    loader = trainer.train_dataloader
+    size = getattr(loader, "batch_size", None)
+    return size if isinstance(size, int) else None

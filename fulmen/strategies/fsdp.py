@@ -5,8 +5,6 @@ written by every rank with ``torch.distributed.checkpoint``), and either loads o
 from __future__ import annotations
 
 import os
-import shutil
-import uuid
 from datetime import timedelta
 from typing import Any, Callable, Optional, Union
 
@@ -151,17 +149,9 @@ class FSDPStrategy(ParallelStrategy):
             return
         import torch.distributed.checkpoint as dcp
 
-        target = os.fspath(filepath)
-        staging = self.broadcast(f"{target}.{io.TMP_PREFIX}{uuid.uuid4().hex[:8]}")
         tensors = {"state_dict": checkpoint["state_dict"], "optimizer_states": checkpoint.get("optimizer_states", [])}
         meta = {k: v for k, v in checkpoint.items() if k not in tensors}
-        dcp.save(tensors, checkpoint_id=staging)
-        if self.is_global_zero:
-            io.atomic_save(meta, os.path.join(staging, io.SHARDED_META))
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        self.barrier()
+        self.save_folder(filepath, meta, lambda folder: dcp.save(tensors, checkpoint_id=folder))
 
     def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
         if accelerator == "mps":

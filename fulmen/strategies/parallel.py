@@ -4,6 +4,9 @@ FSDPStrategy add how the module is wrapped and saved."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
 from datetime import timedelta
 from typing import Any, Callable, Optional, Union
 
@@ -124,6 +127,21 @@ class ParallelStrategy:
         if self.is_global_zero:
             io.atomic_save(checkpoint, filepath)
         self.barrier("save_checkpoint")
+
+    def save_folder(self, filepath: Any, meta: dict[str, Any], write: Callable[[str], None]) -> None:
+        """Write a checkpoint folder atomically: every rank calls ``write(folder)`` on a new folder, rank 0 adds
+        ``meta.ckpt`` (``meta``), and the folder replaces ``filepath`` only once complete."""
+        from fulmen.checkpoint import io
+
+        target = os.fspath(filepath)
+        staging = self.broadcast(f"{target}.{io.TMP_PREFIX}{uuid.uuid4().hex[:8]}")
+        write(staging)
+        if self.is_global_zero:
+            io.atomic_save(meta, os.path.join(staging, io.SHARDED_META))
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        self.barrier()
 
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         """The function the eval loops call as validation/test/predict step: the module's own."""
