@@ -3,8 +3,9 @@
 Same tiny MLP, the same pre-batched tensors, one thread. The runs alternate within one process, over many short
 rounds; a round runs the raw loop and a framework in the order ABBA (the next one BAAB), and its ratio is the
 framework's two times over the raw loop's two. Reported, with and without ``self.log(..., prog_bar=True)`` every
-step: the median of the per-round ratios, and the ratio of the framework's fastest run to the raw loop's fastest
-(the least disturbed by other work on a shared machine).
+step: the median and quartiles of the per-round ratios, and the ratio of the framework's fastest run to the raw
+loop's fastest (the least disturbed by other work on a shared machine). The raw loop is also measured against
+itself, the same way: that control shows how far apart identical loops come out on the machine at the time.
 Run: ``.venv/bin/python bench/overhead.py [--steps 500] [--rounds 21]``. Timings are never asserted in tests.
 """
 
@@ -116,32 +117,50 @@ def main() -> None:
     except ImportError:
         pass
     for log in (False, True):
-        raw = lambda: raw_loop(data, log)  # noqa: E731
-        raw()  # warm-up
         label = "with self.log(prog_bar=True) every step" if log else "without logging"
-        fastest_raw = float("inf")
-        results = []
-        for f in frameworks:
-            run = lambda f=f: framework_loop(f, data, log)  # noqa: E731
-            run()  # warm-up
-            ratios, fastest = [], float("inf")
-            for i in range(args.rounds):
-                # ABBA (then BAAB): a slowdown of the shared machine that lasts a few runs, or grows steadily,
-                # weighs on both loops alike, as each pair of runs sits around the same moment.
-                order = (raw, run, run, raw) if i % 2 == 0 else (run, raw, raw, run)
-                times = {raw: 0.0, run: 0.0}
-                for fn in order:
-                    t = fn()
-                    times[fn] += t
-                    if fn is raw:
-                        fastest_raw = min(fastest_raw, t)
-                    else:
-                        fastest = min(fastest, t)
-                ratios.append(times[run] / times[raw])
-            results.append((f, statistics.median(ratios), fastest))
-        print(f"{label}: raw loop {fastest_raw / args.steps * 1e6:.1f} us/step (fastest run)")
-        for f, median, fastest in results:
-            print(f"  {f:18s} / raw: median of rounds {median:.3f}, fastest runs {fastest / fastest_raw:.3f}")
+        raw = Timed(lambda: raw_loop(data, log))
+        # The raw loop against itself first: how far apart two identical loops come out on this machine now.
+        control = Timed(lambda: raw_loop(data, log))
+        contenders = [("raw (again)", control)] + [
+            (f, Timed(lambda f=f: framework_loop(f, data, log))) for f in frameworks]
+        results = [(name, abba(raw, other, args.rounds), other) for name, other in contenders]
+        print(f"{label}: raw loop {raw.fastest / args.steps * 1e6:.1f} us/step (fastest run)")
+        for name, ratios, other in results:
+            q1, median, q3 = statistics.quantiles(ratios, n=4)
+            print(f"  {name:18s} / raw: median of rounds {median:.3f} (quartiles {q1:.3f}-{q3:.3f}), fastest runs "
+                  f"{other.fastest / raw.fastest:.3f}")
+    # What logging itself costs fulmen, without the raw loop's noise in the ratio.
+    quiet, logged = (Timed(lambda log=log: framework_loop("fulmen", data, log)) for log in (False, True))
+    q1, median, q3 = statistics.quantiles(abba(quiet, logged, args.rounds), n=4)
+    print(f"fulmen with self.log(prog_bar=True) every step / fulmen without: median of rounds {median:.3f} "
+          f"(quartiles {q1:.3f}-{q3:.3f})")
+
+
+class Timed:
+    """A loop to time, with the fastest time it took."""
+
+    def __init__(self, fn: Callable[[], float]) -> None:
+        self.fn = fn
+        self.fastest = float("inf")
+        fn()  # warm-up
+
+    def __call__(self) -> float:
+        t = self.fn()
+        self.fastest = min(self.fastest, t)
+        return t
+
+
+def abba(a: Timed, b: Timed, rounds: int) -> list[float]:
+    """Per round, b's time over a's, the two run in the order ABBA (the next round BAAB): a slowdown of the shared
+    machine that lasts a few runs, or grows steadily, weighs on both alike, as each pair sits around one moment."""
+    ratios = []
+    for i in range(rounds):
+        order = (a, b, b, a) if i % 2 == 0 else (b, a, a, b)
+        times = {a: 0.0, b: 0.0}
+        for fn in order:
+            times[fn] += fn()
+        ratios.append(times[b] / times[a])
+    return ratios
 
 
 if __name__ == "__main__":
