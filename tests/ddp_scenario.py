@@ -12,7 +12,8 @@ raises in rank R, ``--kill-rank R`` makes rank R SIGKILL itself, ``--signal-rank
 ``--stage validate|test|predict`` runs that method instead of fit, over ``--eval-samples`` samples
 (``--signal-rank R --fail-at B`` then signals rank R at its batch B). ``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
 states); ``--resume`` continues from ckpt_path="last"; ``--fsdp full|sharded`` shards with FSDPStrategy; ``--deepspeed STAGE``
-trains with DeepSpeedStrategy at that ZeRO stage (and resumes with ``weights_only=False``, unless ``--untrusted``).
+trains with DeepSpeedStrategy at that ZeRO stage (and resumes with ``weights_only=False``, unless ``--untrusted``);
+``--precision P`` sets the Trainer's precision.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def main() -> None:
     parser.add_argument("--fsdp", choices=["full", "sharded"], default=None)
     parser.add_argument("--deepspeed", type=int, choices=[1, 2, 3], default=None, help="the ZeRO stage")
     parser.add_argument("--untrusted", action="store_true", help="resume without weights_only=False")
+    parser.add_argument("--precision", default="32-true")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage", choices=["fit", "validate", "test", "predict"], default="fit")
     parser.add_argument("--eval-samples", type=int, default=32)
@@ -142,6 +144,7 @@ def main() -> None:
 
         strategy = DeepSpeedStrategy(stage=args.deepspeed)
     trainer = L.Trainer(accelerator="cpu", devices=args.devices, num_nodes=args.num_nodes, strategy=strategy,
+                        precision=args.precision,
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
                         log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
                         callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))])

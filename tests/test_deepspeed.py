@@ -109,6 +109,16 @@ def test_two_processes_match_one_process(tmp_path, one_process, stage):  # noqa:
 
 
 @needs_deepspeed
+def test_bf16_mixed_keeps_bfloat16_weights_and_trains_as_float32(tmp_path, one_process):  # noqa: F811
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--deepspeed", 2, "--precision", "bf16-mixed", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = torch.load(tmp_path / "checkpoints" / "epoch=2-step=12.ckpt" / "meta.ckpt", weights_only=True)
+    assert {w.dtype for w in meta["state_dict"].values()} == {torch.bfloat16}  # DeepSpeed's bf16 weights
+    for name, value in one_process["weights"].items():  # float32 master weights: close to the float32 run
+        torch.testing.assert_close(meta["state_dict"][name].float(), value, rtol=0, atol=2e-2)
+
+
+@needs_deepspeed
 def test_a_stop_inside_an_accumulation_window_resumes_exactly(tmp_path):
     """ZeRO keeps a window's gradients in its own buffers: a SIGTERM inside a window stops at the window's end, and
     the resumed run ends with the very weights of a run never stopped. Resuming needs the opt-in to the engine's
