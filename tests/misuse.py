@@ -187,6 +187,9 @@ CASES: list[Misuse] = [
            ("single_device",)),
     Misuse("Strategy and device", "a TPU without torch_xla", lambda: fulmen.Trainer(accelerator="tpu"),
            (MC, ValueError), ("tpu",)),
+    Misuse("Strategy and device", "DeepSpeed with a precision its engine does not run",
+           lambda: fulmen.Trainer(accelerator="cpu", devices=2, strategy="deepspeed", precision="64-true"), MC,
+           ("precision='64-true'", "'32-true' or 'bf16-mixed'")),
     # ---- the module and its hooks
     Misuse("Module and hooks", "no training_step", fit(type("NoStep", (fulmen.LightningModule,), {
         "configure_optimizers": lambda self: None})()), MC, ("training_step", "returning the loss")),
