@@ -1,8 +1,9 @@
 """Accelerators: which kinds of device this machine has, the devices a Trainer(accelerator=, devices=) request
-means, and one small class per kind (Lightning's ``CPUAccelerator``, ``CUDAAccelerator``, ``MPSAccelerator``).
+means, and one small class per kind (Lightning's ``CPUAccelerator``, ``CUDAAccelerator``, ``MPSAccelerator``,
+``XLAAccelerator``).
 
-The number of CUDA devices and whether MPS exists are read in ``cuda_count`` and ``mps_available`` only: the tests
-fake other machines by replacing those two functions.
+The number of CUDA devices, whether MPS exists and the XLA devices are read in ``cuda_count``, ``mps_available``,
+``xla_count`` and ``xla_device_type`` only: the tests fake other machines by replacing those functions.
 """
 
 from __future__ import annotations
@@ -27,9 +28,29 @@ def mps_available() -> bool:
 
 
 def xla_available() -> bool:
+    """Whether torch_xla is installed (found without importing it)."""
     import importlib.util
 
     return importlib.util.find_spec("torch_xla") is not None
+
+
+def xla_device_type() -> Optional[str]:
+    """The kind of device torch_xla runs on here ('TPU', 'CPU', ...: the ``PJRT_DEVICE`` it chose), None without
+    torch_xla."""
+    if not xla_available():
+        return None
+    import torch_xla.runtime as xr
+
+    return xr.device_type()
+
+
+def xla_count() -> int:
+    """XLA devices this process can use, 0 without torch_xla."""
+    if not xla_available():
+        return 0
+    import torch_xla.runtime as xr
+
+    return xr.addressable_runtime_device_count()
 
 
 def visible_devices_note() -> str:
@@ -148,23 +169,52 @@ class MPSAccelerator(Accelerator):
         return mps_available()
 
 
-_BY_NAME: dict[str, type[Accelerator]] = {"cpu": CPUAccelerator, "cuda": CUDAAccelerator, "mps": MPSAccelerator}
+class XLAAccelerator(Accelerator):
+    """TPUs (and the other devices of torch_xla's PJRT runtime), ``Trainer(accelerator="tpu")``."""
+
+    name = "xla"
+
+    def get_device_stats(self, device: Union[str, torch.device]) -> dict[str, Any]:
+        import torch_xla.core.xla_model as xm
+
+        try:
+            info = xm.get_memory_info(device)
+        except RuntimeError:  # PJRT's CPU client keeps no allocator statistics
+            return {}
+        return {f"xla.{key}": float(value) for key, value in info.items()}
+
+    @staticmethod
+    def get_parallel_devices(devices: Any) -> list[torch.device]:
+        return [torch.device("xla", i) for i in devices]
+
+    @staticmethod
+    def auto_device_count() -> int:
+        return xla_count()
+
+    @staticmethod
+    def is_available() -> bool:
+        return xla_count() > 0
+
+
+_BY_NAME: dict[str, type[Accelerator]] = {"cpu": CPUAccelerator, "cuda": CUDAAccelerator, "mps": MPSAccelerator,
+                                          "xla": XLAAccelerator}
 
 
 def by_name(name: str) -> Accelerator:
-    """The accelerator object for 'cpu', 'cuda' or 'mps'."""
+    """The accelerator object for 'cpu', 'cuda', 'mps' or 'xla'."""
     return _BY_NAME[name]()
 
 
 def name_of(accelerator: Accelerator) -> str:
-    """The device type an Accelerator object runs on ('cpu', 'cuda', 'mps'), for instances of these classes and
-    their subclasses; others are refused with the fix."""
+    """The device type an Accelerator object runs on ('cpu', 'cuda', 'mps', 'xla'), for instances of these classes
+    and their subclasses; others are refused with the fix."""
     for name, cls in _BY_NAME.items():
         if isinstance(accelerator, cls):
             return name
     raise MisconfigurationException(
         f"Trainer(accelerator={accelerator!r}) is an accelerator fulmen cannot run on; subclass "
-        "fulmen.accelerators.CPUAccelerator, CUDAAccelerator or MPSAccelerator, or pass 'cpu', 'cuda' or 'mps'")
+        "fulmen.accelerators.CPUAccelerator, CUDAAccelerator, MPSAccelerator or XLAAccelerator, or pass 'cpu', "
+        "'cuda', 'mps' or 'tpu'")
 
 
 def available_names() -> list[str]:
@@ -173,16 +223,19 @@ def available_names() -> list[str]:
 
 
 def auto_accelerator() -> str:
-    """The best accelerator present: cuda, then mps, then cpu."""
+    """The best accelerator present: cuda, then mps, then TPUs through torch_xla, then cpu. torch_xla also runs on
+    the CPU (``PJRT_DEVICE=CPU``); that is taken only when asked for, with ``accelerator="tpu"``."""
     if cuda_count() > 0:
         return "cuda"
     if mps_available():
         return "mps"
+    if xla_device_type() == "TPU" and xla_count() > 0:
+        return "xla"
     return "cpu"
 
 
 def available(accelerator: str) -> bool:
-    """Whether ``accelerator`` ('cpu', 'cuda', 'mps') can run here."""
+    """Whether ``accelerator`` ('cpu', 'cuda', 'mps', 'xla') can run here."""
     cls = _BY_NAME.get(accelerator)
     return cls is not None and cls.is_available()
 
@@ -193,6 +246,8 @@ def device_count(accelerator: str) -> int:
         return cuda_count()
     if accelerator == "mps":
         return 1 if mps_available() else 0
+    if accelerator == "xla":
+        return xla_count()
     return 1
 
 

@@ -24,7 +24,7 @@ SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
 LATER_STRATEGIES = (
     "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1",
     "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
-    "deepspeed_stage_3_offload_nvme", "xla", "xla_debug", "single_xla", "single_tpu",
+    "deepspeed_stage_3_offload_nvme",
 )
 
 
@@ -75,6 +75,10 @@ def precision(value: Any, accelerator: str, plugins: Any = None) -> Precision:
         )
     if value in (16, "16", "bf16"):
         rank_zero_warn(f"precision={value!r} is kept for compatibility; write precision={name!r} instead")
+    if accelerator == "xla" and name in ("16-mixed", "64-true"):
+        raise MisconfigurationException(
+            f"Trainer(precision={value!r}) is not run on XLA devices (float16 autocast needs a GradScaler, which "
+            "torch_xla lacks; TPUs have no fast float64); use 'bf16-mixed', 'bf16-true' or '32-true'")
     if name == "16-mixed" and accelerator == "cpu":
         rank_zero_warn("precision='16-mixed' is not supported on the CPU; using 'bf16-mixed' instead")
         name = "bf16-mixed"
@@ -90,12 +94,15 @@ def precision(value: Any, accelerator: str, plugins: Any = None) -> Precision:
 def accelerator(value: Any) -> accelerators.Accelerator:
     """'auto' / 'cpu' / 'gpu' / 'cuda' / 'mps' / 'tpu', or an Accelerator object -> the accelerator to run on,
     checked to be present."""
+    def present() -> str:  # only for the messages: counting XLA devices starts torch_xla's runtime
+        return ", ".join(accelerators.available_names())
+
     if isinstance(value, accelerators.Accelerator):
         name = accelerators.name_of(value)
         if not value.is_available():
             raise MisconfigurationException(
                 f"Trainer(accelerator={value!r}) but this machine has {accelerators.describe(name)}"
-                f"{accelerators.visible_devices_note()}; it has: {', '.join(accelerators.available_names())}")
+                f"{accelerators.visible_devices_note()}; it has: {present()}")
         return value
     if not isinstance(value, str) or value.lower() not in ACCELERATORS:
         raise ValueError(
@@ -103,7 +110,6 @@ def accelerator(value: Any) -> accelerators.Accelerator:
             "or pass an Accelerator object"
         )
     value = value.lower()
-    present = ", ".join(accelerators.available_names())
     if value == "auto":
         return accelerators.by_name(accelerators.auto_accelerator())
     if value == "gpu":
@@ -113,16 +119,19 @@ def accelerator(value: Any) -> accelerators.Accelerator:
             return accelerators.MPSAccelerator()
         raise MisconfigurationException(
             f"Trainer(accelerator='gpu') but this machine has no CUDA or MPS device"
-            f"{accelerators.visible_devices_note()}; it has: {present}. Use accelerator='cpu' or 'auto'")
+            f"{accelerators.visible_devices_note()}; it has: {present()}. Use accelerator='cpu' or 'auto'")
     if value == "tpu":
-        need = ("TPUs need the torch_xla package, which is not installed" if not accelerators.xla_available()
-                else "fulmen does not run on TPUs (torch_xla) yet")
-        raise MisconfigurationException(f"Trainer(accelerator='tpu'): {need}; this machine has: {present}. Use "
-                                        "accelerator='auto' to take the best device present")
+        if not accelerators.xla_available():
+            raise MisconfigurationException(
+                f"Trainer(accelerator='tpu') runs through the torch_xla package, which is not installed; this "
+                f"machine has: {present()}. Install torch_xla (the release that matches torch {torch.__version__}), "
+                "or use accelerator='auto' to take the best device present")
+        value = "xla"
     if not accelerators.available(value):
+        asked = "tpu" if value == "xla" else value
         raise MisconfigurationException(
-            f"Trainer(accelerator={value!r}) but this machine has {accelerators.describe(value)}"
-            f"{accelerators.visible_devices_note()}; it has: {present}. Use accelerator='auto' to take the best "
+            f"Trainer(accelerator={asked!r}) but this machine has {accelerators.describe(value)}"
+            f"{accelerators.visible_devices_note()}; it has: {present()}. Use accelerator='auto' to take the best "
             "device present")
     return accelerators.by_name(value)
 
@@ -130,8 +139,8 @@ def accelerator(value: Any) -> accelerators.Accelerator:
 def devices(value: Any, accel: str) -> list[int]:
     """'auto' / int / '2' / '0,1' / '-1' / [0, 1] -> the device indices to use (CPU: a number of processes)."""
     count = accelerators.device_count(accel)
-    if value == "auto":
-        return [0] if accel == "cpu" else list(range(count))
+    if value == "auto":  # fulmen runs on one XLA device (see strategy())
+        return [0] if accel in ("cpu", "xla") else list(range(count))
     parsed: Any = value
     if isinstance(value, str):
         text = value.strip()
@@ -192,6 +201,12 @@ def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> A
     from fulmen.strategies.single_device import SingleDeviceStrategy
 
     processes = len(device_ids) * num_nodes
+    if accel == "xla":
+        return _xla_strategy(value, device_ids, num_nodes)
+    if isinstance(value, str) and value.lower() in _XLA_NAMES:
+        raise MisconfigurationException(
+            f"Trainer(strategy={value!r}) runs on an XLA device, and this run is on {accel}; pass "
+            "accelerator='tpu' (torch_xla), or another strategy")
     if not isinstance(value, str):
         if isinstance(value, ParallelStrategy):
             value.configure(accel, device_ids, num_nodes)
@@ -236,6 +251,36 @@ def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> A
         f"Trainer(strategy={value!r}) is not supported by this fulmen version yet; use strategy='ddp' (one process "
         "per device, started by fulmen or by torchrun)"
     )
+
+
+_XLA_NAMES = ("xla", "xla_debug", "single_xla", "single_tpu")
+
+
+def _xla_strategy(value: Any, device_ids: list[int], num_nodes: int) -> Any:
+    """The strategy on an XLA device: fulmen runs on one (Lightning's 'xla' strategy, over several, is not here)."""
+    from fulmen.strategies.single_device import SingleDeviceStrategy
+    from fulmen.strategies.xla import SingleDeviceXLAStrategy
+
+    name = value.lower() if isinstance(value, str) else None
+    one = len(device_ids) == 1 and num_nodes == 1
+    if isinstance(value, SingleDeviceXLAStrategy) and one:
+        return value
+    if name in ("auto", "single_device", "single_xla", "single_tpu") and one:
+        return SingleDeviceXLAStrategy(torch.device("xla", device_ids[0]))
+    shown = name if name is not None else f"{type(value).__name__}(...)"
+    if not one:
+        raise MisconfigurationException(
+            f"Trainer(accelerator='tpu', devices={device_ids if len(device_ids) > 1 else len(device_ids)}, "
+            f"num_nodes={num_nodes}, strategy={shown!r}): fulmen runs on one XLA device; training over several "
+            "(Lightning's strategy='xla') is not supported. Pass devices=1 (or devices=[i] for device i)")
+    if isinstance(value, SingleDeviceStrategy):
+        raise MisconfigurationException(
+            f"Trainer(accelerator='tpu', strategy={value!r}): on an XLA device pass "
+            "fulmen.strategies.SingleDeviceXLAStrategy(), which cuts the lazy graph at every step, or "
+            "strategy='auto'")
+    raise MisconfigurationException(
+        f"Trainer(accelerator='tpu', strategy={shown!r}): fulmen runs on one XLA device, with strategy='auto' or "
+        "'single_xla'; DDP, FSDP, DeepSpeed and Lightning's 'xla' strategy are not run on XLA devices")
 
 
 def limit_batches(name: str, value: Any) -> Union[int, float]:

@@ -14,8 +14,8 @@ write); the run then logs to a CSVLogger every step. Every run writes DIR/counts
 it saw. ``--resume`` continues from ``ckpt_path="last"``. The final weights are written to DIR/final.pt, each epoch's mean training loss to
 DIR/epochs.txt.
 
-Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE change the run; SCENARIO_STATEFUL=1 trains
-from a torchdata StatefulDataLoader; SCENARIO_CHECKPOINTS=0
+Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE, SCENARIO_ACCELERATOR change the run;
+SCENARIO_STATEFUL=1 trains from a torchdata StatefulDataLoader; SCENARIO_CHECKPOINTS=0
 leaves only the default ModelCheckpoint (so a preemption checkpoint is the one to resume from); SCENARIO_SLEEP
 (seconds) slows each step down, and DIR/started appears after step 2, for a signal sent from outside.
 """
@@ -234,11 +234,13 @@ def main() -> None:
     logger = _FaultyCSV(args.dir) if args.fault else False
     trainer = L.Trainer(max_epochs=3, accumulate_grad_batches=accumulate, val_check_interval=val_interval,
                         logger=logger, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=callbacks, default_root_dir=args.dir, num_sanity_val_steps=0)
+                        callbacks=callbacks, default_root_dir=args.dir, num_sanity_val_steps=0,
+                        accelerator=os.environ.get("SCENARIO_ACCELERATOR", "auto"))
     trainer.fit(Net(), train, val, ckpt_path="last" if args.resume else None)
     FAULTS.write_counts(args.dir)
     FAULTS.kind = None  # the final weights below are not a fault point
-    torch.save(trainer.lightning_module.state_dict(), os.path.join(args.dir, "final.pt"))
+    final = {name: value.cpu() for name, value in trainer.lightning_module.state_dict().items()}
+    torch.save(final, os.path.join(args.dir, "final.pt"))
 
 
 class _FaultyCSV(CSVLogger):

@@ -1,5 +1,6 @@
 """Which accelerator and devices a Trainer gets, on machines faked at the one place device counts are read
-(``fulmen.accelerators.cuda_count`` and ``mps_available``); and the errors that say what exists."""
+(``fulmen.accelerators.cuda_count``, ``mps_available`` and the ``xla_*`` functions); and the errors that say what
+exists."""
 
 from __future__ import annotations
 
@@ -8,17 +9,22 @@ import torch
 
 import fulmen
 from fulmen import accelerators
-from fulmen.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator
+from fulmen.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator
+from fulmen.strategies import SingleDeviceStrategy, SingleDeviceXLAStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
 @pytest.fixture
 def machine(monkeypatch):
-    """machine(cuda=2, mps=False) makes this process see that hardware."""
+    """machine(cuda=2, mps=False, xla=0, xla_type=None) makes this process see that hardware; ``xla_type`` ('TPU',
+    'CPU') says that torch_xla is installed and what its runtime runs on."""
 
-    def fake(cuda: int = 0, mps: bool = False) -> None:
+    def fake(cuda: int = 0, mps: bool = False, xla: int = 0, xla_type=None) -> None:
         monkeypatch.setattr(accelerators, "cuda_count", lambda: cuda)
         monkeypatch.setattr(accelerators, "mps_available", lambda: mps)
+        monkeypatch.setattr(accelerators, "xla_available", lambda: xla_type is not None)
+        monkeypatch.setattr(accelerators, "xla_device_type", lambda: xla_type)
+        monkeypatch.setattr(accelerators, "xla_count", lambda: xla)
 
     return fake
 
@@ -110,3 +116,55 @@ def test_an_accelerator_class_fulmen_cannot_run_on(machine):
 
     with pytest.raises(MisconfigurationException, match="subclass fulmen.accelerators.CPUAccelerator"):
         trainer(accelerator=TPUish())
+
+
+# ---------------------------------------------------------------------------------------------- XLA (TPUs)
+def test_auto_takes_a_tpu_after_cuda_and_mps(machine):
+    machine(xla=4, xla_type="TPU")
+    t = trainer()
+    assert isinstance(t.accelerator, XLAAccelerator) and isinstance(t.strategy, SingleDeviceXLAStrategy)
+    assert t.strategy.root_device == torch.device("xla", 0) and t.device_ids == [0]
+    machine(cuda=1, xla=4, xla_type="TPU")
+    assert isinstance(trainer().accelerator, CUDAAccelerator)
+    # torch_xla on the CPU (PJRT_DEVICE=CPU) runs only when asked for.
+    machine(xla=1, xla_type="CPU")
+    assert isinstance(trainer().accelerator, CPUAccelerator)
+    assert isinstance(trainer(accelerator="tpu").strategy, SingleDeviceXLAStrategy)
+
+
+@pytest.mark.parametrize("kwargs, device", [
+    (dict(accelerator="tpu"), 0), (dict(accelerator="TPU", devices=[2]), 2), (dict(accelerator="tpu", devices=1), 0),
+    (dict(accelerator="tpu", strategy="single_xla"), 0), (dict(accelerator="tpu", strategy="single_tpu"), 0),
+    (dict(accelerator=XLAAccelerator(), devices="3,"), 3),
+    (dict(accelerator="tpu", strategy=SingleDeviceXLAStrategy(torch.device("xla", 1))), 1),
+])
+def test_one_xla_device(machine, kwargs, device):
+    machine(xla=4, xla_type="TPU")
+    t = trainer(**kwargs)
+    assert isinstance(t.strategy, SingleDeviceXLAStrategy) and t.strategy.root_device == torch.device("xla", device)
+    assert not t.strategy.allows_inference_mode  # XLA tensors cannot be inference tensors: no_grad instead
+
+
+@pytest.mark.parametrize("xla, xla_type, kwargs, words", [
+    (0, None, dict(accelerator="tpu"), r"torch_xla package, which is not installed; this machine has: cpu"),
+    (0, "CPU", dict(accelerator="tpu"), r"accelerator='tpu'\) but this machine has no xla device"),
+    (4, "TPU", dict(accelerator="tpu", devices=2), "fulmen runs on one XLA device.*Pass devices=1"),
+    (4, "TPU", dict(accelerator="tpu", devices=-1), "fulmen runs on one XLA device"),
+    (4, "TPU", dict(accelerator="tpu", devices=[5]), "names xla device 5, but this machine has 4 xla devices"),
+    (4, "TPU", dict(accelerator="tpu", strategy="ddp"), "strategy='ddp'.*DDP, FSDP, DeepSpeed"),
+    (4, "TPU", dict(accelerator="tpu", strategy="xla"), "strategy='xla'.*Lightning's 'xla' strategy"),
+    (4, "TPU", dict(accelerator="tpu", strategy=SingleDeviceStrategy("cpu")), "pass.*SingleDeviceXLAStrategy"),
+    (4, "TPU", dict(accelerator="tpu", precision="16-mixed"), "precision='16-mixed'.*use 'bf16-mixed'"),
+    (4, "TPU", dict(accelerator="tpu", precision=64), "precision=64.*not run on XLA devices"),
+    (4, "TPU", dict(accelerator="cpu", strategy="single_xla"), "strategy='single_xla'.*pass accelerator='tpu'"),
+])
+def test_xla_requests_that_cannot_run(machine, xla, xla_type, kwargs, words):
+    machine(xla=xla, xla_type=xla_type)
+    with pytest.raises(MisconfigurationException, match=words):
+        trainer(**kwargs)
+
+
+def test_bf16_on_xla(machine):
+    machine(xla=1, xla_type="TPU")
+    assert trainer(accelerator="tpu", precision="bf16-mixed").precision_plugin.device == "xla"
+    assert trainer(accelerator="tpu", precision="bf16-true").precision_plugin.dtype == torch.bfloat16

@@ -12,7 +12,7 @@ A checkpoint is taken at some point of the loop (a *phase*), found from the hook
     batch_start      in on_train_batch_start or inside the step of batch k: resume runs batch k again (not exact:
                      part of its randomness was already drawn)
 
-The record holds the random states (python, numpy, torch, CUDA) at the checkpoint and at the start of the epoch,
+The record holds the random states (python, numpy, torch, CUDA, XLA) at the checkpoint and at the start of the epoch,
 the accumulated gradients when the checkpoint falls inside an accumulation window, and the last callback metrics
 (which plateau schedulers read). The epoch's data order is rebuilt by setting the random states back to those of
 the epoch start while the loader's iterator is created; the batches already consumed are then skipped at the

@@ -53,8 +53,8 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     several = data.several
     per_loader: list[dict[str, Any]] = []
     # Validation inside fit uses no_grad (a later training step may need tensors made here); a standalone run may
-    # use inference_mode, which is faster.
-    inference = trainer.inference_mode and state.fn != "fit"
+    # use inference_mode, which is faster, where the strategy's tensors can be inference tensors.
+    inference = trainer.inference_mode and state.fn != "fit" and trainer.strategy.allows_inference_mode
     grad_off = torch.inference_mode() if inference else torch.no_grad()
     agreement = eval_agreement(trainer, sum(limits))
     with grad_off:

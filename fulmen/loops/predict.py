@@ -94,7 +94,8 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     predictions: list[list[Any]] = [[] for _ in data.loaders]
     loop._predictions = predictions
     loop.epoch_batch_indices = [[] for _ in data.loaders]
-    grad_off = torch.inference_mode() if trainer.inference_mode else torch.no_grad()
+    inference = trainer.inference_mode and trainer.strategy.allows_inference_mode
+    grad_off = torch.inference_mode() if inference else torch.no_grad()
     agreement = eval_agreement(trainer, sum(data.limits))
     step = trainer.strategy.wrap_eval_step(module, module.predict_step)
     profiler = trainer._profiler

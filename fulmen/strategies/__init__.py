@@ -1,7 +1,29 @@
-"""Strategies: how the module and its data are placed on the devices of a run."""
+"""Strategies: how the module and its data are placed on the devices of a run.
+
+``from fulmen.strategies import DDPStrategy`` works as in Lightning; the multi-process strategies are imported on
+first use, so that ``import fulmen`` does not load torch.distributed's parallel modules.
+"""
+
+from typing import Any
 
 from fulmen.strategies.single_device import SingleDeviceStrategy
 
 Strategy = SingleDeviceStrategy
 
-__all__ = ["SingleDeviceStrategy", "Strategy"]
+_LAZY = {
+    "ParallelStrategy": "fulmen.strategies.parallel",
+    "DDPStrategy": "fulmen.strategies.ddp",
+    "FSDPStrategy": "fulmen.strategies.fsdp",
+    "DeepSpeedStrategy": "fulmen.strategies.deepspeed",
+    "SingleDeviceXLAStrategy": "fulmen.strategies.xla",
+}
+
+__all__ = ["SingleDeviceStrategy", "Strategy", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fulmen.strategies' has no attribute {name!r}")

@@ -25,6 +25,7 @@ class ParallelStrategy:
     """One process per device, in a torch.distributed process group (gloo on the CPU, nccl on CUDA)."""
 
     strategy_name = "parallel"
+    allows_inference_mode = True  # Trainer(inference_mode=True) applies to validate, test and predict
 
     def __init__(self, parallel_devices: Optional[list[torch.device]] = None,
                  cluster_environment: Optional[ClusterEnvironment] = None, process_group_backend: Optional[str] = None,

@@ -11,6 +11,7 @@ class SingleDeviceStrategy:
     """Run on one device (``root_device``): move the module there, and the batches."""
 
     strategy_name = "single_device"
+    allows_inference_mode = True  # Trainer(inference_mode=True) applies to validate, test and predict
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
         self.root_device = torch.device(device)

@@ -42,6 +42,10 @@ def seed_everything(seed: Optional[int] = None, workers: bool = False, verbose: 
     os.environ["PL_GLOBAL_SEED"] = str(seed)
     random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
+    if "torch_xla" in sys.modules:  # XLA devices draw from torch_xla's own generator, which manual_seed leaves
+        import torch_xla.core.xla_model as xm
+
+        xm.set_rng_state(seed)
     try:
         import numpy as np
 
@@ -88,6 +92,10 @@ def capture_rng() -> dict[str, Any]:
         out["numpy"] = numpy.random.get_state(legacy=False)
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state_all()
+    if "torch_xla" in sys.modules:
+        import torch_xla.core.xla_model as xm
+
+        out["xla"] = xm.get_rng_state()  # an int: the seed of the next draw on the XLA device
     return out
 
 
@@ -109,11 +117,15 @@ def restore_rng(saved: dict[str, Any]) -> None:
         numpy.random.set_state(np_state)
     if "cuda" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda"])
+    if "xla" in saved and "torch_xla" in sys.modules:
+        import torch_xla.core.xla_model as xm
+
+        xm.set_rng_state(int(saved["xla"]))
 
 
 @contextlib.contextmanager
 def isolate_rng() -> Iterator[None]:
-    """Run a block without changing the global random states (python, numpy, torch, CUDA): they are put back
+    """Run a block without changing the global random states (python, numpy, torch, CUDA, XLA): they are put back
     after it. The Trainer runs the sanity check this way, as Lightning does."""
     states = capture_rng()
     try:

@@ -1,0 +1,87 @@
+"""XLA devices (TPUs, through torch_xla): the module runs on one XLA device.
+
+torch_xla records operations lazily and runs them as a compiled graph when a value is needed or the step is cut
+(``torch_xla.sync()``). Left uncut, the graph would grow with every step and be compiled anew each time, so the
+strategy cuts it before each training, validation, test and predict step: the pending work of the previous step
+(its backward and optimizer step) runs as one graph, the same graph every step, compiled once. This is where
+Lightning's ``MpDeviceLoader`` cuts it too: at each new batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import torch
+
+from fulmen.strategies.single_device import SingleDeviceStrategy
+from fulmen.utilities.apply_to_collection import apply_to_collection
+
+
+def sync() -> None:
+    """Run the operations recorded so far on the XLA device (``torch_xla.sync``, once ``xm.mark_step``), leaving
+    the random state as it was.
+
+    torch_xla advances its random seed at every cut as well as at every draw. Kept as it is, the random numbers of
+    a step would depend on how many cuts came before it, and a resumed run (which cuts at other places: no sanity
+    check, a checkpoint save fewer) would draw other dropout masks than the run it continues. Put back, the seed
+    moves with the draws only, the masks still differ from step to step, and resume is exact.
+    """
+    import torch_xla
+    import torch_xla.core.xla_model as xm
+
+    seed = xm.get_rng_state()  # a host-side counter: reading it waits for nothing
+    torch_xla.sync()
+    xm.set_rng_state(seed)
+
+
+def _cut_before(step: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(step)
+    def cut_then_step(*args: Any, **kwargs: Any) -> Any:
+        sync()
+        return step(*args, **kwargs)
+
+    return cut_then_step
+
+
+def _to_cpu(state: Any) -> Any:
+    # Checkpoints hold CPU tensors, which load anywhere. The sync() before it runs one graph for all of them; read
+    # one by one, each would run its own graph, recomputing the shared part.
+    return apply_to_collection(state, torch.Tensor, lambda t: t.cpu())
+
+
+class SingleDeviceXLAStrategy(SingleDeviceStrategy):
+    """Run on one XLA device (``Trainer(accelerator="tpu", devices=1)``, or ``strategy="single_xla"``)."""
+
+    strategy_name = "single_xla"
+    # torch_xla's tensors cannot be inference tensors: validation, test and predict run under no_grad, as in
+    # Lightning.
+    allows_inference_mode = False
+
+    def __init__(self, device: torch.device | str | int | None = None) -> None:
+        if device is None or isinstance(device, int):
+            import torch_xla
+
+            device = torch_xla.device(device)
+        super().__init__(device)
+
+    def wrap_training_step(self, trainer: Any, module: torch.nn.Module, step: Any) -> Any:
+        return _cut_before(step)
+
+    def wrap_eval_step(self, module: torch.nn.Module, step: Any) -> Any:
+        return _cut_before(step)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any) -> None:
+        """Write ``checkpoint`` atomically, its tensors (weights, optimizer state, window gradients, metrics)
+        copied to the CPU."""
+        from fulmen.checkpoint import io
+
+        sync()
+        io.atomic_save(_to_cpu(checkpoint), filepath)
+
+    def teardown(self) -> None:
+        """Run what the last step left pending, so the module's weights are final when fit returns."""
+        sync()
+
+    def __repr__(self) -> str:
+        return f"SingleDeviceXLAStrategy(device={self.root_device})"
