@@ -340,6 +340,10 @@ class LightningModule(HyperparametersMixin, nn.Module):
                 "manual_backward is for manual optimization; set `self.automatic_optimization = False` in "
                 "__init__, or return the loss from training_step and let the Trainer call backward"
             )
+        engine_backward = getattr(self.trainer.strategy, "manual_backward", None)
+        if engine_backward is not None:  # DeepSpeed: its engine runs backward
+            engine_backward(self.trainer, loss)
+            return
         from fulmen.loops.optimization import run_backward
 
         run_backward(self.trainer, loss, *args, **kwargs)
@@ -391,6 +395,10 @@ class LightningModule(HyperparametersMixin, nn.Module):
         Unset arguments fall back to the Trainer's ``gradient_clip_val`` / ``gradient_clip_algorithm``.
         """
         trainer = self.trainer
+        if getattr(trainer.strategy, "engine", None) is not None:
+            raise MisconfigurationException(
+                "clip_gradients under DeepSpeedStrategy: the engine holds the gradients (partitioned) and clips them "
+                "in its step; set DeepSpeedStrategy(config={..., 'gradient_clipping': 1.0}) instead")
         if gradient_clip_val is None:
             gradient_clip_val = trainer.gradient_clip_val or 0.0
         elif trainer.gradient_clip_val is not None and trainer.gradient_clip_val != gradient_clip_val:

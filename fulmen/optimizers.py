@@ -223,8 +223,11 @@ class LightningOptimizer:
                 return result
 
         precision = trainer.precision_plugin
+        engine_step = getattr(trainer.strategy, "manual_optimizer_step", None)
+        if engine_step is not None:  # DeepSpeed: its engine steps the optimizer it wraps
+            out = engine_step(full)
         # Without a grad scaler, step directly: one frame less between the user's step and the closure.
-        if getattr(precision, "scaler", None) is None:
+        elif getattr(precision, "scaler", None) is None:
             out = optimizer.step(closure=full, **kwargs)
         else:
             out = precision.optimizer_step(optimizer, full, **kwargs)

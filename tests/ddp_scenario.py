@@ -48,6 +48,7 @@ class Net(L.LightningModule):
         self.net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), *dropout, nn.Linear(16, 2))
         self.spare = nn.Linear(2, 2) if args.unused else None  # a layer the loss never uses
         self.args = args
+        self.automatic_optimization = not args.manual
 
     def prepare_data(self):
         # Once per node (local rank 0 only), while the others wait: record who ran it.
@@ -78,6 +79,11 @@ class Net(L.LightningModule):
         loss = nn.functional.cross_entropy(self.net(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, sync_dist=True)
         self.log("step_loss", loss, on_step=True, on_epoch=False, sync_dist=True, reduce_fx="mean")
+        if args.manual:  # the same SGD step, written out
+            opt = self.optimizers()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
         return loss
 
     def _signal_in_evaluation(self, batch_idx):
@@ -130,6 +136,7 @@ def main() -> None:
     parser.add_argument("--deepspeed", type=int, choices=[1, 2, 3], default=None, help="the ZeRO stage")
     parser.add_argument("--untrusted", action="store_true", help="resume without weights_only=False")
     parser.add_argument("--precision", default="32-true")
+    parser.add_argument("--manual", action="store_true", help="manual optimization")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage", choices=["fit", "validate", "test", "predict"], default="fit")
     parser.add_argument("--eval-samples", type=int, default=32)

@@ -109,6 +109,17 @@ def test_two_processes_match_one_process(tmp_path, one_process, stage):  # noqa:
 
 
 @needs_deepspeed
+@pytest.mark.parametrize("stage", [2, 3])
+def test_manual_optimization_steps_through_the_engine(tmp_path, one_process, stage):  # noqa: F811
+    """manual_backward runs the engine's backward and optimizer.step() its step: the same weights as the automatic
+    one-process run."""
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--deepspeed", stage, "--manual", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    meta = torch.load(tmp_path / "checkpoints" / "epoch=2-step=12.ckpt" / "meta.ckpt", weights_only=True)
+    torch.testing.assert_close(meta["state_dict"], one_process["weights"], rtol=0, atol=1e-6)
+
+
+@needs_deepspeed
 def test_bf16_mixed_keeps_bfloat16_weights_and_trains_as_float32(tmp_path, one_process):  # noqa: F811
     proc = run(tmp_path, "--devices", 2, "--batch", 8, "--deepspeed", 2, "--precision", "bf16-mixed", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -185,8 +185,10 @@ class DeepSpeedStrategy(ParallelStrategy):
 
     The engine (``deepspeed.initialize``) wraps the module and the optimizer from ``configure_optimizers``; it runs
     backward (scaling the loss for gradient accumulation), clips by the configuration's ``gradient_clipping``
-    (``Trainer(gradient_clip_val=...)``) and steps at the end of each accumulation window. Automatic optimization
-    with one optimizer. DeepSpeed runs on CUDA GPUs, and on the CPU with its CPU accelerator (gloo).
+    (``Trainer(gradient_clip_val=...)``) and steps at the end of each accumulation window. One optimizer. Under
+    manual optimization ``self.manual_backward(loss)`` runs the engine's backward and ``optimizer.step()`` its
+    step (clipping by the configuration's ``gradient_clipping``). DeepSpeed runs on CUDA GPUs, and on the CPU with
+    its CPU accelerator (gloo).
 
     Checkpoints are folders: ``meta.ckpt`` (everything fulmen saves, the whole weights included, readable with
     ``torch.load(weights_only=True)`` and by ``load_from_checkpoint``) and ``engine/`` (the engine's own files:
@@ -246,14 +248,12 @@ class DeepSpeedStrategy(ParallelStrategy):
         from fulmen.module import LightningModule
         from fulmen.optimizers import needs_closure
 
-        if not module.automatic_optimization:
-            raise MisconfigurationException("DeepSpeedStrategy runs automatic optimization only (the engine runs "
-                                            "backward and the step); remove self.automatic_optimization = False")
         if len(trainer.optimizers) != 1 or needs_closure(trainer.optimizers[0]) or overrides(
                 module, LightningModule, "optimizer_step"):
             raise MisconfigurationException(
                 "DeepSpeedStrategy steps one optimizer through its engine: configure_optimizers must return one "
-                "optimizer that needs no closure (not LBFGS), and optimizer_step must not be overridden")
+                "optimizer that needs no closure (not LBFGS), and optimizer_step must not be overridden (under "
+                "manual optimization too: a GAN's two optimizers need another strategy, such as 'ddp' or 'fsdp')")
         if any(hasattr(p, "ds_id") for p in module.parameters()):
             raise MisconfigurationException(
                 "This module was partitioned by the DeepSpeed engine of an earlier fit (ZeRO stage 3), and a second "
@@ -271,6 +271,23 @@ class DeepSpeedStrategy(ParallelStrategy):
                                                     config=config, dist_init_required=False)
         self.model = self.engine
         return self._through_engine(step)
+
+    # ------------------------------------------------------------------------------------------ manual optimization
+    def manual_backward(self, trainer: Any, loss: Any) -> None:
+        """``self.manual_backward(loss)``: the backward hooks around the engine's backward, which reduces (ZeRO-2, 3:
+        partitions) the gradients."""
+        hooks = trainer._hooks
+        hooks.on_before_backward(loss)
+        self.engine.backward(loss)
+        hooks.on_after_backward()
+
+    def manual_optimizer_step(self, closure: Callable[[], Any]) -> Any:
+        """``optimizer.step(closure)`` under manual optimization: the closure (with the pre-step hooks), then the
+        engine's step, which updates the weights (and clips them by the configuration's ``gradient_clipping``) and
+        clears the gradients."""
+        result = closure()
+        self.engine.step()
+        return result
 
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         # ZeRO-3 partitions the weights: the engine's forward gathers them around the step.
