@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--untrusted", action="store_true", help="resume without weights_only=False")
     parser.add_argument("--precision", default="32-true")
     parser.add_argument("--manual", action="store_true", help="manual optimization")
+    parser.add_argument("--offload", action="store_true", help="ZeRO-Offload of the optimizer (and the parameters "
+                        "at stage 3) to the CPU, from a DeepSpeed config dict")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stage", choices=["fit", "validate", "test", "predict"], default="fit")
     parser.add_argument("--eval-samples", type=int, default=32)
@@ -150,6 +152,14 @@ def main() -> None:
         from fulmen.strategies.deepspeed import DeepSpeedStrategy
 
         strategy = DeepSpeedStrategy(stage=args.deepspeed)
+        if args.offload:
+            # DeepSpeed would ask for its CPU Adam (a compiled op) with offload; SGD is allowed by this setting.
+            offload = {"device": "cpu"}
+            strategy = DeepSpeedStrategy(config={
+                "zero_optimization": {"stage": args.deepspeed, "offload_optimizer": offload,
+                                      **({"offload_param": offload} if args.deepspeed == 3 else {})},
+                "zero_force_ds_cpu_optimizer": False, "zero_allow_untested_optimizer": True,
+            })
     trainer = L.Trainer(accelerator="cpu", devices=args.devices, num_nodes=args.num_nodes, strategy=strategy,
                         precision=args.precision,
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,

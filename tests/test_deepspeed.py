@@ -109,7 +109,18 @@ def test_two_processes_match_one_process(tmp_path, one_process, stage):  # noqa:
 
 
 @needs_deepspeed
-@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_offload_of_the_optimizer_and_the_parameters(tmp_path, one_process):  # noqa: F811
+    """ZeRO-3 with the optimizer state and the parameters offloaded to the host, from a DeepSpeed config dict used
+    as it is: the weights of one process, and a checkpoint folder."""
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--deepspeed", 3, "--offload", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    torch.testing.assert_close(result["weights"], one_process["weights"], rtol=0, atol=1e-6)
+    assert (tmp_path / "checkpoints" / "epoch=2-step=12.ckpt" / "engine").is_dir()
+
+
+@needs_deepspeed
+@pytest.mark.parametrize("stage", [2])
 def test_manual_optimization_steps_through_the_engine(tmp_path, one_process, stage):  # noqa: F811
     """manual_backward runs the engine's backward and optimizer.step() its step: the same weights as the automatic
     one-process run."""
