@@ -31,7 +31,8 @@ def sync() -> None:
     import torch_xla.core.xla_model as xm
 
     seed = xm.get_rng_state()  # a host-side counter: reading it waits for nothing
-    torch_xla.sync()
+    cut = getattr(torch_xla, "sync", None) or xm.mark_step  # torch_xla.sync since 2.5
+    cut()
     xm.set_rng_state(seed)
 
 
@@ -60,9 +61,7 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
 
     def __init__(self, device: torch.device | str | int | None = None) -> None:
         if device is None or isinstance(device, int):
-            import torch_xla
-
-            device = torch_xla.device(device)
+            device = torch.device("xla", device or 0)
         super().__init__(device)
 
     def wrap_training_step(self, trainer: Any, module: torch.nn.Module, step: Any) -> Any:
