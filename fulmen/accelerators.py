@@ -39,6 +39,9 @@ def xla_device_type() -> Optional[str]:
     torch_xla."""
     if not xla_available():
         return None
+    chosen = os.environ.get("PJRT_DEVICE")
+    if chosen:  # set by the user: no need to start torch_xla to know
+        return chosen.upper()
     import torch_xla.runtime as xr
 
     return xr.device_type()

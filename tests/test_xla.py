@@ -125,3 +125,39 @@ def test_killed_inside_an_accumulation_window_then_resumed_gives_the_same_weight
     for name, value in expected.items():
         assert torch.equal(value, resumed[name]), name
     assert (full / "epochs.txt").read_text().splitlines() == (killed / "epochs.txt").read_text().splitlines()[-3:]
+
+
+DROPOUT = """
+import sys, torch, fulmen
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+class Net(fulmen.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.5), nn.Linear(16, 1))
+    def training_step(self, batch, batch_idx):
+        return self.net(batch[0]).pow(2).mean()
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+fulmen.seed_everything(int(sys.argv[1]))  # before the Trainer: torch_xla is not in use yet
+torch.manual_seed(0)  # the same initial weights whatever the seed: only the XLA generator's draws differ
+model = Net()
+fulmen.Trainer(accelerator="tpu", max_steps=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
+               enable_checkpointing=False).fit(model, DataLoader(TensorDataset(torch.ones(16, 8)), batch_size=4))
+torch.save({k: v.cpu() for k, v in model.state_dict().items()}, sys.argv[2])
+"""
+
+
+def test_seed_everything_seeds_the_xla_generator(tmp_path):
+    def weights(seed: int, name: str) -> dict:
+        run = subprocess.run([sys.executable, "-c", DROPOUT, str(seed), str(tmp_path / name)], env=ENV,
+                             capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return torch.load(tmp_path / name, weights_only=True)
+
+    first, again, other = weights(1, "a.pt"), weights(1, "b.pt"), weights(2, "c.pt")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    # Same initial weights (on the CPU, torch's generator), other dropout masks (drawn on the XLA device).
+    assert not all(torch.equal(first[k], other[k]) for k in first)

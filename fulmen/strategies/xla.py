@@ -64,6 +64,12 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
             device = torch.device("xla", device or 0)
         super().__init__(device)
 
+    def setup_environment(self) -> None:
+        """Take torch_xla's random generator into the seeded and checkpointed random states."""
+        from fulmen.utilities.seed import use_xla_generator
+
+        use_xla_generator()
+
     def wrap_training_step(self, trainer: Any, module: torch.nn.Module, step: Any) -> Any:
         return _cut_before(step)
 

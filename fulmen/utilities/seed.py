@@ -14,6 +14,24 @@ import torch
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _MAX_SEED = 2**32 - 1
+# Whether this process trains on an XLA device (set by the XLA strategy): its random numbers then also come from
+# torch_xla's generator, which seed_everything, capture_rng and restore_rng handle too. Asking torch_xla otherwise
+# would start its runtime in processes that never use it.
+_xla_in_use = False
+
+
+def use_xla_generator() -> None:
+    """From now on the random states include torch_xla's generator. The first time, it is seeded with the seed that
+    ``seed_everything`` was given (``PL_GLOBAL_SEED``), usually before the Trainer chose the XLA device."""
+    global _xla_in_use
+    if _xla_in_use:
+        return
+    _xla_in_use = True
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    if seed is not None:
+        import torch_xla.core.xla_model as xm
+
+        xm.set_rng_state(int(seed))
 
 
 def seed_everything(seed: Optional[int] = None, workers: bool = False, verbose: bool = True) -> int:
@@ -42,7 +60,7 @@ def seed_everything(seed: Optional[int] = None, workers: bool = False, verbose: 
     os.environ["PL_GLOBAL_SEED"] = str(seed)
     random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-    if "torch_xla" in sys.modules:  # XLA devices draw from torch_xla's own generator, which manual_seed leaves
+    if _xla_in_use:  # XLA devices draw from torch_xla's own generator, which manual_seed leaves
         import torch_xla.core.xla_model as xm
 
         xm.set_rng_state(seed)
@@ -92,7 +110,7 @@ def capture_rng() -> dict[str, Any]:
         out["numpy"] = numpy.random.get_state(legacy=False)
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         out["cuda"] = torch.cuda.get_rng_state_all()
-    if "torch_xla" in sys.modules:
+    if _xla_in_use:
         import torch_xla.core.xla_model as xm
 
         out["xla"] = xm.get_rng_state()  # an int: the seed of the next draw on the XLA device
@@ -117,7 +135,7 @@ def restore_rng(saved: dict[str, Any]) -> None:
         numpy.random.set_state(np_state)
     if "cuda" in saved and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(saved["cuda"])
-    if "xla" in saved and "torch_xla" in sys.modules:
+    if "xla" in saved and _xla_in_use:
         import torch_xla.core.xla_model as xm
 
         xm.set_rng_state(int(saved["xla"]))
