@@ -86,10 +86,10 @@ class Accelerator:
         """A ``devices`` argument as the device indices (or count) it means."""
         return devices
 
-    @staticmethod
-    def get_parallel_devices(devices: Any) -> list[torch.device]:
-        """The torch devices for the parsed ``devices``."""
-        raise NotImplementedError
+    @classmethod
+    def get_parallel_devices(cls, devices: Any) -> list[torch.device]:
+        """The torch devices for the parsed ``devices`` (indices of this kind's devices)."""
+        return [torch.device(cls.name, i) for i in devices]
 
     @staticmethod
     def auto_device_count() -> int:
@@ -142,10 +142,6 @@ class CUDAAccelerator(Accelerator):
         return dict(torch.cuda.memory_stats(device))
 
     @staticmethod
-    def get_parallel_devices(devices: Any) -> list[torch.device]:
-        return [torch.device("cuda", i) for i in devices]
-
-    @staticmethod
     def auto_device_count() -> int:
         return cuda_count()
 
@@ -162,10 +158,6 @@ class MPSAccelerator(Accelerator):
     def get_device_stats(self, device: Union[str, torch.device]) -> dict[str, Any]:
         return {"mps.current_allocated_bytes": float(torch.mps.current_allocated_memory()),
                 "mps.driver_allocated_bytes": float(torch.mps.driver_allocated_memory())}
-
-    @staticmethod
-    def get_parallel_devices(devices: Any) -> list[torch.device]:
-        return [torch.device("mps", i) for i in devices]
 
     @staticmethod
     def is_available() -> bool:
@@ -185,10 +177,6 @@ class XLAAccelerator(Accelerator):
         except RuntimeError:  # PJRT's CPU client keeps no allocator statistics
             return {}
         return {f"xla.{key}": float(value) for key, value in info.items()}
-
-    @staticmethod
-    def get_parallel_devices(devices: Any) -> list[torch.device]:
-        return [torch.device("xla", i) for i in devices]
 
     @staticmethod
     def auto_device_count() -> int:

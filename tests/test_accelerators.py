@@ -168,3 +168,10 @@ def test_bf16_on_xla(machine):
     machine(xla=1, xla_type="TPU")
     assert trainer(accelerator="tpu", precision="bf16-mixed").precision_plugin.device == "xla"
     assert trainer(accelerator="tpu", precision="bf16-true").precision_plugin.dtype == torch.bfloat16
+
+
+def test_parallel_devices_of_each_kind():
+    assert CUDAAccelerator.get_parallel_devices([0, 2]) == [torch.device("cuda", 0), torch.device("cuda", 2)]
+    assert MPSAccelerator().get_parallel_devices([0]) == [torch.device("mps", 0)]
+    assert XLAAccelerator.get_parallel_devices([1]) == [torch.device("xla", 1)]
+    assert CPUAccelerator.get_parallel_devices(2) == [torch.device("cpu")] * 2
