@@ -88,7 +88,7 @@ def fulmen_run(steps: int) -> None:
 
 
 def measure(mode: str, steps: int) -> float:
-    from fulmen.strategies.environments import free_port
+    from fulmen.plugins.environments import free_port
 
     env = dict(os.environ, MASTER_PORT=str(free_port()), PYTHONWARNINGS="ignore")
     env.pop("LOCAL_RANK", None)

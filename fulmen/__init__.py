@@ -7,9 +7,9 @@
 import logging as _logging
 
 from fulmen.callbacks.callback import Callback
-from fulmen.datamodule import LightningDataModule
-from fulmen.module import LightningModule
-from fulmen.trainer import Trainer
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.module import LightningModule
+from fulmen.trainer.trainer import Trainer
 from fulmen.utilities.seed import seed_everything
 
 __version__ = "0.1.0"

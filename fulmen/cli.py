@@ -31,9 +31,9 @@ except ImportError as _err:  # pragma: no cover - the message is the point
 
 import fulmen
 from fulmen.callbacks.callback import Callback
-from fulmen.datamodule import LightningDataModule
-from fulmen.module import LightningModule
-from fulmen.trainer import Trainer
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.module import LightningModule
+from fulmen.trainer.trainer import Trainer
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.hparams import given_hyperparameters
 from fulmen.utilities.rank_zero import rank_zero_warn

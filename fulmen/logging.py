@@ -14,7 +14,7 @@ from typing import Any, Callable, NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
-from fulmen.hooks import LOG_OPTIONS
+from fulmen.core.hooks import LOG_OPTIONS
 from fulmen.utilities.exceptions import MisconfigurationException
 
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}

@@ -11,8 +11,13 @@ from datetime import timedelta
 import torch
 from typing import Any, Optional, Union
 
-from fulmen import accelerators
-from fulmen.precision import DoublePrecision, HalfPrecision, MixedPrecision, Precision
+from fulmen.accelerators import devices as hardware
+from fulmen.accelerators import registry
+from fulmen.accelerators.accelerator import Accelerator
+from fulmen.accelerators.cuda import CUDAAccelerator
+from fulmen.accelerators.mps import MPSAccelerator
+from fulmen.plugins.precision.modes import StrategyPrecision, for_mode
+from fulmen.plugins.precision.precision import Precision
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -55,6 +60,8 @@ def precision(value: Any, accelerator: str, plugins: Any = None) -> Precision:
             raise MisconfigurationException(
                 f"Trainer(precision={value!r}) and a {type(given[0]).__name__} in plugins= both set the precision; "
                 "keep one")
+        if isinstance(given[0], StrategyPrecision):
+            given[0].bind(accelerator)
         return given[0]
     if value is None:
         value = "32-true"
@@ -62,7 +69,7 @@ def precision(value: Any, accelerator: str, plugins: Any = None) -> Precision:
         if accelerator != "cuda":
             raise MisconfigurationException(f"Trainer(precision={value!r}) runs on CUDA GPUs only, and this run is "
                                             f"on {accelerator}")
-        from fulmen.precision import TransformerEnginePrecision
+        from fulmen.plugins.precision.transformer_engine import TransformerEnginePrecision
 
         return TransformerEnginePrecision(weights_dtype=torch.bfloat16 if value == "transformer-engine"
                                           else torch.float16)
@@ -82,27 +89,23 @@ def precision(value: Any, accelerator: str, plugins: Any = None) -> Precision:
     if name == "16-mixed" and accelerator == "cpu":
         rank_zero_warn("precision='16-mixed' is not supported on the CPU; using 'bf16-mixed' instead")
         name = "bf16-mixed"
-    if name == "64-true":
-        return DoublePrecision()
-    if name in ("16-true", "bf16-true"):
-        return HalfPrecision(name)
-    if name in ("16-mixed", "bf16-mixed"):
-        return MixedPrecision(name, "cuda" if accelerator == "cuda" else accelerator)
-    return Precision()
+    return for_mode(name, accelerator)
 
 
-def accelerator(value: Any) -> accelerators.Accelerator:
+def accelerator(value: Any) -> Accelerator:
     """'auto' / 'cpu' / 'gpu' / 'cuda' / 'mps' / 'tpu', or an Accelerator object -> the accelerator to run on,
     checked to be present."""
     def present() -> str:  # only for the messages: counting XLA devices starts torch_xla's runtime
-        return ", ".join(accelerators.available_names())
+        return ", ".join(registry.available_names())
 
-    if isinstance(value, accelerators.Accelerator):
-        name = accelerators.name_of(value)
+    if isinstance(value, str) and value.lower() not in ACCELERATORS and value in registry.AcceleratorRegistry:
+        value = registry.AcceleratorRegistry.get(value)  # a name the user registered for their own class
+    if isinstance(value, Accelerator):
+        name = registry.name_of(value)
         if not value.is_available():
             raise MisconfigurationException(
-                f"Trainer(accelerator={value!r}) but this machine has {accelerators.describe(name)}"
-                f"{accelerators.visible_devices_note()}; it has: {present()}")
+                f"Trainer(accelerator={value!r}) but this machine has {registry.describe(name)}"
+                f"{hardware.visible_devices_note()}; it has: {present()}")
         return value
     if not isinstance(value, str) or value.lower() not in ACCELERATORS:
         raise ValueError(
@@ -111,34 +114,34 @@ def accelerator(value: Any) -> accelerators.Accelerator:
         )
     value = value.lower()
     if value == "auto":
-        return accelerators.by_name(accelerators.auto_accelerator())
+        return registry.by_name(registry.auto_accelerator())
     if value == "gpu":
-        if accelerators.cuda_count():
-            return accelerators.CUDAAccelerator()
-        if accelerators.mps_available():
-            return accelerators.MPSAccelerator()
+        if hardware.cuda_count():
+            return CUDAAccelerator()
+        if hardware.mps_available():
+            return MPSAccelerator()
         raise MisconfigurationException(
             f"Trainer(accelerator='gpu') but this machine has no CUDA or MPS device"
-            f"{accelerators.visible_devices_note()}; it has: {present()}. Use accelerator='cpu' or 'auto'")
+            f"{hardware.visible_devices_note()}; it has: {present()}. Use accelerator='cpu' or 'auto'")
     if value == "tpu":
-        if not accelerators.xla_available():
+        if not hardware.xla_available():
             raise MisconfigurationException(
                 f"Trainer(accelerator='tpu') runs through the torch_xla package, which is not installed; this "
                 f"machine has: {present()}. Install torch_xla (the release that matches torch {torch.__version__}), "
                 "or use accelerator='auto' to take the best device present")
         value = "xla"
-    if not accelerators.available(value):
+    if not registry.available(value):
         asked = "tpu" if value == "xla" else value
         raise MisconfigurationException(
-            f"Trainer(accelerator={asked!r}) but this machine has {accelerators.describe(value)}"
-            f"{accelerators.visible_devices_note()}; it has: {present()}. Use accelerator='auto' to take the best "
+            f"Trainer(accelerator={asked!r}) but this machine has {registry.describe(value)}"
+            f"{hardware.visible_devices_note()}; it has: {present()}. Use accelerator='auto' to take the best "
             "device present")
-    return accelerators.by_name(value)
+    return registry.by_name(value)
 
 
 def devices(value: Any, accel: str) -> list[int]:
     """'auto' / int / '2' / '0,1' / '-1' / [0, 1] -> the device indices to use (CPU: a number of processes)."""
-    count = accelerators.device_count(accel)
+    count = registry.device_count(accel)
     if value == "auto":  # fulmen runs on one XLA device (see strategy())
         return [0] if accel in ("cpu", "xla") else list(range(count))
     parsed: Any = value
@@ -165,7 +168,7 @@ def devices(value: Any, accel: str) -> list[int]:
         if parsed > count:
             raise MisconfigurationException(
                 f"Trainer(devices={value!r}) asks for {parsed} {accel} devices but this machine has "
-                f"{accelerators.describe(accel, count)}{accelerators.visible_devices_note()}; pass devices={count} "
+                f"{registry.describe(accel, count)}{hardware.visible_devices_note()}; pass devices={count} "
                 "or fewer (or -1 for all)"
             )
         return list(range(parsed))
@@ -181,7 +184,7 @@ def devices(value: Any, accel: str) -> list[int]:
     if missing:
         raise MisconfigurationException(
             f"Trainer(devices={value!r}) names {accel} device {missing[0]}, but this machine has "
-            f"{accelerators.describe(accel, count)}{accelerators.visible_devices_note()}"
+            f"{registry.describe(accel, count)}{hardware.visible_devices_note()}"
         )
     return ids
 
@@ -259,7 +262,7 @@ _XLA_NAMES = ("xla", "xla_debug", "single_xla", "single_tpu")
 def _xla_strategy(value: Any, device_ids: list[int], num_nodes: int) -> Any:
     """The strategy on an XLA device: fulmen runs on one (Lightning's 'xla' strategy, over several, is not here)."""
     from fulmen.strategies.single_device import SingleDeviceStrategy
-    from fulmen.strategies.xla import SingleDeviceXLAStrategy
+    from fulmen.strategies.single_xla import SingleDeviceXLAStrategy
 
     name = value.lower() if isinstance(value, str) else None
     one = len(device_ids) == 1 and num_nodes == 1

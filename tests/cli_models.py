@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from fulmen.demos import BoringDataModule, BoringModel
+from fulmen.demos.boring_classes import BoringDataModule, BoringModel
 from tests.models import LogsLosses
 
 

@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 import fulmen  # noqa: E402
 from fulmen.callbacks import (BatchSizeFinder, EarlyStopping, LearningRateFinder, ModelCheckpoint,  # noqa: E402
                               ThroughputMonitor)
-from fulmen.demos import BoringModel, RandomDataset  # noqa: E402
+from fulmen.demos.boring_classes import BoringModel, RandomDataset  # noqa: E402
 from fulmen.utilities.exceptions import MisconfigurationException  # noqa: E402
 
 DOC = ROOT / "docs" / "errors.md"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import fulmen
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 
 
 class LogsLosses(BoringModel):

@@ -1,5 +1,5 @@
 """Which accelerator and devices a Trainer gets, on machines faked at the one place device counts are read
-(``fulmen.accelerators.cuda_count``, ``mps_available`` and the ``xla_*`` functions); and the errors that say what
+(``fulmen.accelerators.devices.cuda_count``, ``mps_available`` and the ``xla_*`` functions); and the errors that say what
 exists."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import pytest
 import torch
 
 import fulmen
-from fulmen import accelerators
-from fulmen.accelerators import CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator
+from fulmen.accelerators import Accelerator, CPUAccelerator, CUDAAccelerator, MPSAccelerator, XLAAccelerator, devices
 from fulmen.strategies import SingleDeviceStrategy, SingleDeviceXLAStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -20,11 +19,11 @@ def machine(monkeypatch):
     'CPU') says that torch_xla is installed and what its runtime runs on."""
 
     def fake(cuda: int = 0, mps: bool = False, xla: int = 0, xla_type=None) -> None:
-        monkeypatch.setattr(accelerators, "cuda_count", lambda: cuda)
-        monkeypatch.setattr(accelerators, "mps_available", lambda: mps)
-        monkeypatch.setattr(accelerators, "xla_available", lambda: xla_type is not None)
-        monkeypatch.setattr(accelerators, "xla_device_type", lambda: xla_type)
-        monkeypatch.setattr(accelerators, "xla_count", lambda: xla)
+        monkeypatch.setattr(devices, "cuda_count", lambda: cuda)
+        monkeypatch.setattr(devices, "mps_available", lambda: mps)
+        monkeypatch.setattr(devices, "xla_available", lambda: xla_type is not None)
+        monkeypatch.setattr(devices, "xla_device_type", lambda: xla_type)
+        monkeypatch.setattr(devices, "xla_count", lambda: xla)
 
     return fake
 
@@ -109,7 +108,7 @@ def test_errors_mention_cuda_visible_devices(machine, monkeypatch):
 def test_an_accelerator_class_fulmen_cannot_run_on(machine):
     machine()
 
-    class TPUish(accelerators.Accelerator):
+    class TPUish(Accelerator):
         @staticmethod
         def is_available():
             return True

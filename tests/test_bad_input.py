@@ -6,7 +6,7 @@ from torch.utils.data import DataLoader
 
 import fulmen
 from fulmen.callbacks import Callback
-from fulmen.demos import BoringModel, RandomDataset
+from fulmen.demos.boring_classes import BoringModel, RandomDataset
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
@@ -196,7 +196,7 @@ def test_validate_without_validation_step():
 
 
 def test_manual_optimization_with_trainer_clipping():
-    from fulmen.demos import ManualOptimBoringModel
+    from fulmen.demos.boring_classes import ManualOptimBoringModel
 
     with pytest.raises(MisconfigurationException, match=r"gradient_clip_val=0.5\) does not apply under manual"):
         trainer(gradient_clip_val=0.5).fit(ManualOptimBoringModel())
@@ -214,7 +214,7 @@ def test_removed_epoch_end_hook():
 
 
 def test_dataloaders_and_datamodule_together():
-    from fulmen.demos import BoringDataModule
+    from fulmen.demos.boring_classes import BoringDataModule
 
     with pytest.raises(MisconfigurationException, match="both dataloaders and a datamodule"):
         trainer().fit(BoringModel(), DataLoader(RandomDataset(32, 4)), datamodule=BoringDataModule())

@@ -18,7 +18,7 @@ import torch
 import fulmen as L
 from fulmen.callbacks import Callback, ModelCheckpoint, OnExceptionCheckpoint
 from fulmen.checkpoint import io
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import fulmen
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.compile import to_uncompiled
 
 BACKEND = {"backend": "aot_eager"}

@@ -140,7 +140,7 @@ def two_nodes(tmp_path, commands):
 
 def test_two_nodes_under_torchrun(tmp_path, one_process):
     """`torchrun --nnodes 2 --nproc-per-node 1` twice on 127.0.0.1, with Trainer(devices=1, num_nodes=2)."""
-    from fulmen.strategies.environments import free_port
+    from fulmen.plugins.environments import free_port
 
     port = free_port()
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
@@ -155,7 +155,7 @@ def test_two_nodes_under_torchrun(tmp_path, one_process):
 
 def test_two_nodes_under_slurm(tmp_path, one_process):
     """What `srun` sets for a 2-node job with one task per node, faked: each process joins, none is started."""
-    from fulmen.strategies.environments import free_port
+    from fulmen.plugins.environments import free_port
 
     common = dict(SLURM_NTASKS="2", SLURM_NTASKS_PER_NODE="1", SLURM_JOB_ID="4242", SLURM_JOB_NAME="train",
                   SLURM_NODELIST="127.0.0.1", MASTER_PORT=str(free_port()))

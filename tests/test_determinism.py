@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import fulmen
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 
 
 @pytest.fixture(autouse=True)

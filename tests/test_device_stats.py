@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import fulmen as L
-from fulmen.accelerators import device_stats
+from fulmen.accelerators.registry import device_stats
 from fulmen.callbacks import DeviceStatsMonitor
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.loggers import CSVLogger
 from fulmen.utilities.exceptions import MisconfigurationException
 

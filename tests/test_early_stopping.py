@@ -11,7 +11,7 @@ import torch
 
 import fulmen as L
 from fulmen.callbacks import EarlyStopping, EarlyStoppingReason
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
 
 

@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fulmen.loops.fetch import distributed_sampler, prepare_loader
 from fulmen.strategies.ddp import DDPStrategy
-from fulmen.strategies.environments import (LightningEnvironment, SLURMEnvironment, TorchElasticEnvironment, detect,
+from fulmen.plugins.environments import (LightningEnvironment, SLURMEnvironment, TorchElasticEnvironment, detect,
                                             first_host)
 from fulmen.utilities.exceptions import MisconfigurationException
 

@@ -8,7 +8,7 @@ import torch
 
 import fulmen as L
 from fulmen.callbacks import BackboneFinetuning, Callback
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
 from tests.models import quiet_fit, transfer_model
 

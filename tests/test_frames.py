@@ -5,7 +5,7 @@ import traceback
 import torch
 
 import fulmen
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 
 
 def frames_to_training_step(model_cls, **trainer_kwargs):

@@ -65,9 +65,9 @@ def test_bad_fsdp_settings(monkeypatch):
     import fulmen
     from fulmen.plugins import MixedPrecision
 
-    from fulmen import accelerators
+    from fulmen.accelerators import devices
 
-    monkeypatch.setattr(accelerators, "mps_available", lambda: True)
+    monkeypatch.setattr(devices, "mps_available", lambda: True)
     with pytest.raises(MisconfigurationException, match="cannot shard on Apple's MPS"):
         fulmen.Trainer(strategy="fsdp", accelerator="mps")
     with pytest.raises(MisconfigurationException, match="'16-mixed' is not supported.*use precision='bf16-mixed'"):

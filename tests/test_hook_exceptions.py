@@ -14,8 +14,8 @@ import torch
 
 import fulmen
 from fulmen.callbacks import Callback, TQDMProgressBar
-from fulmen.demos import BoringDataModule, BoringModel
-from fulmen.hooks import CALLBACK_HOOKS
+from fulmen.demos.boring_classes import BoringDataModule, BoringModel
+from fulmen.core.hooks import CALLBACK_HOOKS
 from fulmen.loggers import CSVLogger
 
 psutil = pytest.importorskip("psutil")

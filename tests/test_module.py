@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 import fulmen
 from fulmen.callbacks import Callback
-from fulmen.demos import BoringModel, RandomDataset
+from fulmen.demos.boring_classes import BoringModel, RandomDataset
 
 
 def test_all_gather_on_one_process_returns_the_data():

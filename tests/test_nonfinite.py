@@ -8,7 +8,7 @@ import torch
 
 import fulmen
 from fulmen.callbacks import EarlyStopping
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.plugins import MixedPrecision
 
 BAD = (3, 7)

@@ -16,7 +16,7 @@ import torch
 import fulmen as L
 from fulmen.callbacks import Callback, OnExceptionCheckpoint
 from fulmen.checkpoint import io
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import SIGTERMException
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ import logging
 import pytest
 
 import fulmen as L
-from fulmen.demos import BoringModel
-from fulmen.hooks import _noop
+from fulmen.demos.boring_classes import BoringModel
+from fulmen.loops.hooks import _noop
 from fulmen.profilers import AdvancedProfiler, PassThroughProfiler, PyTorchProfiler, SimpleProfiler
 
 

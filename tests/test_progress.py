@@ -4,7 +4,7 @@ import pytest
 
 import fulmen
 from fulmen.callbacks import TQDMProgressBar
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
 
 pytest.importorskip("tqdm")

@@ -121,6 +121,6 @@ def test_transfer_keeps_the_structure_and_moves_every_tensor(batch):
 @SETTINGS
 @given(batch=batches)
 def test_the_transfer_hook_moves_what_the_default_moves(batch):
-    module = fulmen.demos.BoringModel()
+    module = fulmen.demos.boring_classes.BoringModel()
     out = module.transfer_batch_to_device(batch, torch.device("cpu"), 0)
     assert same_shape(batch, out)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from fulmen.callbacks import Callback, ModelPruning
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
 from tests.models import quiet_fit, swa_model
 

@@ -10,7 +10,7 @@ import torch
 
 import fulmen
 from fulmen.callbacks import ModelSummary, RichModelSummary, RichProgressBar, RichProgressBarTheme
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 
 pytest.importorskip("rich")
 

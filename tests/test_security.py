@@ -15,7 +15,7 @@ import yaml
 import fulmen
 from fulmen.callbacks import ModelCheckpoint
 from fulmen.checkpoint import io
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,7 @@ import torch
 
 import fulmen as L
 from fulmen.callbacks import SpikeDetection
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import TrainingSpikeException
 
 LOSSES = [1.0, 0.9, 0.8, 0.85, 0.7, 0.6, 5.0, 0.5]

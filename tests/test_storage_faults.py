@@ -14,7 +14,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 import fulmen
 from fulmen.callbacks import ModelCheckpoint
 from fulmen.checkpoint import io
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 
 
 class FailingFS(MemoryFileSystem):

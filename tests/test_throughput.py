@@ -9,7 +9,7 @@ import torch
 
 import fulmen as L
 from fulmen.callbacks import Callback, ThroughputMonitor
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities import measure_flops
 from fulmen.utilities.throughput import Throughput, chip_name, get_available_flops
 from tests.parity.test_logger_calls import recording_logger

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fulmen
-from fulmen.demos import BoringDataModule, BoringModel, RandomDataset, RandomIterableDataset
+from fulmen.demos.boring_classes import BoringDataModule, BoringModel, RandomDataset, RandomIterableDataset
 from fulmen.utilities import CombinedLoader
 
 

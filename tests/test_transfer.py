@@ -9,7 +9,7 @@ from collections import namedtuple
 import torch
 
 import fulmen
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities import move_data_to_device
 
 Pair = namedtuple("Pair", ["x", "y"])

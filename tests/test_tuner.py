@@ -11,8 +11,9 @@ import torch
 
 import fulmen
 from fulmen.callbacks import BatchSizeFinder, LearningRateFinder
-from fulmen.demos import BoringModel
-from fulmen.tuner import LRFinder, Tuner
+from fulmen.demos.boring_classes import BoringModel
+from fulmen.tuner import Tuner
+from fulmen.tuner.lr_finder import LRFinder
 from fulmen.utilities.exceptions import MisconfigurationException
 from tests.models import tunable_model
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from fulmen.callbacks import Callback, EMAWeightAveraging, WeightAveraging
-from fulmen.demos import BoringModel
+from fulmen.demos.boring_classes import BoringModel
 from tests.models import quiet_fit
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from fulmen.callbacks.callback import Callback
-from fulmen.state import RunningStage, TrainerFn
+from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException, TunerExit
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -67,7 +67,7 @@ class BatchSizeFinder(Callback):
     def scale_batch_size(self, trainer: Any, pl_module: Any) -> None:
         """Run the search now, for the Trainer method running."""
         from fulmen.loops.data import eval_data
-        from fulmen.tuner import find_batch_size
+        from fulmen.tuner.batch_size_scaling import find_batch_size
 
         fn = trainer.state.fn
         if trainer.fast_dev_run:

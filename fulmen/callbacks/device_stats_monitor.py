@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from fulmen.accelerators import cpu_stats, device_stats
+from fulmen.accelerators.cpu import get_cpu_stats as cpu_stats
+from fulmen.accelerators.registry import device_stats
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import MisconfigurationException
 

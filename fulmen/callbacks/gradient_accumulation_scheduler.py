@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fulmen.callbacks.callback import Callback
-from fulmen.hooks import overrides
+from fulmen.core.hooks import overrides
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -38,7 +38,7 @@ class GradientAccumulationScheduler(Callback):
         return self.scheduling[max(e for e in self.epochs if e <= epoch)]
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        from fulmen.module import LightningModule
+        from fulmen.core.module import LightningModule
 
         if not pl_module.automatic_optimization:
             raise RuntimeError("GradientAccumulationScheduler works with automatic optimization only; under manual "

@@ -41,7 +41,7 @@ class LearningRateFinder(Callback):
 
     def lr_find(self, trainer: Any, pl_module: Any) -> None:
         """Run the range test now (training must be set up: call it from on_fit_start or a later hook)."""
-        from fulmen.tuner import find_lr, lr_attr_name
+        from fulmen.tuner.lr_finder import find_lr, lr_attr_name
         from fulmen.utilities.parsing import lightning_setattr
 
         if trainer.fast_dev_run:

@@ -466,7 +466,7 @@ class ModelCheckpoint(Checkpoint):
 
     def to_yaml(self, filepath: Optional[Union[str, os.PathLike[str]]] = None) -> None:
         """Write ``best_k_models`` (path: score) to ``dirpath/best_k_models.yaml``."""
-        from fulmen.loggers.csv_logs import to_yaml
+        from fulmen.core.saving import to_yaml
 
         target = os.fspath(filepath) if filepath is not None else os.path.join(self.dirpath or ".",
                                                                                "best_k_models.yaml")

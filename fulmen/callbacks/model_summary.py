@@ -1,12 +1,12 @@
-"""ModelSummary: the table of the model's layers, logged when fit starts (``fulmen.utilities.model_summary``)."""
+"""ModelSummary: the table of the model's layers, logged when fit starts (``fulmen.utilities.model_summary.model_summary``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fulmen.callbacks.callback import Callback
-from fulmen.utilities.model_summary import ModelSummary as Summary
-from fulmen.utilities.model_summary import summarize
+from fulmen.utilities.model_summary.model_summary import ModelSummary as Summary
+from fulmen.utilities.model_summary.model_summary import summarize
 from fulmen.utilities.rank_zero import rank_zero_info
 
 __all__ = ["ModelSummary", "summarize"]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from fulmen.callbacks.callback import Callback
-from fulmen.state import _StrEnum
+from fulmen.trainer.states import _StrEnum
 from fulmen.utilities.exceptions import MisconfigurationException
 
 

@@ -31,7 +31,7 @@ _METHODS: dict[str, tuple[Callable[..., Any], type[torch_prune.BasePruningMethod
 
 
 def _is_container(module: nn.Module) -> bool:
-    from fulmen.module import LightningModule
+    from fulmen.core.module import LightningModule
 
     return isinstance(module, (LightningModule, nn.Sequential, nn.ModuleList, nn.ModuleDict))
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fulmen.callbacks.model_summary import ModelSummary
-from fulmen.callbacks.rich_progress import require_rich
-from fulmen.utilities.model_summary import ModelSummary as Summary
+from fulmen.callbacks.progress.rich_progress import require_rich
+from fulmen.utilities.model_summary.model_summary import ModelSummary as Summary
 
 _RIGHT = {"Params", "FLOPs", "In sizes", "Out sizes"}
 

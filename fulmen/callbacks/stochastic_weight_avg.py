@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import SWALR
 
 from fulmen.callbacks.callback import Callback
-from fulmen.optimizers import LRSchedulerConfig
+from fulmen.core.optimizer import LRSchedulerConfig
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from fulmen.callbacks.callback import Callback
-from fulmen.state import RunningStage
+from fulmen.trainer.states import RunningStage
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from fulmen.utilities.throughput import Throughput, available_flops_of
 

@@ -11,7 +11,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn
 
 from fulmen.callbacks.callback import Callback
-from fulmen.hooks import overrides
+from fulmen.core.hooks import overrides
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 
@@ -50,7 +50,7 @@ class WeightAveraging(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
-        from fulmen.module import LightningModule
+        from fulmen.core.module import LightningModule
 
         if overrides(pl_module, LightningModule, "configure_model"):
             # The averaged copy must have every layer, so the layers are made now (configure_model must be

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from argparse import Namespace
 from collections.abc import Mapping
 from enum import Enum
@@ -24,7 +23,7 @@ from typing import Any, Optional
 
 import torch
 
-from fulmen.hooks import overrides, set_hook_name
+from fulmen.core.hooks import overrides, set_hook_name
 from fulmen.utilities.compile import keys_for, plain_keys
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -326,93 +325,3 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
                     grad = DTensor.from_local(grad, param.device_mesh, param.placements)
                 param.grad = grad
     trainer._resume_plan = plan
-
-
-def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file: Any, strict: Optional[bool],
-                          weights_only: Optional[bool], overrides_: dict[str, Any]) -> Any:
-    """``cls.load_from_checkpoint``: a new module (or datamodule) from the saved hyperparameters, with its state."""
-    import inspect
-
-    from fulmen.checkpoint import io
-
-    if not isinstance(cls, type):
-        raise TypeError("load_from_checkpoint is a class method: call MyModule.load_from_checkpoint(path), not "
-                        "model.load_from_checkpoint(path)")
-    checkpoint = io.load(path, map_location=map_location, weights_only=weights_only)
-    name_key, params_key = cls.CHECKPOINT_HYPER_PARAMS_NAME, cls.CHECKPOINT_HYPER_PARAMS_KEY  # type: ignore[attr-defined]
-    if hparams_file is not None:
-        hparams = _read_hparams_file(hparams_file)
-    else:
-        hparams = dict(checkpoint.get(params_key) or {})
-    args_name = checkpoint.get(name_key)
-    params = inspect.signature(cls.__init__).parameters
-    takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    if args_name and args_name != "kwargs" and args_name in params:
-        init_kwargs = {args_name: hparams}  # save_hyperparameters(config) of one argument named ``config``
-    else:
-        init_kwargs = hparams if takes_kwargs else {k: v for k, v in hparams.items() if k in params}
-    instantiator = _instantiator(cls, hparams.pop("_instantiator", None), hparams.get("_class_path"))
-    if instantiator is not None:  # saved by the CLI: the parsed config builds the module again
-        obj = instantiator(cls, {**hparams, **overrides_})
-    else:
-        init_kwargs.pop("_instantiator", None)
-        init_kwargs.update(overrides_)
-        obj = cls(**init_kwargs)
-    source = source_name(path)
-    if isinstance(obj, torch.nn.Module):
-        obj.on_load_checkpoint(checkpoint)
-        load_module_state(obj, checkpoint, obj.strict_loading if strict is None else strict, source)
-        if isinstance(map_location, (str, torch.device)):
-            obj.to(map_location)
-    else:
-        state = checkpoint.get(cls.__qualname__)
-        if state is not None:
-            obj.load_state_dict(state)
-        obj.on_load_checkpoint(checkpoint)
-    return obj
-
-
-# The functions a checkpoint may name to rebuild its module: the CLI's, under fulmen's and Lightning's names.
-_INSTANTIATORS = ("fulmen.cli.instantiate_module", "lightning.pytorch.cli.instantiate_module",
-                  "pytorch_lightning.cli.instantiate_module")
-
-
-def _instantiator(cls: type, name: Any, class_path: Any) -> Any:
-    """The CLI's ``instantiate_module`` when the hyperparameters ask for it. A checkpoint is data, so it may only
-    name that function, and only a class that is already imported: loading one never imports or runs other code."""
-    if name is None:
-        return None
-    if name not in _INSTANTIATORS:
-        raise ValueError(f"The checkpoint asks for {name!r} to build the module; fulmen only runs "
-                         f"{_INSTANTIATORS[0]!r}. If you trust the file, delete hyper_parameters['_instantiator'] "
-                         "and pass the arguments to load_from_checkpoint yourself")
-    if class_path is not None:
-        module_name, _, class_name = str(class_path).rpartition(".")
-        found = getattr(sys.modules.get(module_name), class_name, None)
-        if not (isinstance(found, type) and issubclass(found, cls)):
-            raise ValueError(f"The checkpoint's hyperparameters name the class {class_path!r}, which is not an imported "
-                             f"subclass of {cls.__name__}; import its module before loading (a checkpoint never "
-                             "imports code itself)")
-    from fulmen.cli import instantiate_module
-
-    return instantiate_module
-
-
-def _read_hparams_file(path: Any) -> dict[str, Any]:
-    if not os.fspath(path).lower().endswith((".yaml", ".yml")):
-        raise ValueError(f"load_from_checkpoint(hparams_file={os.fspath(path)!r}) must be a .yaml or .yml file (as "
-                         "the loggers write hparams.yaml)")
-    try:
-        import yaml
-    except ImportError as err:
-        raise ImportError("load_from_checkpoint(hparams_file=...) reads YAML with PyYAML: pip install pyyaml") from err
-    with open(os.fspath(path)) as f:
-        try:
-            data = yaml.safe_load(f)  # safe_load: a YAML file cannot build objects or run code
-        except yaml.constructor.ConstructorError as err:
-            raise ValueError(f"hparams_file {os.fspath(path)!r} holds a Python object tag ({err.problem}, "
-                             f"{err.problem_mark}); fulmen reads plain YAML values only, as building objects from "
-                             "a file could run code. Write the values themselves") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"hparams_file {os.fspath(path)!r} must hold a mapping of hyperparameters")
-    return data

@@ -33,7 +33,7 @@ import threading
 from typing import Any
 
 from fulmen.checkpoint.select import next_hpc_path, slurm_managed
-from fulmen.state import RunningStage, TrainerFn
+from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.exceptions import SIGTERMException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 

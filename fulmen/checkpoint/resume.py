@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from fulmen.loops.fetch import with_sampler
-from fulmen.state import RunningStage, TrainerFn
+from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import capture_rng, restore_rng
 

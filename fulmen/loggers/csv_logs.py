@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 from argparse import Namespace
 from typing import Any, Optional, Union
 
 from fulmen.checkpoint.io import makedirs
+from fulmen.core.saving import to_yaml
 from fulmen.loggers.logger import LOG_DIR_FIX, Logger, VersionedFolder, params_as_dict
 from fulmen.utilities.rank_zero import rank_zero_only
-
-
-def to_yaml(data: dict[str, Any]) -> str:
-    """Plain data as YAML: one ``key: value`` line each; strings, lists and dicts in JSON flow style (which YAML
-    reads as is), anything else by its repr as a quoted string."""
-
-    def value(v: Any) -> str:
-        if v is None:
-            return "null"
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        try:
-            return json.dumps(v)
-        except (TypeError, ValueError):
-            return json.dumps(repr(v))
-
-    return "".join(f"{json.dumps(str(k))}: {value(v)}\n" for k, v in data.items())
 
 
 class CSVLogger(VersionedFolder, Logger):

@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 from torch import Tensor
 
-from fulmen.loggers.csv_logs import to_yaml
+from fulmen.core.saving import to_yaml
 from fulmen.checkpoint.io import makedirs
 from fulmen.loggers.logger import LOG_DIR_FIX, Logger, VersionedFolder, flatten_params, params_as_dict
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn

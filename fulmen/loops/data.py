@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Optional, Union
 
-from fulmen.datamodule import LightningDataModule
-from fulmen.hooks import overrides, positional_count, set_hook_name, takes_varargs
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.hooks import overrides, positional_count, set_hook_name, takes_varargs
 from fulmen.logging import MetricStore
 from fulmen.loops import fetch
-from fulmen.module import LightningModule
-from fulmen.state import RunningStage
+from fulmen.core.module import LightningModule
+from fulmen.trainer.states import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
 
 

@@ -7,11 +7,12 @@ from typing import Any
 import torch
 
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
-from fulmen.hooks import _noop, set_hook_name
+from fulmen.core.hooks import set_hook_name
+from fulmen.loops.hooks import _noop
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate
 from fulmen.profilers import profiled, profiled_batches
-from fulmen.state import RunningStage
+from fulmen.trainer.states import RunningStage
 
 
 def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:

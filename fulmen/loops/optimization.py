@@ -20,7 +20,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-from fulmen.hooks import _noop, set_hook_name
+from fulmen.core.hooks import set_hook_name
+from fulmen.loops.hooks import _noop
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 

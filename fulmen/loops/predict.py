@@ -11,9 +11,9 @@ from torch.utils.data import DataLoader
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetch import iterate, with_sampler
 from fulmen.profilers import profiled, profiled_batches
-from fulmen.state import RunningStage
+from fulmen.trainer.states import RunningStage
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
-from fulmen.hooks import set_hook_name
+from fulmen.core.hooks import set_hook_name
 
 
 class PredictLoop:

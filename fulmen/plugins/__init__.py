@@ -1,7 +1,9 @@
-"""Plugins passed as ``Trainer(plugins=[...])``: the precision classes, under the names Lightning gives them
-(``lightning.pytorch.plugins.MixedPrecision`` and friends)."""
+"""Plugins passed as ``Trainer(plugins=[...])``, under the names Lightning gives them: precision
+(``plugins.precision``), cluster environments (``plugins.environments``), checkpoint IO (``plugins.io``) and layer
+synchronisation (``plugins.layer_sync``)."""
 
-from fulmen.precision import (DoublePrecision, HalfPrecision, MixedPrecision, Precision,
-                              TransformerEnginePrecision)
+from fulmen.plugins.precision import (DeepSpeedPrecision, DoublePrecision, FSDPPrecision, HalfPrecision,
+                                      MixedPrecision, Precision, TransformerEnginePrecision, XLAPrecision)
 
-__all__ = ["DoublePrecision", "HalfPrecision", "MixedPrecision", "Precision", "TransformerEnginePrecision"]
+__all__ = ["DeepSpeedPrecision", "DoublePrecision", "FSDPPrecision", "HalfPrecision", "MixedPrecision", "Precision",
+           "TransformerEnginePrecision", "XLAPrecision"]

@@ -15,7 +15,7 @@ _LAZY = {
     "DDPStrategy": "fulmen.strategies.ddp",
     "FSDPStrategy": "fulmen.strategies.fsdp",
     "DeepSpeedStrategy": "fulmen.strategies.deepspeed",
-    "SingleDeviceXLAStrategy": "fulmen.strategies.xla",
+    "SingleDeviceXLAStrategy": "fulmen.strategies.single_xla",
 }
 
 __all__ = ["SingleDeviceStrategy", "Strategy", *_LAZY]

@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
-from fulmen.strategies.environments import ClusterEnvironment
-from fulmen.strategies.launcher import SpawnLauncher
+from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.strategies.launchers.multiprocessing import SpawnLauncher
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
 

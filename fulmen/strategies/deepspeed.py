@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, Union
 from torch import nn
 
 from fulmen.checkpoint.io import ENGINE_FOLDER, ENGINE_STATE
-from fulmen.hooks import set_hook_name
+from fulmen.core.hooks import set_hook_name
 from fulmen.strategies.ddp import StepRunner
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -244,9 +244,9 @@ class DeepSpeedStrategy(ParallelStrategy):
         """Start the engine on the module and its optimizer; the training step then runs through its forward."""
         import deepspeed
 
-        from fulmen.hooks import overrides
-        from fulmen.module import LightningModule
-        from fulmen.optimizers import needs_closure
+        from fulmen.core.hooks import overrides
+        from fulmen.core.module import LightningModule
+        from fulmen.core.optimizer import needs_closure
 
         if len(trainer.optimizers) != 1 or needs_closure(trainer.optimizers[0]) or overrides(
                 module, LightningModule, "optimizer_step"):

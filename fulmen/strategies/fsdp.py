@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fulmen.strategies.ddp import StepRunner
-from fulmen.strategies.environments import ClusterEnvironment
+from fulmen.plugins.environments import ClusterEnvironment
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.strategies.single_device import load_optimizer_state
 from fulmen.utilities.exceptions import MisconfigurationException

@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from fulmen.strategies.environments import ClusterEnvironment, LightningEnvironment, detect
-from fulmen.strategies.launcher import SubprocessLauncher
+from fulmen.plugins.environments import ClusterEnvironment, LightningEnvironment, detect
+from fulmen.strategies.launchers.subprocess_script import SubprocessLauncher
 from fulmen.strategies.single_device import load_optimizer_state
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only

@@ -22,7 +22,7 @@ def from_compiled(model: Any) -> Any:
     """The LightningModule inside ``torch.compile(module)``, with its forward and step methods compiled the same
     way (as Lightning's ``from_compiled``): the Trainer runs the module itself, so its hooks, ``self.log`` and its
     state dict stay as they are."""
-    from fulmen.module import LightningModule
+    from fulmen.core.module import LightningModule
 
     module = model._orig_mod
     if not isinstance(module, LightningModule):

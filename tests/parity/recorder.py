@@ -63,7 +63,7 @@ def summarize(value: Any) -> Any:
 def load(framework: str) -> Any:
     if framework == "fulmen":
         import fulmen
-        import fulmen.demos as demos
+        import fulmen.demos.boring_classes as demos
 
         return fulmen, demos
     pl = importlib.import_module("pytorch_lightning")

@@ -57,7 +57,7 @@ def test_csv_logger_matches(tmp_path):
 
 def test_second_run_gets_the_next_version(tmp_path):
     import fulmen
-    from fulmen.demos import BoringModel
+    from fulmen.demos.boring_classes import BoringModel
 
     for expected in ("version_0", "version_1"):
         trainer = fulmen.Trainer(default_root_dir=tmp_path, max_steps=1, limit_val_batches=0,

@@ -40,7 +40,7 @@ def build(framework, example, frozen):
 def test_summary_text_matches(example, frozen, depth):
     texts = {}
     for framework in ("fulmen", "pytorch_lightning"):
-        module = importlib.import_module("fulmen.utilities.model_summary" if framework == "fulmen" else
+        module = importlib.import_module("fulmen.utilities.model_summary.model_summary" if framework == "fulmen" else
                                          "pytorch_lightning.utilities.model_summary")
         torch.manual_seed(0)
         texts[framework] = str(module.ModelSummary(build(framework, example, frozen), max_depth=depth))

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional, Union
 
-import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fulmen.module import HyperparametersMixin, _class_only
-from fulmen.utilities.apply_to_collection import move_data_to_device
+from fulmen.core.hooks import CheckpointHooks, DataHooks
+from fulmen.core.mixins.hparams_mixin import HyperparametersMixin
+from fulmen.core.saving import _class_only
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
-class LightningDataModule(HyperparametersMixin):
+class LightningDataModule(DataHooks, CheckpointHooks, HyperparametersMixin):
     """Download, split and load the data: override ``setup`` and the ``*_dataloader`` methods.
 
     The Trainer calls ``prepare_data`` (once per node), ``setup(stage)``, the dataloader hooks it needs, and
@@ -28,27 +28,12 @@ class LightningDataModule(HyperparametersMixin):
     def __init__(self) -> None:
         super().__init__()
         self.trainer: Any = None
-        self.prepare_data_per_node = True
-        self.allow_zero_length_dataloader_with_multiple_devices = False
-
-    def prepare_data(self) -> None:
-        """Download or write data; runs once per node (or once overall with ``prepare_data_per_node=False``)."""
-
-    def setup(self, stage: str) -> None:
-        """Build datasets for ``stage`` ('fit', 'validate', 'test' or 'predict'); runs on every process."""
-
-    def teardown(self, stage: str) -> None:
-        """Release what ``setup`` made."""
 
     def train_dataloader(self) -> Any:
         """The training data."""
         raise MisconfigurationException(
             f"{type(self).__name__} has no `train_dataloader()`; define it to fit with this datamodule"
         )
-
-    def val_dataloader(self) -> Any:
-        """The validation data."""
-        return []
 
     def test_dataloader(self) -> Any:
         """The test data."""
@@ -62,31 +47,13 @@ class LightningDataModule(HyperparametersMixin):
             f"{type(self).__name__} has no `predict_dataloader()`; define it to predict with this datamodule"
         )
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move ``batch`` to ``device``; when overridden here, it replaces the module's."""
-        return move_data_to_device(batch, device)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Change the batch before it is moved; when overridden here, it replaces the module's."""
-        return batch
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Change the batch after it is moved; when overridden here, it replaces the module's."""
-        return batch
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add entries to a checkpoint being saved (plain data only)."""
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Read your entries from a checkpoint being loaded."""
-
     @_class_only
     def load_from_checkpoint(cls, checkpoint_path: Union[str, Any], map_location: Any = None,
                              hparams_file: Optional[Union[str, Any]] = None, weights_only: Optional[bool] = None,
                              **kwargs: Any) -> Any:
         """Build the datamodule from the hyperparameters saved in a checkpoint (``kwargs`` override them) and
         restore its ``state_dict``."""
-        from fulmen.checkpoint.format import build_from_checkpoint
+        from fulmen.core.saving import build_from_checkpoint
 
         return build_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, None, weights_only, kwargs)
 

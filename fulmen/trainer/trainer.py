@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 import torch
 
 from fulmen import resolve
-from fulmen.accelerators import Accelerator
-from fulmen.strategies.launcher import SpawnLauncher
+from fulmen.accelerators.accelerator import Accelerator
+from fulmen.strategies.launchers.multiprocessing import SpawnLauncher
 from fulmen.utilities.compile import compile_forward, from_compiled, is_compiled
 from fulmen.callbacks.callback import Callback
 from fulmen.callbacks.early_stopping import EarlyStopping
@@ -30,17 +30,18 @@ from fulmen.callbacks.timer import Timer
 from fulmen.checkpoint import format as ckpt_format
 from fulmen.checkpoint.preemption import SignalAgreement, SignalWatcher
 from fulmen.checkpoint.select import select as select_checkpoint
-from fulmen.datamodule import LightningDataModule
-from fulmen.hooks import Hooks, _noop, overrides, positional_count, set_hook_name
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.hooks import overrides, positional_count, set_hook_name
+from fulmen.loops.hooks import Hooks, _noop
 from fulmen.logging import MetricStore, MetricViews
 from fulmen.loops import data, fetch
 from fulmen.loops.evaluate import print_results, run_evaluation
 from fulmen.loops.fit import run_fit
 from fulmen.loops.optimization import automatic_step, closure_step, manual_step
 from fulmen.loops.predict import PredictLoop, run_predict
-from fulmen.module import LightningModule
-from fulmen.optimizers import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
-from fulmen.state import RunningStage, TrainerFn, TrainerState, TrainerStatus
+from fulmen.core.module import LightningModule
+from fulmen.core.optimizer import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
+from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException, TunerExit
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
@@ -333,7 +334,7 @@ class Trainer:
                 raise TypeError(f"Trainer(callbacks=...) got {cb!r} of type {type(cb).__name__}, which is not a "
                                 "fulmen Callback; subclass fulmen.callbacks.Callback")
         from fulmen.callbacks.model_summary import ModelSummary
-        from fulmen.callbacks.progress import ProgressBar
+        from fulmen.callbacks.progress.progress_bar import ProgressBar
 
         bars = [cb for cb in items if isinstance(cb, ProgressBar)]
         if summary is not False and not any(isinstance(cb, ModelSummary) for cb in items):
@@ -357,7 +358,7 @@ class Trainer:
 
             # tqdm is an optional extra; without it there is no default bar.
             if importlib.util.find_spec("tqdm") is not None:
-                from fulmen.callbacks.progress import TQDMProgressBar
+                from fulmen.callbacks.progress.tqdm_progress import TQDMProgressBar
 
                 items.append(TQDMProgressBar())
         if self._max_time is not None and not any(isinstance(cb, Timer) for cb in items):
@@ -1159,7 +1160,7 @@ class Trainer:
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
-        from fulmen.callbacks.progress import ProgressBar
+        from fulmen.callbacks.progress.progress_bar import ProgressBar
 
         return next((cb for cb in self.callbacks if isinstance(cb, ProgressBar)), None)
 

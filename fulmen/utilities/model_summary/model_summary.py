@@ -27,12 +27,67 @@ def get_human_readable_count(number: float) -> str:
     return f"{int(scaled):,d} {label}" if scaled >= 100 else f"{scaled:,.1f} {label}"
 
 
-def _shape(value: Any) -> Any:
-    if hasattr(value, "shape"):
-        return list(value.shape)
-    if isinstance(value, (list, tuple)):
-        return [_shape(v) for v in value]
+def parse_batch_shape(batch: Any) -> Any:
+    """The shape of a tensor as a list, nested lists of shapes for a list or tuple, "?" for anything else."""
+    if hasattr(batch, "shape"):
+        return list(batch.shape)
+    if isinstance(batch, (list, tuple)):
+        return [parse_batch_shape(v) for v in batch]
     return UNKNOWN_SIZE
+
+
+def get_formatted_model_size(total_model_size: float) -> str:
+    """A size in MB as the summary prints it (three decimals, thousands separated)."""
+    return f"{total_model_size:,.3f}"
+
+
+class LayerSummary:
+    """One submodule's line of the summary: ``layer_type``, ``num_parameters``, ``training`` and, once the example
+    input ran through the model, ``in_size`` and ``out_size``. Recording the sizes needs a forward hook on the
+    submodule: ``detach_hook()`` removes it."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self._module = module
+        self._in_size: Any = None
+        self._out_size: Any = None
+        self._hook = module.register_forward_hook(self._record)
+
+    def _record(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        self._in_size = parse_batch_shape(inputs[0] if len(inputs) == 1 else inputs)
+        self._out_size = parse_batch_shape(output)
+
+    def detach_hook(self) -> None:
+        """Stop recording sizes."""
+        self._hook.remove()
+
+    def __del__(self) -> None:
+        self.detach_hook()
+
+    @property
+    def in_size(self) -> Any:
+        return self._in_size if self._in_size is not None else UNKNOWN_SIZE
+
+    @property
+    def out_size(self) -> Any:
+        return self._out_size if self._out_size is not None else UNKNOWN_SIZE
+
+    @property
+    def layer_type(self) -> str:
+        return type(self._module).__name__
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(_numel(p) for p in self._module.parameters())
+
+    @property
+    def training(self) -> bool:
+        return self._module.training
+
+
+def _numel(param: torch.Tensor) -> int:
+    """A parameter's number of elements; DeepSpeed's ZeRO-3 keeps the full count in ``ds_numel`` (the tensor itself
+    holds only this process's shard)."""
+    return int(getattr(param, "ds_numel", param.numel()))
 
 
 class ModelSummary:
@@ -67,13 +122,7 @@ class ModelSummary:
             from fulmen.utilities.apply_to_collection import move_data_to_device
 
             example = move_data_to_device(example, device)
-        handles = []
-        for index, (_, module) in enumerate(self._layers):
-            def record(mod: nn.Module, inputs: Any, output: Any, index: int = index) -> None:
-                self.in_sizes[index] = _shape(inputs[0] if len(inputs) == 1 else inputs)
-                self.out_sizes[index] = _shape(output)
-
-            handles.append(module.register_forward_hook(record))
+        layers = [LayerSummary(module) for _, module in self._layers]  # each records its sizes in the forward
         modes = {m: m.training for m in model.modules()}
         depth = self._max_depth + 1 if self._max_depth != -1 else 999
         counter = FlopCounterMode(display=False, depth=depth)
@@ -87,10 +136,12 @@ class ModelSummary:
                 else:
                     model(example)
         finally:
-            for handle in handles:
-                handle.remove()
+            for layer in layers:
+                layer.detach_hook()
             for module, training in modes.items():
                 module.training = training
+        self.in_sizes = [layer.in_size for layer in layers]
+        self.out_sizes = [layer.out_size for layer in layers]
         prefix = type(model).__name__
         counts = counter.get_flop_counts()
         self._flops = {name: int(sum(counts.get(f"{prefix}.{name}", {}).values())) for name, _ in self._layers}
@@ -107,7 +158,7 @@ class ModelSummary:
 
     @property
     def param_nums(self) -> list[int]:
-        return [sum(p.numel() for p in module.parameters()) for _, module in self._layers]
+        return [sum(_numel(p) for p in module.parameters()) for _, module in self._layers]
 
     @property
     def training_modes(self) -> list[bool]:
@@ -121,11 +172,11 @@ class ModelSummary:
 
     @property
     def total_parameters(self) -> int:
-        return sum(p.numel() for p in self._model.parameters())
+        return sum(_numel(p) for p in self._model.parameters())
 
     @property
     def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self._model.parameters() if p.requires_grad)
+        return sum(_numel(p) for p in self._model.parameters() if p.requires_grad)
 
     @property
     def total_layer_params(self) -> int:
@@ -134,7 +185,7 @@ class ModelSummary:
     @property
     def model_size(self) -> float:
         """The parameters' size in MB."""
-        return sum(p.numel() * p.element_size() for p in self._model.parameters()) / 1e6
+        return sum(_numel(p) * p.element_size() for p in self._model.parameters()) / 1e6
 
     @property
     def flop_counts(self) -> dict[str, int]:
@@ -171,7 +222,7 @@ class ModelSummary:
         return [(get_human_readable_count(self.trainable_parameters), "Trainable params"),
                 (get_human_readable_count(self.total_parameters - self.trainable_parameters), "Non-trainable params"),
                 (get_human_readable_count(self.total_parameters), "Total params"),
-                (f"{self.model_size:,.3f}", "Total estimated model params size (MB)"),
+                (get_formatted_model_size(self.model_size), "Total estimated model params size (MB)"),
                 (str(modes["train"]), "Modules in train mode"),
                 (str(modes["eval"]), "Modules in eval mode"),
                 (get_human_readable_count(self.total_flops), "Total Flops")]

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from fulmen.datamodule import LightningDataModule
-from fulmen.module import LightningModule
+from fulmen.core.datamodule import LightningDataModule
+from fulmen.core.module import LightningModule
 
 
 class RandomDataset(Dataset):
@@ -109,13 +109,13 @@ class ManualOptimBoringModel(BoringModel):
         super().__init__()
         self.automatic_optimization = False
 
-    def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         opt = self.optimizers()
         loss = self.step(batch)
         opt.zero_grad()
         self.manual_backward(loss)
         opt.step()
-        return {"loss": loss}
+        return loss
 
 
 class BoringDataModule(LightningDataModule):
@@ -149,7 +149,94 @@ class BoringDataModule(LightningDataModule):
         return DataLoader(self.random_predict)
 
 
+class BoringDataModuleNoLen(BoringDataModule):
+    """BoringDataModule's stages on iterable datasets without a length (512 / 128 / 256 / 64 samples)."""
+
+    def __init__(self) -> None:
+        LightningDataModule.__init__(self)  # no random_full: these datasets draw their samples as they are read
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.random_train = RandomIterableDataset(32, 512)
+        if stage in ("fit", "validate"):
+            self.random_val = RandomIterableDataset(32, 128)
+        if stage == "test":
+            self.random_test = RandomIterableDataset(32, 256)
+        if stage == "predict":
+            self.random_predict = RandomIterableDataset(32, 64)
+
+
+class IterableBoringDataModule(LightningDataModule):
+    """Two loaders per stage, one over a map-style and one over an iterable dataset of 4 features (16 samples each
+    for training, 32 for validation, 64 for test, 128 for predict)."""
+
+    def setup(self, stage: str) -> None:
+        def pair(length: int) -> list[Any]:
+            return [RandomDataset(4, length), RandomIterableDataset(4, length)]
+
+        if stage == "fit":
+            self.train_datasets = pair(16)
+        if stage in ("fit", "validate"):
+            self.val_datasets = pair(32)
+        if stage == "test":
+            self.test_datasets = pair(64)
+        if stage == "predict":
+            self.predict_datasets = pair(128)
+
+    def train_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(ds) for ds in self.train_datasets]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(ds) for ds in self.val_datasets]
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(ds) for ds in self.test_datasets]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return [DataLoader(ds) for ds in self.predict_datasets]
+
+
+class DemoModel(LightningModule):
+    """A linear layer 32 -> ``out_dim`` with a ReLU, trained with Adam to push its outputs' sum down; it brings no
+    data (pass loaders of 32-feature vectors)."""
+
+    def __init__(self, out_dim: int = 10, learning_rate: float = 0.02) -> None:
+        super().__init__()
+        self.l1 = torch.nn.Linear(32, out_dim)
+        self.learning_rate = learning_rate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.l1(x.view(x.size(0), -1)))
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self(batch).sum()
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.learning_rate)
+
+
+class Net(nn.Module):
+    """A small convolutional classifier of 28x28 one-channel images into 10 classes (log-probabilities): two 3x3
+    convolutions (32 and 64 channels), max pooling, dropout, and two linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        x = self.dropout1(F.max_pool2d(x, 2))
+        x = self.dropout2(F.relu(self.fc1(torch.flatten(x, 1))))
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
 __all__ = [
-    "BoringDataModule", "BoringModel", "ManualOptimBoringModel", "RandomDataset", "RandomDictDataset",
-    "RandomIterableDataset", "RandomIterableDatasetWithLen",
+    "BoringDataModule", "BoringDataModuleNoLen", "BoringModel", "DemoModel", "IterableBoringDataModule",
+    "ManualOptimBoringModel", "Net", "RandomDataset", "RandomDictDataset", "RandomIterableDataset",
+    "RandomIterableDatasetWithLen",
 ]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Optional, Union
 
-from fulmen.callbacks.progress import ProgressBar
+from fulmen.callbacks.progress.progress_bar import ProgressBar
 
 
 def require_rich(what: str) -> None:

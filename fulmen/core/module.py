@@ -3,85 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Generator, Mapping
 from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
+from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
+from fulmen.core.mixins.hparams_mixin import HyperparametersMixin
+from fulmen.core.saving import _class_only
 from fulmen.logging import is_metric, log_value
-from fulmen.utilities.apply_to_collection import move_data_to_device
 from fulmen.utilities.exceptions import MisconfigurationException
-from fulmen.utilities.hparams import AttributeDict
-from fulmen.utilities.hparams import save_hyperparameters as _save_hyperparameters
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 
-class _class_only(classmethod):
-    """A classmethod that refuses to run on an instance: ``model.load_from_checkpoint(p)`` would build a new
-    module and leave ``model`` unchanged, which is never what the caller meant."""
-
-    def __get__(self, instance: Any, owner: Optional[type] = None) -> Any:
-        if instance is not None:
-            name = self.__func__.__name__
-
-            def refuse(*args: Any, **kwargs: Any) -> Any:
-                raise TypeError(f"{name} is a class method that returns a new object: call "
-                                f"{type(instance).__name__}.{name}(path), not on an instance")
-
-            return refuse
-        return super().__get__(instance, owner)
-
-
-class HyperparametersMixin:
-    """``save_hyperparameters`` and the ``hparams`` views, shared by LightningModule and LightningDataModule."""
-
-    __jit_unused_properties__ = ["hparams", "hparams_initial"]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._log_hyperparams = True
-
-    def save_hyperparameters(
-        self,
-        *args: Any,
-        ignore: Optional[Union[list[str], str]] = None,
-        frame: Optional[Any] = None,
-        logger: bool = True,
-    ) -> None:
-        """Save arguments to ``self.hparams`` (and, in checkpoints, ``hyper_parameters``).
-
-        With no arguments, every argument of ``__init__`` (of this class and its subclasses) is saved. Pass argument
-        names to save only those, or a dict / Namespace to save it. ``ignore`` leaves names out; ``logger=False``
-        keeps them from the logger.
-        """
-        self._log_hyperparams = logger
-        if frame is None:
-            frame = inspect.currentframe().f_back  # type: ignore[union-attr]
-        _save_hyperparameters(self, *args, ignore=ignore, frame=frame)
-
-    @property
-    def hparams(self) -> AttributeDict:
-        """The saved hyperparameters (mutable)."""
-        if not hasattr(self, "_hparams"):
-            self._hparams = AttributeDict()
-        return self._hparams
-
-    @property
-    def hparams_initial(self) -> AttributeDict:
-        """A copy of the hyperparameters as they were saved, before any later change to ``hparams``."""
-        if not hasattr(self, "_hparams_initial"):
-            return AttributeDict()
-        return self._hparams_initial
-
-
-class LightningModule(HyperparametersMixin, nn.Module):
+class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHooks, nn.Module):
     """A ``torch.nn.Module`` that also knows how to train: override ``training_step`` and
     ``configure_optimizers``, then hand it to ``fulmen.Trainer``.
 
-    Steps: ``training_step``, ``validation_step``, ``test_step``, ``predict_step``. Hooks: every ``on_*`` method
-    below; each is called by the Trainer after the callbacks' hook of the same name.
+    Steps: ``training_step``, ``validation_step``, ``test_step``, ``predict_step``. Hooks: every ``on_*`` method of
+    ``ModelHooks``, ``DataHooks`` and ``CheckpointHooks`` (``fulmen.core.hooks``); each is called by the Trainer
+    after the callbacks' hook of the same name.
     """
 
     CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
@@ -97,8 +39,6 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self._example_input_array: Any = None
         self._dtype_override: Optional[torch.dtype] = None
         self._toggled: Optional[dict[nn.Parameter, bool]] = None
-        self.prepare_data_per_node = True
-        self.allow_zero_length_dataloader_with_multiple_devices = False
 
     # ----------------------------------------------------------------------------------------------- properties
     @property
@@ -271,7 +211,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
         ``hparams_file`` (a YAML file) replaces the saved hyperparameters. ``strict`` (default
         ``strict_loading``) requires every key to match; False loads the keys that do.
         """
-        from fulmen.checkpoint.format import build_from_checkpoint
+        from fulmen.core.saving import build_from_checkpoint
 
         return build_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, strict, weights_only,
                                      kwargs)
@@ -308,12 +248,6 @@ class LightningModule(HyperparametersMixin, nn.Module):
     def configure_callbacks(self) -> Any:
         """Callbacks to add to the Trainer's; they replace Trainer callbacks of the same type."""
         return []
-
-    def configure_model(self) -> None:
-        """Create layers here to build them directly on the device (called only if overridden)."""
-
-    def configure_sharded_model(self) -> None:
-        """Deprecated name of ``configure_model``."""
 
     # ----------------------------------------------------------------------------------------------- optimization
     def optimizers(self, use_pl_optimizer: bool = True) -> Any:
@@ -451,119 +385,6 @@ class LightningModule(HyperparametersMixin, nn.Module):
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: Any) -> None:
         """Zero the gradients at the start of each accumulation window."""
         optimizer.zero_grad()
-
-    # ----------------------------------------------------------------------------------------------- hooks
-    def on_fit_start(self) -> None: """Start of ``fit``."""
-    def on_fit_end(self) -> None: """End of ``fit``."""
-    def on_train_start(self) -> None: """After the sanity check, before the first training epoch."""
-    def on_train_end(self) -> None: """After the last training epoch."""
-    def on_validation_start(self) -> None: """Start of a validation run."""
-    def on_validation_end(self) -> None: """End of a validation run."""
-    def on_test_start(self) -> None: """Start of a test run."""
-    def on_test_end(self) -> None: """End of a test run."""
-    def on_predict_start(self) -> None: """Start of a predict run."""
-    def on_predict_end(self) -> None: """End of a predict run."""
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]:
-        """Before ``training_step``; return -1 to end the epoch here."""
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """After the optimizer step of this batch; ``outputs`` holds the (accumulation-normalised) loss."""
-    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: """"""
-    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """After ``validation_step``."""
-    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: """"""
-    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """After ``test_step``."""
-    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: """"""
-    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """After ``predict_step``."""
-    def on_train_epoch_start(self) -> None: """Start of a training epoch."""
-    def on_train_epoch_end(self) -> None: """End of a training epoch, after its validation."""
-    def on_validation_epoch_start(self) -> None: """"""
-    def on_validation_epoch_end(self) -> None: """"""
-    def on_test_epoch_start(self) -> None: """"""
-    def on_test_epoch_end(self) -> None: """"""
-    def on_predict_epoch_start(self) -> None: """"""
-    def on_predict_epoch_end(self) -> None: """"""
-    def on_before_zero_grad(self, optimizer: Any) -> None: """Before the gradients are zeroed."""
-    def on_before_backward(self, loss: Tensor) -> None: """Before ``backward``."""
-    def on_after_backward(self) -> None: """After ``backward``, before clipping and the optimizer step."""
-    def on_before_optimizer_step(self, optimizer: Any) -> None:
-        """After gradients are unscaled, before clipping and ``optimizer.step()``."""
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add entries to (or change) a checkpoint being saved; values must be plain data (tensors, numbers,
-        strings, lists, dicts) so the file still loads with ``weights_only=True``."""
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Read your entries from a checkpoint, before its weights are loaded."""
-
-    def on_validation_model_zero_grad(self) -> None:
-        """Before validation inside fit: free the gradients' memory."""
-        self.zero_grad(set_to_none=True)
-
-    def on_validation_model_eval(self) -> None:
-        """Put the model in eval mode for validation."""
-        self.trainer.model.eval()
-
-    def on_validation_model_train(self) -> None:
-        """After validation; by default each submodule gets back the train/eval mode it had."""
-
-    def on_test_model_eval(self) -> None:
-        """Put the model in eval mode for test."""
-        self.trainer.model.eval()
-
-    def on_test_model_train(self) -> None:
-        """After test; by default each submodule gets back the mode it had."""
-
-    def on_predict_model_eval(self) -> None:
-        """Put the model in eval mode for predict."""
-        self.trainer.model.eval()
-
-    def prepare_data(self) -> None:
-        """Download or write data once per node (called only if overridden)."""
-
-    def setup(self, stage: str) -> None:
-        """Called at the start of fit / validate / test / predict, on every process."""
-
-    def teardown(self, stage: str) -> None:
-        """Called at the end of fit / validate / test / predict."""
-
-    def train_dataloader(self) -> Any:
-        """The training data, when no datamodule or loaders are given to ``fit``."""
-        raise MisconfigurationException(
-            "No training data: pass train_dataloaders= or datamodule= to Trainer.fit, or define "
-            f"`train_dataloader()` on {type(self).__name__}"
-        )
-
-    def val_dataloader(self) -> Any:
-        """The validation data."""
-        return []
-
-    def test_dataloader(self) -> Any:
-        """The test data."""
-        return []
-
-    def predict_dataloader(self) -> Any:
-        """The prediction data."""
-        return []
-
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Move ``batch`` to ``device``; override for custom batch types."""
-        return move_data_to_device(batch, device)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Change the batch before it is moved to the device."""
-        return batch
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Change the batch after it is on the device (e.g. GPU augmentations)."""
-        return batch
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Add to or change the checkpoint dict before it is written."""
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Read what ``on_save_checkpoint`` added."""
 
     # ----------------------------------------------------------------------------------------------- utilities
     def __getstate__(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Progress bars: ``ProgressBar`` (the base) and ``TQDMProgressBar`` (the default when tqdm is installed).
+"""``TQDMProgressBar``, the default progress bar when tqdm is installed, and ``Tqdm``, the tqdm class it draws with.
 
 Reading logged values synchronises with the device, so the bars do it on a clock, a few times a second at most,
 never on every step: the counters move every ``refresh_rate`` batches, the metrics shown refresh every
@@ -13,44 +13,63 @@ from __future__ import annotations
 
 import sys
 import time
+import math
 from typing import Any, Optional, Union
 
-from fulmen.callbacks.callback import Callback
+from fulmen.callbacks.progress.progress_bar import ProgressBar
+
+# Numbers in the bar's postfix take at least this many characters (0.33 -> 0.330), so the line does not flicker as
+# their digits change; as Lightning pads them.
+_PAD_SIZE = 5
+_TQDM_CLASS: Optional[type] = None
 
 
-class ProgressBar(Callback):
-    """Base class of progress bars: what they show (``get_metrics``) and whether they are on."""
+def _tqdm_class() -> type:
+    """``Tqdm``: tqdm's bar (the notebook one in Jupyter, through ``tqdm.auto``) with Lightning's number format,
+    built on first use because tqdm is an optional extra."""
+    global _TQDM_CLASS
+    if _TQDM_CLASS is None:
+        from tqdm.auto import tqdm
 
-    def __init__(self) -> None:
-        self._enabled = True
+        class Tqdm(tqdm):  # type: ignore[misc, valid-type]
+            """A tqdm bar whose postfix numbers are padded with zeros to a fixed width (``0.33`` shows as
+            ``0.330``), as Lightning's bar shows them."""
 
-    def disable(self) -> None:
-        self._enabled = False
+            @staticmethod
+            def format_num(n: Union[int, float, str]) -> str:
+                padded = isinstance(n, (float, str))
+                text = n if isinstance(n, str) else tqdm.format_num(n)
+                if padded and "e" not in text:
+                    if "." not in text and len(text) < _PAD_SIZE:
+                        try:
+                            float(text)
+                        except ValueError:
+                            return text
+                        text += "."
+                    text += "0" * (_PAD_SIZE - len(text))
+                return text
 
-    def enable(self) -> None:
-        self._enabled = True
+        Tqdm.__module__ = __name__
+        _TQDM_CLASS = Tqdm
+    return _TQDM_CLASS
 
-    @property
-    def is_enabled(self) -> bool:
-        return self._enabled
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        if not trainer.is_global_zero:
-            self.disable()  # one bar per run: the other processes draw nothing
+def __getattr__(name: str) -> Any:
+    if name == "Tqdm":
+        return _tqdm_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Union[int, str, float]]:
-        """The values shown: ``progress_bar_metrics`` plus ``v_num``, the logger's version."""
-        metrics: dict[str, Union[int, str, float]] = {}
-        logger = trainer.logger
-        version = getattr(logger, "version", None) if logger is not None else None
-        if version is not None:
-            metrics["v_num"] = version[-4:] if isinstance(version, str) else version
-        metrics.update(trainer.progress_bar_metrics)
-        return metrics
+
+def convert_inf(x: Optional[Union[int, float]]) -> Optional[Union[int, float]]:
+    """``x``, or None where it is infinite or NaN (tqdm takes None for an unknown total)."""
+    if x is None or math.isinf(x) or math.isnan(x):
+        return None
+    return x
 
 
 def _total(value: Union[int, float]) -> Optional[int]:
-    return None if value == float("inf") else int(value)
+    value = convert_inf(value)
+    return None if value is None else int(value)
 
 
 def _clock(seconds: float) -> str:
@@ -135,9 +154,7 @@ class TQDMProgressBar(ProgressBar):
         if plain:
             self._bars[key] = _PlainBar(desc, total, self.plain_interval, sys.stdout)
             return
-        from tqdm.auto import tqdm
-
-        self._bars[key] = tqdm(desc=desc, total=total, position=self.process_position + position, leave=leave,
+        self._bars[key] = _tqdm_class()(desc=desc, total=total, position=self.process_position + position, leave=leave,
                                dynamic_ncols=True, file=sys.stdout, smoothing=0)
 
     def _close(self, key: str) -> None:

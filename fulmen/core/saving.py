@@ -1,0 +1,259 @@
+"""Saving and loading what a module is built from: ``load_from_checkpoint`` and the hyperparameter files.
+
+``load_from_checkpoint`` rebuilds a module (or datamodule) from the hyperparameters a checkpoint holds and loads its
+state. The hyperparameter files are those the loggers write (``hparams.yaml``), and the ``tags.csv`` of older
+releases. Reading never builds objects or runs code: YAML is read with ``safe_load``, and a checkpoint may only name
+classes that are already imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import os
+import sys
+from argparse import Namespace
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any, Optional, Union
+
+import torch
+
+from fulmen.utilities.rank_zero import rank_zero_warn
+
+# Keys under which checkpoints of Lightning's first releases kept the hyperparameters.
+CHECKPOINT_PAST_HPARAMS_KEYS = ("hparams", "module_arguments")
+
+
+class _class_only(classmethod):
+    """A classmethod that refuses to run on an instance: ``model.load_from_checkpoint(p)`` would build a new
+    module and leave ``model`` unchanged, which is never what the caller meant."""
+
+    def __get__(self, instance: Any, owner: Optional[type] = None) -> Any:
+        if instance is not None:
+            name = self.__func__.__name__
+
+            def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise TypeError(f"{name} is a class method that returns a new object: call "
+                                f"{type(instance).__name__}.{name}(path), not on an instance")
+
+            return refuse
+        return super().__get__(instance, owner)
+
+
+def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file: Any, strict: Optional[bool],
+                          weights_only: Optional[bool], overrides_: dict[str, Any]) -> Any:
+    """``cls.load_from_checkpoint``: a new module (or datamodule) from the saved hyperparameters, with its state."""
+    import inspect
+
+    from fulmen.checkpoint import io
+    from fulmen.checkpoint.format import load_module_state, source_name
+
+    if not isinstance(cls, type):
+        raise TypeError("load_from_checkpoint is a class method: call MyModule.load_from_checkpoint(path), not "
+                        "model.load_from_checkpoint(path)")
+    checkpoint = io.load(path, map_location=map_location, weights_only=weights_only)
+    name_key, params_key = cls.CHECKPOINT_HYPER_PARAMS_NAME, cls.CHECKPOINT_HYPER_PARAMS_KEY  # type: ignore[attr-defined]
+    if hparams_file is not None:
+        hparams = _read_hparams_file(hparams_file)
+    else:
+        hparams = dict(checkpoint.get(params_key) or {})
+    args_name = checkpoint.get(name_key)
+    params = inspect.signature(cls.__init__).parameters
+    takes_kwargs = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    if args_name and args_name != "kwargs" and args_name in params:
+        init_kwargs = {args_name: hparams}  # save_hyperparameters(config) of one argument named ``config``
+    else:
+        init_kwargs = hparams if takes_kwargs else {k: v for k, v in hparams.items() if k in params}
+    instantiator = _instantiator(cls, hparams.pop("_instantiator", None), hparams.get("_class_path"))
+    if instantiator is not None:  # saved by the CLI: the parsed config builds the module again
+        obj = instantiator(cls, {**hparams, **overrides_})
+    else:
+        init_kwargs.pop("_instantiator", None)
+        init_kwargs.update(overrides_)
+        obj = cls(**init_kwargs)
+    source = source_name(path)
+    if isinstance(obj, torch.nn.Module):
+        obj.on_load_checkpoint(checkpoint)
+        load_module_state(obj, checkpoint, obj.strict_loading if strict is None else strict, source)
+        if isinstance(map_location, (str, torch.device)):
+            obj.to(map_location)
+    else:
+        state = checkpoint.get(cls.__qualname__)
+        if state is not None:
+            obj.load_state_dict(state)
+        obj.on_load_checkpoint(checkpoint)
+    return obj
+
+
+# The functions a checkpoint may name to rebuild its module: the CLI's, under fulmen's and Lightning's names.
+_INSTANTIATORS = ("fulmen.cli.instantiate_module", "lightning.pytorch.cli.instantiate_module",
+                  "pytorch_lightning.cli.instantiate_module")
+
+
+def _instantiator(cls: type, name: Any, class_path: Any) -> Any:
+    """The CLI's ``instantiate_module`` when the hyperparameters ask for it. A checkpoint is data, so it may only
+    name that function, and only a class that is already imported: loading one never imports or runs other code."""
+    if name is None:
+        return None
+    if name not in _INSTANTIATORS:
+        raise ValueError(f"The checkpoint asks for {name!r} to build the module; fulmen only runs "
+                         f"{_INSTANTIATORS[0]!r}. If you trust the file, delete hyper_parameters['_instantiator'] "
+                         "and pass the arguments to load_from_checkpoint yourself")
+    if class_path is not None:
+        module_name, _, class_name = str(class_path).rpartition(".")
+        found = getattr(sys.modules.get(module_name), class_name, None)
+        if not (isinstance(found, type) and issubclass(found, cls)):
+            raise ValueError(f"The checkpoint's hyperparameters name the class {class_path!r}, which is not an imported "
+                             f"subclass of {cls.__name__}; import its module before loading (a checkpoint never "
+                             "imports code itself)")
+    from fulmen.cli import instantiate_module
+
+    return instantiate_module
+
+
+def _read_hparams_file(path: Any) -> dict[str, Any]:
+    """``load_from_checkpoint(hparams_file=...)``: the hyperparameters of a YAML file, which must exist."""
+    if not os.fspath(path).lower().endswith((".yaml", ".yml")):
+        raise ValueError(f"load_from_checkpoint(hparams_file={os.fspath(path)!r}) must be a .yaml or .yml file (as "
+                         "the loggers write hparams.yaml)")
+    try:
+        import yaml
+    except ImportError as err:
+        raise ImportError("load_from_checkpoint(hparams_file=...) reads YAML with PyYAML: pip install pyyaml") from err
+    with open(os.fspath(path)) as f:
+        try:
+            data = yaml.safe_load(f)  # safe_load: a YAML file cannot build objects or run code
+        except yaml.constructor.ConstructorError as err:
+            raise ValueError(f"hparams_file {os.fspath(path)!r} holds a Python object tag ({err.problem}, "
+                             f"{err.problem_mark}); fulmen reads plain YAML values only, as building objects from "
+                             "a file could run code. Write the values themselves") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"hparams_file {os.fspath(path)!r} must hold a mapping of hyperparameters")
+    return data
+
+
+def to_yaml(data: dict[str, Any]) -> str:
+    """Plain data as YAML: one ``key: value`` line each; strings, lists and dicts in JSON flow style (which YAML
+    reads as is), anything else by its repr as a quoted string."""
+
+    def value(v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        try:
+            return json.dumps(v)
+        except (TypeError, ValueError):
+            return json.dumps(repr(v))
+
+    return "".join(f"{json.dumps(str(k))}: {value(v)}\n" for k, v in data.items())
+
+
+def _as_dict(hparams: Union[Mapping[str, Any], Namespace]) -> dict[str, Any]:
+    if isinstance(hparams, Namespace):
+        return dict(vars(hparams))
+    if not isinstance(hparams, Mapping):
+        raise TypeError(f"hparams must be a dict or an argparse.Namespace, got {type(hparams).__name__}")
+    return dict(hparams)
+
+
+def _existing_folder(path: Union[str, os.PathLike[str]]) -> str:
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise RuntimeError(f"Missing folder: {folder}; create it before writing {path}")
+    return path
+
+
+def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike[str]], hparams: Union[Mapping[str, Any], Namespace],
+                         use_omegaconf: bool = True) -> None:
+    """Write ``hparams`` (a dict or Namespace) to ``config_yaml`` as the loggers' ``hparams.yaml`` does: enums
+    as their names, values YAML cannot hold as their ``repr`` strings. ``use_omegaconf`` is accepted for
+    Lightning's signature; an OmegaConf container is written as the plain data it holds."""
+    path = _existing_folder(config_yaml)
+    data = {key: value.name if isinstance(value, Enum) else _plain_container(value)
+            for key, value in _as_dict(hparams).items()}
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(to_yaml(data))
+
+
+def _plain_container(value: Any) -> Any:
+    """An OmegaConf DictConfig/ListConfig as plain dicts and lists (without importing omegaconf)."""
+    if type(value).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike[str]], use_omegaconf: bool = True) -> dict[str, Any]:
+    """The hyperparameters in ``config_yaml``; an empty dict, with a warning, when the file does not exist.
+
+    The file is read with ``yaml.safe_load`` (plain values only: a file never builds objects). With
+    ``use_omegaconf`` and omegaconf installed the result is a ``DictConfig``, as in Lightning.
+    """
+    path = os.fspath(config_yaml)
+    if not os.path.exists(path):
+        rank_zero_warn(f"Missing hyperparameters file: {path}.", category=RuntimeWarning)
+        return {}
+    data = _read_hparams_file(path) if path.lower().endswith((".yaml", ".yml")) else _read_yaml(path)
+    if use_omegaconf:
+        try:
+            from omegaconf import OmegaConf
+        except ImportError:
+            return data
+        return OmegaConf.create(data)  # type: ignore[return-value]
+    return data
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    import yaml
+
+    with open(path) as f:
+        data = yaml.safe_load(f)
+    return data if isinstance(data, dict) else {}
+
+
+def save_hparams_to_tags_csv(tags_csv: Union[str, os.PathLike[str]],
+                             hparams: Union[Mapping[str, Any], Namespace]) -> None:
+    """Write ``hparams`` as the ``key,value`` rows of a ``tags.csv`` (the format of Lightning's first releases)."""
+    path = _existing_folder(tags_csv)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["key", "value"])
+        for key, value in _as_dict(hparams).items():
+            writer.writerow([key, value])
+
+
+def load_hparams_from_tags_csv(tags_csv: Union[str, os.PathLike[str]]) -> dict[str, Any]:
+    """The hyperparameters of a ``tags.csv``, each value read back by ``convert``; an empty dict, with a
+    warning, when the file does not exist."""
+    path = os.fspath(tags_csv)
+    if not os.path.exists(path):
+        rank_zero_warn(f"Missing hyperparameters file: {path}.", category=RuntimeWarning)
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return {row[0]: convert(row[1]) for row in rows[1:] if len(row) >= 2}
+
+
+def convert(val: str) -> Union[int, float, bool, str, None, list[Any], dict[Any, Any], tuple[Any, ...]]:
+    """A string from a ``tags.csv`` as the Python literal it spells (``"0.1"`` -> 0.1), or the string itself.
+    ``ast.literal_eval`` reads literals only: nothing is called."""
+    try:
+        return ast.literal_eval(val)
+    except (ValueError, SyntaxError):
+        return val
+
+
+def update_hparams(hparams: dict[str, Any], updates: Mapping[str, Any]) -> None:
+    """Merge ``updates`` into ``hparams`` in place, nested dicts key by key."""
+    for key, value in updates.items():
+        if key in hparams and isinstance(hparams[key], dict) and isinstance(value, Mapping):
+            update_hparams(hparams[key], value)
+        else:
+            hparams[key] = value
