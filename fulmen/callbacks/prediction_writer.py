@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from typing import Any, Optional
 
 from fulmen.callbacks.callback import Callback
-from fulmen.trainer.states import _StrEnum
+from fulmen.utilities.enums import LightningEnum
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
-class WriteInterval(_StrEnum):
+class WriteInterval(LightningEnum):
     """When a BasePredictionWriter writes: after each batch, at the end of the run, or both."""
 
     BATCH = "batch"

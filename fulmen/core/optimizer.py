@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -11,24 +10,12 @@ from torch.optim import Optimizer
 
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.types import LRSchedulerConfig
 
 _FORMATS = (
     "an Optimizer; a list of Optimizers; ([optimizers], [schedulers or scheduler dicts]); "
     '{"optimizer": opt, "lr_scheduler": scheduler or dict, "monitor": name}; a list of such dicts; or None'
 )
-
-
-@dataclass
-class LRSchedulerConfig:
-    """How and when the Trainer steps one learning-rate scheduler (the dict keys of ``lr_scheduler``)."""
-
-    scheduler: Any
-    name: Optional[str] = None
-    interval: str = "epoch"
-    frequency: int = 1
-    reduce_on_plateau: bool = False
-    monitor: Optional[str] = None
-    strict: bool = True
 
 
 class _NoOptimizer(Optimizer):

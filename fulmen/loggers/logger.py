@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import statistics
 from abc import ABC, abstractmethod
 from argparse import Namespace
-from typing import Any, Optional, Union
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Union
 
 from fulmen.checkpoint.io import cannot_create, makedirs
 from fulmen.utilities.rank_zero import rank_zero_only
@@ -66,6 +69,96 @@ class Logger(ABC):
 
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """A checkpoint was saved (optional)."""
+
+
+class _DummyExperiment:
+    """What ``logger.experiment`` is where nothing is recorded: every method call, index and item assignment is
+    accepted and does nothing (``logger.experiment.add_image(...)`` runs as is)."""
+
+    def nop(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("__"):  # copy, pickle and friends look these up; they must not find a no-op
+            raise AttributeError(name)
+        return self.nop
+
+    def __getitem__(self, idx: Any) -> "_DummyExperiment":
+        return self
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+def rank_zero_experiment(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Decorate a logger's ``experiment`` property: on processes other than rank zero it returns an experiment
+    that records nothing, so only rank zero creates (and writes to) the real one."""
+
+    @functools.wraps(fn)
+    def experiment(self: Any) -> Any:
+        if rank_zero_only.rank > 0:  # type: ignore[attr-defined]
+            return _DummyExperiment()
+        return fn(self)
+
+    return experiment
+
+
+class DummyLogger(Logger):
+    """A logger that records nothing, standing in for the user's under ``fast_dev_run``: user code that calls
+    ``self.logger.experiment.<anything>`` or ``self.logger.<anything>`` still runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._experiment = _DummyExperiment()
+
+    @property
+    def experiment(self) -> _DummyExperiment:
+        return self._experiment
+
+    def log_metrics(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    @property
+    def name(self) -> str:
+        return ""
+
+    @property
+    def version(self) -> str:
+        return ""
+
+    def __getitem__(self, idx: int) -> "DummyLogger":
+        return self
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def method(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        return method
+
+
+def merge_dicts(dicts: Sequence[Mapping[Any, Any]], agg_key_funcs: Optional[Mapping[Any, Any]] = None,
+                default_func: Callable[[Sequence[float]], float] = statistics.mean) -> dict[Any, Any]:
+    """One dict from several: each key's values (None ones left out) aggregated by ``agg_key_funcs[key]`` or
+    ``default_func``; nested dicts are merged the same way, with the nested part of ``agg_key_funcs``."""
+    agg_key_funcs = agg_key_funcs or {}
+    keys: dict[Any, None] = {}
+    for d in dicts:
+        keys.update(dict.fromkeys(d))
+    merged: dict[Any, Any] = {}
+    for key in keys:
+        values = [d[key] for d in dicts if d.get(key) is not None]
+        fn = agg_key_funcs.get(key)
+        if isinstance(values[0], dict):
+            merged[key] = merge_dicts(values, fn, default_func)
+        else:
+            merged[key] = (fn or default_func)(values)
+    return merged
 
 
 class VersionedFolder:

@@ -19,7 +19,7 @@ from fulmen.loggers.logger import Logger, UploadsCheckpoints, flatten_params, ne
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 log = logging.getLogger("fulmen")
-_FILE_PREFIX = "file:"
+LOCAL_FILE_URI_PREFIX = "file:"
 _STATUS = {"success": "FINISHED", "finished": "FINISHED", "failed": "FAILED"}
 
 
@@ -56,7 +56,7 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
             raise ValueError(f"MLFlowLogger(log_model={log_model!r}) must be True, False or 'all'")
         tracking_uri = tracking_uri or os.getenv("MLFLOW_TRACKING_URI")
         if tracking_uri is None and save_dir is not None:
-            tracking_uri = f"{_FILE_PREFIX}{save_dir}"
+            tracking_uri = f"{LOCAL_FILE_URI_PREFIX}{save_dir}"
         self._experiment_name = experiment_name
         self._run_name = run_name
         self._tracking_uri = tracking_uri
@@ -118,8 +118,8 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
     @property
     def save_dir(self) -> Optional[str]:
         """The store's folder for a ``file:`` tracking URI, else None."""
-        if self._tracking_uri and self._tracking_uri.startswith(_FILE_PREFIX):
-            return self._tracking_uri[len(_FILE_PREFIX):]
+        if self._tracking_uri and self._tracking_uri.startswith(LOCAL_FILE_URI_PREFIX):
+            return self._tracking_uri[len(LOCAL_FILE_URI_PREFIX):]
         return None
 
     @rank_zero_only

@@ -16,7 +16,8 @@ from torch import Tensor
 
 from fulmen.core.saving import to_yaml
 from fulmen.checkpoint.io import makedirs
-from fulmen.loggers.logger import LOG_DIR_FIX, Logger, VersionedFolder, flatten_params, params_as_dict
+from fulmen.loggers.logger import (LOG_DIR_FIX, Logger, VersionedFolder, flatten_params, params_as_dict,
+                                   rank_zero_experiment)
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 
@@ -68,12 +69,11 @@ class TensorBoardLogger(VersionedFolder, Logger):
         return self._sub_dir
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> Any:
-        """The ``torch.utils.tensorboard.SummaryWriter`` (made on first use, on rank zero only)."""
+        """The ``torch.utils.tensorboard.SummaryWriter``, made on first use on rank zero; on the other processes an
+        object whose every method does nothing (as in Lightning, so ``experiment.add_image(...)`` runs anywhere)."""
         if self._experiment is None:
-            if rank_zero_only.rank != 0:  # type: ignore[attr-defined]
-                raise RuntimeError("TensorBoardLogger.experiment exists on global rank zero only; log from there "
-                                   "(wrap the call in fulmen.utilities.rank_zero.rank_zero_only)")
             from torch.utils.tensorboard import SummaryWriter
 
             makedirs(self.log_dir, LOG_DIR_FIX)
@@ -137,9 +137,9 @@ class TensorBoardLogger(VersionedFolder, Logger):
 
     @rank_zero_only
     def save(self) -> None:
-        """Flush the event file; write hparams.yaml next to it the first time."""
-        if self._experiment is not None:
-            self._experiment.flush()
+        """Flush the event file (creating it, as Lightning does, even when nothing was logged yet); write
+        hparams.yaml next to it the first time."""
+        self.experiment.flush()
         hparams_file = os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)
         if os.path.isdir(self.log_dir) and not os.path.isfile(hparams_file):
             with open(hparams_file, "w") as f:

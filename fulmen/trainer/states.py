@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Optional
 
-
-class _StrEnum(str, Enum):
-    """An enum whose members compare equal to their lower-case string values (``TrainerFn.FITTING == "fit"``)."""
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, str):
-            return self.value == other.lower()
-        return super().__eq__(other)
-
-    def __hash__(self) -> int:
-        return hash(self.value)
-
-    def __str__(self) -> str:
-        return self.value
+from fulmen.utilities.enums import LightningEnum
 
 
-class TrainerStatus(_StrEnum):
+class TrainerStatus(LightningEnum):
     """Where the Trainer is in its life."""
 
     INITIALIZING = "initializing"
@@ -36,7 +22,7 @@ class TrainerStatus(_StrEnum):
         return self in (self.FINISHED, self.INTERRUPTED)
 
 
-class TrainerFn(_StrEnum):
+class TrainerFn(LightningEnum):
     """The Trainer method that runs: what the user asked for."""
 
     FITTING = "fit"
@@ -45,7 +31,7 @@ class TrainerFn(_StrEnum):
     PREDICTING = "predict"
 
 
-class RunningStage(_StrEnum):
+class RunningStage(LightningEnum):
     """The loop that runs now: a fit runs the sanity check, training and validation stages in turn."""
 
     TRAINING = "train"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import functools
-import inspect
 import io
 import math
 import os
@@ -44,6 +41,7 @@ from fulmen.core.optimizer import LightningOptimizer, LRSchedulerConfig, needs_c
 from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException, TunerExit
+from fulmen.utilities.argparse import _defaults_from_env_vars
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
 
 if TYPE_CHECKING:  # the argument types, for readers and for the CLI (jsonargparse reads this block); imported
@@ -52,27 +50,6 @@ if TYPE_CHECKING:  # the argument types, for readers and for the CLI (jsonargpar
     from fulmen.profilers import Profiler
     from fulmen.strategies.deepspeed import DeepSpeedStrategy
     from fulmen.strategies.parallel import ParallelStrategy
-
-
-def _defaults_from_env_vars(init: Callable[..., None]) -> Callable[..., None]:
-    """``PL_TRAINER_<ARG>`` environment variables give defaults (parsed as Python literals); explicit kwargs win."""
-
-    names = [name for name in inspect.signature(init).parameters if name != "self"]
-
-    @functools.wraps(init)
-    def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
-        if args:
-            raise TypeError("Trainer arguments are keyword-only: write Trainer(max_epochs=5), not Trainer(5)")
-        for name in names:
-            env = os.environ.get(f"PL_TRAINER_{name.upper()}")
-            if env is not None and name not in kwargs:
-                try:
-                    kwargs[name] = ast.literal_eval(env)
-                except (ValueError, SyntaxError):
-                    kwargs[name] = env
-        init(self, **kwargs)
-
-    return wrapped
 
 
 @dataclass
@@ -303,8 +280,12 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
 
     def _init_loggers(self, logger: Any) -> list[Any]:
-        if logger is False or self.fast_dev_run:
+        if logger is False:
             return []
+        if self.fast_dev_run:  # as in Lightning: a logger that records nothing, so user code using it still runs
+            from fulmen.loggers.logger import DummyLogger
+
+            return [DummyLogger()]
         if logger is None or logger is True:
             from fulmen.loggers.tensorboard import TensorBoardLogger, tensorboard_available
 
@@ -314,12 +295,12 @@ class Trainer:
 
             return [CSVLogger(save_dir=self.default_root_dir)]
         loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
-        from fulmen.loggers.logger import Logger
-
         for item in loggers:
-            if not isinstance(item, Logger):
-                raise TypeError(f"Trainer(logger=...) got {item!r} of type {type(item).__name__}; pass True, False, "
-                                "a fulmen.loggers.Logger or a list of them")
+            # Any object with a logger's methods will do (Lightning takes them too); refuse what plainly is not one.
+            if not callable(getattr(item, "log_metrics", None)):
+                raise TypeError(f"Trainer(logger=...) got {item!r} of type {type(item).__name__}, which has no "
+                                "log_metrics method; pass True, False, a fulmen.loggers.Logger (TensorBoardLogger, "
+                                "CSVLogger, ...) or a list of them")
         return loggers
 
     def _init_callbacks(self, callbacks: Any, checkpointing: Any, summary: Any, progress: Any) -> list[Callback]:

@@ -3,28 +3,15 @@ size with which a few batches run without running out of memory."""
 
 from __future__ import annotations
 
-import gc
 from typing import Any, Optional
 
-import torch
 
 from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.tuner.trial import reload_data, trial
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.memory import garbage_collection_cuda, is_oom_error
 from fulmen.utilities.parsing import lightning_setattr
 from fulmen.utilities.rank_zero import rank_zero_info
-
-
-def is_oom(error: BaseException) -> bool:
-    """Whether ``error`` says that the device (or the host) ran out of memory."""
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    if not isinstance(error, RuntimeError):
-        return False
-    text = str(error)
-    return any(words in text for words in (
-        "CUDA out of memory", "CUDA error: out of memory", "CUDNN_STATUS_NOT_SUPPORTED", "cuDNN error: "
-        "CUDNN_STATUS_NOT_SUPPORTED", "DefaultCPUAllocator: can't allocate memory", "MPS backend out of memory"))
 
 
 def find_batch_size(trainer: Any, fn: TrainerFn, mode: str, steps_per_trial: int, init_val: int, max_trials: int,
@@ -45,10 +32,10 @@ def find_batch_size(trainer: Any, fn: TrainerFn, mode: str, steps_per_trial: int
             fits = size
             rank_zero_info(f"Batch size {size} fits")
         except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
-            if not is_oom(err):
+            if not is_oom_error(err):
                 raise
             del err  # its traceback holds the frames, and with them the tensors of the failed step
-            _free_memory()
+            garbage_collection_cuda()
             fails, length = size, None
             rank_zero_info(f"Batch size {size} runs out of memory")
         if fails is None:  # nothing failed yet: double, unless a limit is reached
@@ -101,9 +88,3 @@ def _try(trainer: Any, fn: TrainerFn, steps: int) -> Optional[int]:
         return len(dataset)  # type: ignore[arg-type]
     except TypeError:  # an iterable dataset, or none
         return None
-
-
-def _free_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()

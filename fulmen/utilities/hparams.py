@@ -70,7 +70,7 @@ def _mentions(obj: Any, local_vars: Mapping[str, Any]) -> bool:
     return False
 
 
-def _frame_args(frame: FrameType) -> dict[str, Any]:
+def frame_args(frame: FrameType) -> dict[str, Any]:
     """The arguments of the function running in ``frame``, with ``**kwargs`` merged in and ``*args`` left out."""
     code = frame.f_code
     local_vars = frame.f_locals
@@ -88,7 +88,7 @@ def _frame_args(frame: FrameType) -> dict[str, Any]:
     return args
 
 
-def collect_init_args(obj: Any, frame: Optional[FrameType]) -> dict[str, Any]:
+def init_args_on_stack(obj: Any, frame: Optional[FrameType]) -> dict[str, Any]:
     """Merge the arguments of every ``__init__`` of ``obj`` on the stack, starting at ``frame``.
 
     The stack holds the innermost (parent class) ``__init__`` first; the outer subclass ``__init__`` frames follow,
@@ -98,7 +98,7 @@ def collect_init_args(obj: Any, frame: Optional[FrameType]) -> dict[str, Any]:
     while frame is not None:
         local_vars = frame.f_locals
         if frame.f_code.co_name == "__init__" and local_vars.get("self") is obj:
-            found.append(_frame_args(frame))
+            found.append(frame_args(frame))
         elif not _mentions(obj, local_vars):
             break
         frame = frame.f_back
@@ -113,20 +113,22 @@ def save_hyperparameters(
     *args: Any,
     ignore: Optional[Union[Sequence[str], str]] = None,
     frame: Optional[FrameType] = None,
+    given_hparams: Optional[dict[str, Any]] = None,
 ) -> None:
     """Fill ``obj._hparams`` and ``obj._hparams_initial`` (see ``LightningModule.save_hyperparameters``).
 
-    ``frame`` is the frame of the ``__init__`` that called ``save_hyperparameters``.
+    ``frame`` is the frame of the ``__init__`` that called ``save_hyperparameters``; ``given_hparams``, when set,
+    stands for the ``__init__`` arguments (nothing is read off the stack).
     """
     if isinstance(ignore, str):
         ignore = [ignore]
     ignore = [name for name in (ignore or []) if isinstance(name, str)]
 
-    given = _given.get()
+    given = given_hparams if given_hparams is not None else _given.get()
     if given is not None:
         init_args = dict(given)
     else:
-        init_args = collect_init_args(obj, frame) if frame is not None else {}
+        init_args = init_args_on_stack(obj, frame) if frame is not None else {}
     name: Optional[str] = None
     if not args:
         hp: Any = {k: v for k, v in init_args.items() if k not in ignore}

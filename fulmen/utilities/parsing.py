@@ -1,9 +1,73 @@
-"""Finding a hyperparameter by name where Lightning looks for it: an attribute of the module, a key of its
-``hparams``, then the same on the datamodule (the Tuner reads and sets ``lr`` and ``batch_size`` this way)."""
+"""Finding a hyperparameter by name where Lightning looks for it (an attribute of the module, a key of its
+``hparams``, then the same on the datamodule: the Tuner reads and sets ``lr`` and ``batch_size`` this way), and
+Lightning's helpers for the arguments of ``__init__``. Reading them off the call stack is
+``fulmen.utilities.hparams``'s job; these are the public names for it."""
 
 from __future__ import annotations
 
+import inspect
+import pickle
+from collections.abc import MutableMapping
+from types import FrameType
 from typing import Any, Optional
+
+from fulmen.utilities.hparams import AttributeDict, frame_args, save_hyperparameters
+
+__all__ = ["AttributeDict", "clean_namespace", "collect_init_args", "get_init_args", "is_picklable",
+           "lightning_getattr", "lightning_hasattr", "lightning_setattr", "parse_class_init_keys",
+           "save_hyperparameters"]
+
+
+def is_picklable(obj: object) -> bool:
+    """Whether ``pickle.dumps(obj)`` succeeds."""
+    try:
+        pickle.dumps(obj)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def clean_namespace(hparams: MutableMapping) -> None:
+    """Remove, in place, the entries whose values cannot be pickled."""
+    for key in [k for k, v in hparams.items() if not is_picklable(v)]:
+        del hparams[key]
+
+
+def parse_class_init_keys(cls: type) -> tuple[str, Optional[str], Optional[str]]:
+    """The names of ``cls.__init__``'s first parameter (``self``), of its ``*args`` and of its ``**kwargs`` (None
+    where it has none)."""
+    params = list(inspect.signature(cls.__init__).parameters.values())  # type: ignore[misc]
+    star = next((p.name for p in params if p.kind == p.VAR_POSITIONAL), None)
+    double_star = next((p.name for p in params if p.kind == p.VAR_KEYWORD), None)
+    return params[0].name, star, double_star
+
+
+def get_init_args(frame: FrameType) -> dict[str, Any]:
+    """The arguments of the ``__init__`` running in ``frame`` (``**kwargs`` merged in, ``*args`` and ``self`` left
+    out); empty when ``frame`` is not an ``__init__`` of a class."""
+    if frame.f_code.co_name != "__init__" or "__class__" not in frame.f_locals:
+        return {}
+    return frame_args(frame)
+
+
+def collect_init_args(frame: FrameType, path_args: list[dict[str, Any]], inside: bool = False,
+                      classes: tuple[type, ...] = ()) -> list[dict[str, Any]]:
+    """Append to ``path_args`` the arguments of the chain of ``__init__`` calls found from ``frame`` outwards (a
+    subclass's ``__init__`` calling its parents'), innermost first, so the last entry is the most specific class's.
+
+    Frames before the chain are skipped unless ``inside`` (already in a chain); only ``__init__`` frames whose
+    ``self`` is an instance of ``classes`` (any, when empty) count. Returns ``path_args``.
+    """
+    while frame is not None and frame.f_back is not None:
+        local_vars = frame.f_locals
+        is_init = frame.f_code.co_name == "__init__" and "__class__" in local_vars
+        if is_init and (not classes or isinstance(local_vars.get("self"), classes)):
+            path_args.append(get_init_args(frame))
+            inside = True
+        elif inside:
+            break
+        frame = frame.f_back
+    return path_args
 
 
 def _owners(model: Any, name: str) -> list[Any]:
