@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 
 import torch
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from fulmen.accelerators import devices as hardware
 from fulmen.accelerators import registry
@@ -25,14 +25,6 @@ PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-t
 _LEGACY_PRECISION = {64: "64-true", "64": "64-true", 32: "32-true", "32": "32-true", 16: "16-mixed",
                      "16": "16-mixed", "bf16": "bf16-mixed"}
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
-LATER_STRATEGIES = (
-    "fsdp", "fsdp_cpu_offload", "deepspeed", "deepspeed_stage_1",
-    "deepspeed_stage_2", "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload",
-    "deepspeed_stage_3_offload_nvme",
-)
-
-
 def check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> Optional[int]:
     """An int >= ``minimum`` (bools are refused: ``max_epochs=True`` is a mistake, not 1)."""
     if value is None and allow_none:
@@ -51,18 +43,17 @@ def check_bool(name: str, value: Any, allow_none: bool = True) -> Optional[bool]
     return value
 
 
-def precision(value: Any, accelerator: str, plugins: Any = None) -> Precision:
-    """'32-true' (default) and friends, the legacy 64/32/16/'bf16', or a Precision object among ``plugins`` -> a
-    Precision object."""
-    given = [p for p in _as_list(plugins) if isinstance(p, Precision)]
-    if given:
+def precision(value: Any, accelerator: str, given: Optional[Precision] = None) -> Precision:
+    """'32-true' (default) and friends, the legacy 64/32/16/'bf16', or the Precision plugin of
+    ``Trainer(plugins=...)`` (``given``) -> a Precision object."""
+    if given is not None:
         if value is not None:
             raise MisconfigurationException(
-                f"Trainer(precision={value!r}) and a {type(given[0]).__name__} in plugins= both set the precision; "
+                f"Trainer(precision={value!r}) and a {type(given).__name__} in plugins= both set the precision; "
                 "keep one")
-        if isinstance(given[0], StrategyPrecision):
-            given[0].bind(accelerator)
-        return given[0]
+        if isinstance(given, StrategyPrecision):
+            given.bind(accelerator)
+        return given
     if value is None:
         value = "32-true"
     if value in ("transformer-engine", "transformer-engine-float16"):
@@ -189,18 +180,11 @@ def devices(value: Any, accel: str) -> list[int]:
     return ids
 
 
-_DDP_NAMES = {
-    f"ddp{suffix}{unused}": {**({"start_method": method} if method else {}), **args}
-    for suffix, method in (("", None), ("_spawn", "spawn"), ("_fork", "fork"), ("_notebook", "fork"))
-    for unused, args in (("", {}), ("_find_unused_parameters_false", {"find_unused_parameters": False}),
-                         ("_find_unused_parameters_true", {"find_unused_parameters": True}))
-}
-
-
-def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> Any:
-    """'auto' / a registry name / a strategy object -> the strategy object of the run, configured for the devices."""
-    from fulmen.strategies.ddp import DDPStrategy
+def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str, environment: Any = None) -> Any:
+    """'auto' / a name in ``StrategyRegistry`` / a strategy object -> the strategy object of the run, configured for
+    the devices. ``environment``: a ClusterEnvironment from ``Trainer(plugins=...)`` for a multi-process strategy."""
     from fulmen.strategies.parallel import ParallelStrategy
+    from fulmen.strategies.registry import StrategyRegistry
     from fulmen.strategies.single_device import SingleDeviceStrategy
 
     processes = len(device_ids) * num_nodes
@@ -210,50 +194,40 @@ def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str) -> A
         raise MisconfigurationException(
             f"Trainer(strategy={value!r}) runs on an XLA device, and this run is on {accel}; pass "
             "accelerator='tpu' (torch_xla), or another strategy")
-    if not isinstance(value, str):
-        if isinstance(value, ParallelStrategy):
-            value.configure(accel, device_ids, num_nodes)
-            return value
-        if isinstance(value, SingleDeviceStrategy):
+    if isinstance(value, str):
+        name = value.lower()
+        if name == "auto":
+            name = "single_device" if processes == 1 else "ddp"
+        if name not in StrategyRegistry:
+            raise ValueError(
+                f"Trainer(strategy={value!r}) is not supported; choose 'auto', 'single_device', 'ddp', "
+                "'ddp_find_unused_parameters_true', 'ddp_spawn', 'fsdp' or 'deepspeed' (and their variants), or a "
+                "name registered in StrategyRegistry")
+        if name == "single_device":
             if processes != 1:
                 raise MisconfigurationException(
-                    f"Trainer(strategy=SingleDeviceStrategy(...), devices={len(device_ids)}, num_nodes={num_nodes}): a "
-                    "single-device strategy runs one process; pass devices=1, or strategy='ddp'")
-            return value
-        raise TypeError(f"Trainer(strategy={value!r}) must be a strategy name such as 'auto' or 'ddp', or a "
-                        "fulmen strategy object (SingleDeviceStrategy, DDPStrategy)")
-    name = value.lower()
-    if name not in SINGLE_DEVICE_STRATEGIES and name not in LATER_STRATEGIES and name not in _DDP_NAMES:
-        raise ValueError(
-            f"Trainer(strategy={value!r}) is not supported; choose 'auto', 'single_device', 'ddp', "
-            "'ddp_find_unused_parameters_true', 'ddp_spawn', 'fsdp' or 'deepspeed' (and their variants)"
-        )
-    if name == "auto":
-        name = "single_device" if processes == 1 else "ddp"
-    if name == "single_device":
+                    f"Trainer(strategy='single_device', devices={len(device_ids)}, num_nodes={num_nodes}) runs one "
+                    "process on one device; pass devices=1, or strategy='ddp' for several")
+            return SingleDeviceStrategy(torch.device(accel, device_ids[0]) if accel != "cpu" else torch.device("cpu"))
+        value = StrategyRegistry.get(name)
+    if isinstance(value, ParallelStrategy):
+        if environment is not None:
+            if value.cluster_environment is not None and value.cluster_environment is not environment:
+                raise MisconfigurationException(
+                    f"Trainer(plugins=[{type(environment).__name__}(...)]) and the strategy's cluster_environment="
+                    f"{type(value.cluster_environment).__name__}(...) both say where the processes come from; keep "
+                    "one")
+            value.cluster_environment = environment
+        value.configure(accel, device_ids, num_nodes)
+        return value
+    if isinstance(value, SingleDeviceStrategy):
         if processes != 1:
             raise MisconfigurationException(
-                f"Trainer(strategy='single_device', devices={len(device_ids)}, num_nodes={num_nodes}) runs one process "
-                "on one device; pass devices=1, or strategy='ddp' for several")
-        device = torch.device(accel, device_ids[0]) if accel != "cpu" else torch.device("cpu")
-        return SingleDeviceStrategy(device)
-    if name.startswith("deepspeed"):
-        from fulmen.strategies.deepspeed import REGISTRY, DeepSpeedStrategy
-
-        deepspeed = DeepSpeedStrategy(**REGISTRY[name])
-        deepspeed.configure(accel, device_ids, num_nodes)
-        return deepspeed
-    if name in _DDP_NAMES or name in ("fsdp", "fsdp_cpu_offload"):
-        from fulmen.strategies.fsdp import FSDPStrategy
-
-        parallel = (DDPStrategy(**_DDP_NAMES[name]) if name in _DDP_NAMES
-                    else FSDPStrategy(cpu_offload=name == "fsdp_cpu_offload"))
-        parallel.configure(accel, device_ids, num_nodes)
-        return parallel
-    raise MisconfigurationException(
-        f"Trainer(strategy={value!r}) is not supported by this fulmen version yet; use strategy='ddp' (one process "
-        "per device, started by fulmen or by torchrun)"
-    )
+                f"Trainer(strategy=SingleDeviceStrategy(...), devices={len(device_ids)}, num_nodes={num_nodes}): a "
+                "single-device strategy runs one process; pass devices=1, or strategy='ddp'")
+        return value
+    raise TypeError(f"Trainer(strategy={value!r}) must be a strategy name such as 'auto' or 'ddp', or a "
+                    "fulmen strategy object (SingleDeviceStrategy, DDPStrategy)")
 
 
 _XLA_NAMES = ("xla", "xla_debug", "single_xla", "single_tpu")
@@ -378,18 +352,39 @@ def _as_list(plugins: Any) -> list[Any]:
     return list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
 
 
-def check_plugins(plugins: Any) -> None:
-    """Plugins are instances of the kinds fulmen runs (precision), at most one of each kind."""
-    items = _as_list(plugins)
-    for plugin in items:
+class Plugins(NamedTuple):
+    """``Trainer(plugins=...)`` sorted by kind (None where none of that kind was given)."""
+
+    precision: Optional[Precision]
+    environment: Any
+    checkpoint_io: Any
+    layer_sync: Any
+
+
+def plugins(value: Any) -> Plugins:
+    """The plugin instances of ``Trainer(plugins=...)``, at most one of each kind: a precision plugin, a cluster
+    environment, a checkpoint IO and a layer sync."""
+    from fulmen.plugins.environments import ClusterEnvironment
+    from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
+    from fulmen.plugins.layer_sync import LayerSync
+
+    kinds = {"precision": Precision, "environment": ClusterEnvironment, "checkpoint_io": CheckpointIO,
+             "layer_sync": LayerSync}
+    found: dict[str, Any] = dict.fromkeys(kinds)
+    for plugin in _as_list(value):
         if isinstance(plugin, str):
             raise TypeError(f"Trainer(plugins={plugin!r}): pass plugin instances, not strings")
-        if not isinstance(plugin, Precision):
-            raise TypeError(f"Trainer(plugins=[{type(plugin).__name__}(...)]): fulmen takes precision plugins here "
-                            "(fulmen.plugins.MixedPrecision, HalfPrecision, DoublePrecision, Precision, ...)")
-    if len(items) > 1:
-        raise MisconfigurationException(
-            f"Trainer(plugins={[type(p).__name__ for p in items]}) holds more than one precision plugin; keep one")
+        kind = next((k for k, cls in kinds.items() if isinstance(plugin, cls)), None)
+        if kind is None:
+            raise TypeError(f"Trainer(plugins=[{type(plugin).__name__}(...)]) is not a plugin fulmen runs; pass "
+                            "precision plugins (fulmen.plugins.MixedPrecision, ...), cluster environments "
+                            "(fulmen.plugins.environments.SLURMEnvironment, ...), a CheckpointIO or a LayerSync")
+        if found[kind] is not None:
+            raise MisconfigurationException(
+                f"Trainer(plugins=[...]) holds two {kinds[kind].__name__} plugins ({type(found[kind]).__name__} and "
+                f"{type(plugin).__name__}); keep one")
+        found[kind] = plugin
+    return Plugins(**found)
 
 
 def check_barebones(logger: Any, checkpointing: Any, progress: Any, summary: Any, sanity: Any, log_every: Any,

@@ -12,7 +12,8 @@ import torch
 
 import fulmen
 from fulmen.checkpoint import io
-from fulmen.strategies.deepspeed import REGISTRY, DeepSpeedStrategy, complete_config, deepspeed_config
+from fulmen.strategies.deepspeed import DeepSpeedStrategy, complete_config, deepspeed_config
+from fulmen.strategies.registry import _DEEPSPEED_VARIANTS as REGISTRY
 from fulmen.utilities.exceptions import MisconfigurationException
 from tests.ddp_scenario import Net
 from tests.test_ddp import NOISY, one_process, run  # noqa: F401 (one_process is a fixture)

@@ -76,4 +76,6 @@ def test_two_seeded_runs_give_identical_weights():
 
 
 def test_sync_batchnorm_reaches_the_strategy():
-    assert fulmen.Trainer(sync_batchnorm=True, logger=False).strategy.sync_batchnorm is True
+    from fulmen.plugins import TorchSyncBatchNorm
+
+    assert isinstance(fulmen.Trainer(sync_batchnorm=True, logger=False).strategy.layer_sync, TorchSyncBatchNorm)

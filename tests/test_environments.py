@@ -1,4 +1,4 @@
-"""Cluster environments read from their variables (torchrun, SLURM, fulmen's launcher), and each process's share of
+"""Cluster environments read from their variables (torchrun, SLURM, LSF, Kubeflow, fulmen's launcher), and each process's share of
 the data (the distributed samplers), without starting processes."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fulmen.loops.fetch import distributed_sampler, prepare_loader
 from fulmen.strategies.ddp import DDPStrategy
-from fulmen.plugins.environments import (LightningEnvironment, SLURMEnvironment, TorchElasticEnvironment, detect,
-                                            first_host)
+from fulmen.plugins.environments import (KubeflowEnvironment, LightningEnvironment, LSFEnvironment,
+                                         MPIEnvironment, SLURMEnvironment, TorchElasticEnvironment, detect,
+                                         first_host)
 from fulmen.utilities.exceptions import MisconfigurationException
 
 TORCHRUN = {"RANK": "3", "GROUP_RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "4",
@@ -22,6 +23,41 @@ SLURM = {"SLURM_NTASKS": "4", "SLURM_PROCID": "2", "SLURM_LOCALID": "0", "SLURM_
 def setenv(monkeypatch, values):
     for key, value in values.items():
         monkeypatch.setenv(key, value)
+
+
+def test_lsf_reads_jsrun_and_the_rank_file(monkeypatch, tmp_path):
+    import socket
+
+    rankfile = tmp_path / "rankfile"
+    me = socket.gethostname()
+    rankfile.write_text(f"launch01\nbatch07\nbatch07\n{me}\n{me}\n")
+    setenv(monkeypatch, {"LSB_JOBID": "54321", "LSB_DJOB_RANKFILE": str(rankfile), "JSM_NAMESPACE_RANK": "3",
+                         "JSM_NAMESPACE_LOCAL_RANK": "1", "JSM_NAMESPACE_SIZE": "4"})
+    for name in ("MASTER_ADDR", "MASTER_PORT"):  # the environment sets them: put them back as they were after
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    env = detect()
+    assert isinstance(env, LSFEnvironment) and env.creates_processes_externally
+    # The launch node (first line) runs no task: the main address is the first compute host.
+    assert (env.main_address, env.main_port) == ("batch07", 10321)
+    assert (env.global_rank(), env.local_rank(), env.node_rank(), env.world_size()) == (3, 1, 1, 4)
+    import os
+
+    assert os.environ["MASTER_ADDR"] == "batch07" and os.environ["MASTER_PORT"] == "10321"
+
+
+def test_kubeflow_is_never_detected_but_reads_the_operator_variables(monkeypatch):
+    setenv(monkeypatch, {"MASTER_ADDR": "job-master-0", "MASTER_PORT": "23456", "WORLD_SIZE": "3", "RANK": "2"})
+    assert not KubeflowEnvironment.detect() and isinstance(detect(), LightningEnvironment)
+    env = KubeflowEnvironment()
+    assert (env.main_address, env.main_port, env.world_size()) == ("job-master-0", 23456, 3)
+    assert (env.global_rank(), env.local_rank(), env.node_rank()) == (2, 0, 2)
+
+
+def test_mpi_is_not_detected_outside_mpirun(monkeypatch):
+    for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"):
+        monkeypatch.delenv(name, raising=False)
+    assert MPIEnvironment.detect() is False
 
 
 def test_torchrun(monkeypatch):

@@ -3,7 +3,7 @@ registered), and the questions the Trainer's argument checks ask about them."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import torch
 
@@ -14,55 +14,22 @@ from fulmen.accelerators.cuda import CUDAAccelerator
 from fulmen.accelerators.mps import MPSAccelerator
 from fulmen.accelerators.xla import XLAAccelerator
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.registry import _Registry
 
 _BY_NAME: dict[str, type[Accelerator]] = {"cpu": CPUAccelerator, "cuda": CUDAAccelerator, "mps": MPSAccelerator,
                                           "xla": XLAAccelerator}
 
 
-class _AcceleratorRegistry(dict):
-    """Accelerator classes by name, each with a description and the keyword arguments to build it with.
+class _AcceleratorRegistry(_Registry):
+    """Accelerator classes by name: ``AcceleratorRegistry.register("sota", SOTAAccelerator, description="...",
+    a=1)`` (or as a class decorator) adds one, and ``Trainer(accelerator="sota")`` then builds
+    ``SOTAAccelerator(a=1)``."""
 
-    ``AcceleratorRegistry.register("sota", SOTAAccelerator, description="...", a=1)`` (or as a class decorator)
-    adds one; ``Trainer(accelerator="sota")`` then builds ``SOTAAccelerator(a=1)``. ``get(name)`` builds the
-    registered accelerator.
-    """
-
-    def register(self, name: str, accelerator: Optional[Callable[..., Any]] = None, description: str = "",
-                 override: bool = False, **init_params: Any) -> Callable[..., Any]:
-        """Register ``accelerator`` under ``name``; without ``accelerator``, return a class decorator that does."""
-        if not isinstance(name, str):
-            raise TypeError(f"AcceleratorRegistry.register(name={name!r}): the name must be a str")
-        if name in self and not override:
-            raise MisconfigurationException(f"{name!r} is already in the AcceleratorRegistry; pass override=True "
-                                            "to replace it")
-
-        def do_register(cls: Callable[..., Any]) -> Callable[..., Any]:
-            self[name] = {"accelerator": cls, "accelerator_name": name, "description": description,
-                          "init_params": init_params}
-            return cls
-
-        return do_register(accelerator) if accelerator is not None else do_register
-
-    def get(self, name: str, default: Optional[Any] = None) -> Any:  # type: ignore[override]
-        """A new accelerator of the class registered as ``name``, built with its registered arguments."""
-        if name in self:
-            entry = self[name]
-            return entry["accelerator"](**entry["init_params"])
-        if default is not None:
-            return default
-        raise KeyError(f"{name!r} is not in the AcceleratorRegistry; registered: "
-                       f"{', '.join(sorted(self.available_accelerators()))}")
-
-    def remove(self, name: str) -> None:
-        """Remove the accelerator registered as ``name``."""
-        self.pop(name)
+    kind = "accelerator"
 
     def available_accelerators(self) -> set[str]:
         """The registered names."""
         return set(self.keys())
-
-    def __str__(self) -> str:
-        return f"Registered Accelerators: {', '.join(sorted(self.available_accelerators()))}"
 
 
 AcceleratorRegistry = _AcceleratorRegistry()

@@ -310,7 +310,7 @@ class ModelCheckpoint(Checkpoint):
             previous, self.best_model_path = self.best_model_path, filepath
             self._save(trainer, filepath)
             if self.save_top_k == 1 and previous and self._may_remove(trainer, previous, filepath):
-                io.remove(previous)
+                trainer.strategy.remove_checkpoint(previous)
             return
         current = candidates.get(self.monitor)
         if current is None:
@@ -354,7 +354,7 @@ class ModelCheckpoint(Checkpoint):
         self._save(trainer, filepath)
         # Only now, with the new file durable, does the one that left the top k go.
         if dropped and self._may_remove(trainer, dropped, filepath):
-            io.remove(dropped)
+            trainer.strategy.remove_checkpoint(dropped)
 
     @_unchanged_if_it_fails
     def _save_last(self, trainer: Any, candidates: dict[str, Tensor]) -> None:
@@ -373,7 +373,7 @@ class ModelCheckpoint(Checkpoint):
         else:
             self._save(trainer, filepath)
         if previous and self._may_remove(trainer, previous, filepath):
-            io.remove(previous)
+            trainer.strategy.remove_checkpoint(previous)
 
     def _save(self, trainer: Any, filepath: str) -> None:
         trainer.save_checkpoint(filepath, self.save_weights_only)
@@ -385,7 +385,9 @@ class ModelCheckpoint(Checkpoint):
 
     @staticmethod
     def _link(trainer: Any, target: str, linkpath: str) -> None:
-        """Point ``linkpath`` at ``target`` with a relative symlink, replaced atomically."""
+        """Point ``linkpath`` at ``target`` with a relative symlink, replaced atomically, once ``target`` is written
+        (a background writer may still be at it: a link must never point at a file that is not there)."""
+        trainer.strategy.checkpoint_io.wait()
         if trainer.is_global_zero and os.path.abspath(target) != os.path.abspath(linkpath):
             tmp = os.path.join(os.path.dirname(linkpath), f"{io.TMP_PREFIX}{os.path.basename(linkpath)}")
             if os.path.lexists(tmp):

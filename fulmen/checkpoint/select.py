@@ -45,7 +45,7 @@ def select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
         return path, checkpoint
     chosen = trainer.strategy.broadcast(path)
     if chosen != path:
-        return chosen, (io.load(chosen, weights_only=weights_only) if chosen is not None else None)
+        return chosen, (trainer.strategy.load_checkpoint(chosen, weights_only=weights_only) if chosen is not None else None)
     return path, checkpoint
 
 
@@ -72,11 +72,11 @@ def _select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
         if path is None:
             raise ValueError(f"Trainer.{fn}(ckpt_path='hpc'): no hpc_ckpt_<N>.ckpt in {trainer.default_root_dir!r}; "
                              "pass the path of a checkpoint")
-        return path, io.load(path, weights_only=weights_only)
+        return path, trainer.strategy.load_checkpoint(path, weights_only=weights_only)
     if not isinstance(ckpt_path, (str, os.PathLike)):
         raise TypeError(f"Trainer.{fn}(ckpt_path={ckpt_path!r}) must be a path, a URL, 'best', 'last' or 'hpc'")
     path = os.fspath(ckpt_path)
-    return path, io.load(path, weights_only=weights_only)
+    return path, trainer.strategy.load_checkpoint(path, weights_only=weights_only)
 
 
 def _load_best(trainer: Any, fn: str, weights_only: Optional[bool]) -> tuple[str, dict[str, Any]]:
@@ -94,7 +94,7 @@ def _load_best(trainer: Any, fn: str, weights_only: Optional[bool]) -> tuple[str
                              "checkpoints; pass the path of a checkpoint")
         raise ValueError(f"Trainer.{fn}(ckpt_path='best'): the ModelCheckpoint has saved no checkpoint yet (fit "
                          "first, or check its monitor and save_top_k); pass the path of a checkpoint instead")
-    return best, io.load(best, weights_only=weights_only)
+    return best, trainer.strategy.load_checkpoint(best, weights_only=weights_only)
 
 
 def _load_last(trainer: Any, fn: str, on_exception: list[Any],
@@ -117,7 +117,7 @@ def _load_last(trainer: Any, fn: str, on_exception: list[Any],
             stamped.append((io.modified_time(path), path))
     for _, path in sorted(stamped, reverse=True):
         try:
-            return path, io.load(path, weights_only=weights_only)
+            return path, trainer.strategy.load_checkpoint(path, weights_only=weights_only)
         except (ValueError, KeyError) as err:
             rank_zero_warn(f"Skipping checkpoint {path!r}, which does not load ({err}); trying an older one")
     rank_zero_warn(f"Trainer.{fn}(ckpt_path='last'): there is no checkpoint to resume from yet, so the run starts "

@@ -1,6 +1,7 @@
 """Cluster environments: where a process of a multi-process run learns its ranks, the world size and the address
-of rank zero. fulmen's own launcher, torchrun (TorchElastic) and SLURM each set environment variables; each class
-reads one kind, and ``detect`` picks the one that applies.
+of rank zero. fulmen's own launcher, torchrun (TorchElastic), SLURM, LSF (jsrun) and MPI each tell it their way; each
+class reads one kind, and ``detect`` picks the one that applies. Kubeflow's PyTorchJob is never detected: pass
+``Trainer(plugins=[KubeflowEnvironment()])``.
 """
 
 from __future__ import annotations
@@ -235,6 +236,189 @@ class SLURMEnvironment(ClusterEnvironment):
                              f"num_nodes={num_nodes}) makes {num_devices * num_nodes} processes; make them agree")
 
 
+class LSFEnvironment(ClusterEnvironment):
+    """IBM Spectrum LSF, processes started by ``jsrun``: JSM_NAMESPACE_RANK, JSM_NAMESPACE_LOCAL_RANK,
+    JSM_NAMESPACE_SIZE, and the job's hosts in the rank file LSB_DJOB_RANKFILE (its first line is the launch node,
+    which runs no task). The main address is the first compute host; the port derives from LSB_JOBID (or
+    MASTER_PORT)."""
+
+    def __init__(self) -> None:
+        self._hosts = self._read_hosts()
+        os.environ["MASTER_ADDR"] = self.main_address
+        os.environ["MASTER_PORT"] = str(self.main_port)
+
+    @staticmethod
+    def _read_hosts() -> list[str]:
+        rankfile = os.environ.get("LSB_DJOB_RANKFILE")
+        if not rankfile:
+            raise ValueError("LSFEnvironment reads the job's hosts from $LSB_DJOB_RANKFILE, which is not set; run "
+                             "the processes with jsrun")
+        with open(rankfile) as f:
+            return [line.strip() for line in f if line.strip()][1:]
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        return self._hosts[0]
+
+    @property
+    def main_port(self) -> int:
+        if "MASTER_PORT" in os.environ:
+            return int(os.environ["MASTER_PORT"])
+        return 10000 + int(os.environ["LSB_JOBID"]) % 1000  # the same on every host of the job
+
+    @staticmethod
+    def detect() -> bool:
+        return all(name in os.environ for name in ("LSB_JOBID", "LSB_DJOB_RANKFILE", "JSM_NAMESPACE_LOCAL_RANK",
+                                                   "JSM_NAMESPACE_SIZE"))
+
+    def world_size(self) -> int:
+        return int(os.environ["JSM_NAMESPACE_SIZE"])
+
+    def global_rank(self) -> int:
+        return int(os.environ["JSM_NAMESPACE_RANK"])
+
+    def local_rank(self) -> int:
+        return int(os.environ["JSM_NAMESPACE_LOCAL_RANK"])
+
+    def node_rank(self) -> int:
+        """This host's place among the job's distinct hosts, in the order of the rank file."""
+        return list(dict.fromkeys(self._hosts)).index(socket.gethostname())
+
+
+class MPIEnvironment(ClusterEnvironment):
+    """Processes started by ``mpirun`` (through ``mpi4py``): ranks and world size from MPI's world communicator, the
+    local rank among the processes of this host, and rank zero's host and a free port of it, shared by MPI."""
+
+    def __init__(self) -> None:
+        try:
+            from mpi4py import MPI
+        except ImportError as err:
+            raise ModuleNotFoundError("MPIEnvironment reads the ranks through mpi4py: pip install mpi4py") from err
+        self._comm = MPI.COMM_WORLD
+        self._node = self._comm.Split_type(MPI.COMM_TYPE_SHARED)  # the processes of this host
+        hosts = self._comm.allgather(socket.gethostname())
+        self._node_rank = list(dict.fromkeys(hosts)).index(socket.gethostname())
+        self._main_address, self._main_port = self._comm.bcast(
+            (socket.gethostname(), free_port()) if self._comm.Get_rank() == 0 else None, root=0)
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        return self._main_address
+
+    @property
+    def main_port(self) -> int:
+        return self._main_port
+
+    @staticmethod
+    def detect() -> bool:
+        """Under mpirun with more than one process (mpi4py installed)."""
+        import importlib.util
+
+        if importlib.util.find_spec("mpi4py") is None:
+            return False
+        if not any(name in os.environ for name in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")):
+            return False  # not started by an MPI launcher: importing mpi4py would only start a world of one
+        from mpi4py import MPI
+
+        return MPI.COMM_WORLD.Get_size() > 1
+
+    def world_size(self) -> int:
+        return self._comm.Get_size()
+
+    def global_rank(self) -> int:
+        return self._comm.Get_rank()
+
+    def local_rank(self) -> int:
+        return self._node.Get_rank()
+
+    def node_rank(self) -> int:
+        return self._node_rank
+
+
+class KubeflowEnvironment(ClusterEnvironment):
+    """A Kubeflow PyTorchJob: one process per pod, MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK set by the
+    operator. Never detected (the same variables mean other things elsewhere): pass it in ``plugins``."""
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return True
+
+    @property
+    def main_address(self) -> str:
+        return os.environ["MASTER_ADDR"]
+
+    @property
+    def main_port(self) -> int:
+        return int(os.environ["MASTER_PORT"])
+
+    @staticmethod
+    def detect() -> bool:
+        return False
+
+    def world_size(self) -> int:
+        return int(os.environ["WORLD_SIZE"])
+
+    def global_rank(self) -> int:
+        return int(os.environ["RANK"])
+
+    def local_rank(self) -> int:
+        return 0
+
+    def node_rank(self) -> int:
+        return self.global_rank()
+
+
+class XLAEnvironment(ClusterEnvironment):
+    """The processes of torch_xla's runtime (one per XLA device): ranks and world size from ``torch_xla.runtime``.
+    fulmen trains on one XLA device; this reports the runtime's view for code that asks."""
+
+    @property
+    def creates_processes_externally(self) -> bool:
+        return False
+
+    @property
+    def main_address(self) -> str:
+        return os.environ.get("MASTER_ADDR", "127.0.0.1")
+
+    @property
+    def main_port(self) -> int:
+        return int(os.environ.get("MASTER_PORT", "12355"))
+
+    @staticmethod
+    def detect() -> bool:
+        from fulmen.accelerators import devices
+
+        return devices.xla_available() and devices.xla_device_type() == "TPU"
+
+    def world_size(self) -> int:
+        import torch_xla.runtime as xr
+
+        return xr.world_size()
+
+    def global_rank(self) -> int:
+        import torch_xla.runtime as xr
+
+        return xr.global_ordinal()
+
+    def local_rank(self) -> int:
+        import torch_xla.runtime as xr
+
+        return xr.local_ordinal()
+
+    def node_rank(self) -> int:
+        import torch_xla.runtime as xr
+
+        return xr.global_ordinal() // max(1, xr.addressable_runtime_device_count())
+
+
 def first_host(nodelist: str) -> str:
     """The first host name of a SLURM node list: 'node[003-005,010],gpu7' -> 'node003'."""
     head = re.split(r",(?![^\[]*\])", nodelist.strip())[0]
@@ -246,8 +430,8 @@ def first_host(nodelist: str) -> str:
 
 
 def detect() -> ClusterEnvironment:
-    """The environment this process runs in: torchrun, then SLURM, then fulmen's own (or a plain one)."""
-    for cls in (TorchElasticEnvironment, SLURMEnvironment):
+    """The environment this process runs in: torchrun, then SLURM, LSF, MPI, then fulmen's own (or a plain one)."""
+    for cls in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
         if cls.detect():
             return cls()
     return LightningEnvironment()

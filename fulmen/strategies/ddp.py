@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.launchers.multiprocessing import SpawnLauncher
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -37,7 +38,7 @@ class DDPStrategy(ParallelStrategy):
     Args:
         accelerator: accepted for Lightning's signature; the Trainer's accelerator is used.
         parallel_devices: accepted for Lightning's signature; the Trainer's devices are used.
-        checkpoint_io: accepted for Lightning's signature.
+        checkpoint_io: how checkpoint files are written, read and deleted (default: atomic torch.save).
         precision_plugin: accepted for Lightning's signature; the Trainer's precision is used.
         cluster_environment: where ranks come from (default: detected; torchrun, SLURM, or fulmen's launcher).
         process_group_backend: "gloo" (CPU default), "nccl" (CUDA default) or another torch.distributed backend.
@@ -51,13 +52,14 @@ class DDPStrategy(ParallelStrategy):
     strategy_name = "ddp"
 
     def __init__(self, accelerator: Any = None, parallel_devices: Optional[list[torch.device]] = None,
-                 cluster_environment: Optional[ClusterEnvironment] = None, checkpoint_io: Any = None,
+                 cluster_environment: Optional[ClusterEnvironment] = None, checkpoint_io: Optional[CheckpointIO] = None,
                  precision_plugin: Any = None, process_group_backend: Optional[str] = None,
                  timeout: Optional[timedelta] = timedelta(minutes=30), start_method: str = "popen",
                  **kwargs: Any) -> None:
         if start_method not in START_METHODS:
             raise ValueError(f"DDPStrategy(start_method={start_method!r}) must be one of {START_METHODS}")
-        super().__init__(parallel_devices, cluster_environment, process_group_backend, timeout)
+        super().__init__(parallel_devices, cluster_environment, process_group_backend, timeout,
+                         checkpoint_io)
         self.start_method = start_method
         self.ddp_kwargs = kwargs
 
@@ -73,9 +75,10 @@ class DDPStrategy(ParallelStrategy):
                                           self.start_method)
     # ------------------------------------------------------------------------------------------ the module
     def setup_module(self, module: nn.Module) -> nn.Module:
-        """Move the module to this process's device (SyncBatchNorm first, with ``sync_batchnorm``)."""
-        if self.sync_batchnorm:
-            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        """Move the module to this process's device (its layers synchronised first, with ``sync_batchnorm`` or a
+        LayerSync plugin)."""
+        if self.layer_sync is not None:
+            module = self.layer_sync.apply(module)
         return module.to(self.root_device)
 
     def wrap_training_step(self, trainer: Any, module: nn.Module,

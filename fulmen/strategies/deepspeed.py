@@ -24,18 +24,6 @@ from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
 
 # Lightning's registry: name -> arguments of DeepSpeedStrategy.
-REGISTRY: dict[str, dict[str, Any]] = {
-    "deepspeed": {},
-    "deepspeed_stage_1": {"stage": 1},
-    "deepspeed_stage_2": {"stage": 2},
-    "deepspeed_stage_2_offload": {"stage": 2, "offload_optimizer": True},
-    "deepspeed_stage_3": {"stage": 3},
-    "deepspeed_stage_3_offload": {"stage": 3, "offload_optimizer": True, "offload_parameters": True},
-    "deepspeed_stage_3_offload_nvme": {"stage": 3, "offload_optimizer": True, "offload_parameters": True,
-                                       "remote_device": "nvme", "offload_params_device": "nvme",
-                                       "offload_optimizer_device": "nvme"},
-}
-
 DEFAULTS: dict[str, Any] = dict(
     zero_optimization=True, stage=2, remote_device=None, offload_optimizer=False, offload_parameters=False,
     offload_params_device="cpu", nvme_path="/local_nvme", params_buffer_count=5, params_buffer_size=100_000_000,
@@ -334,7 +322,8 @@ class DeepSpeedStrategy(ParallelStrategy):
         if loaded is None:
             raise FileNotFoundError(f"No DeepSpeed engine checkpoint in {folder!r}")
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]]) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]],
+                        storage_options: Any = None) -> None:
         """During fit: every rank writes its engine files into a new folder, rank 0 adds ``meta.ckpt``, and the folder
         replaces ``filepath`` only when complete. Otherwise (no engine, or weights only): one file, as DDP."""
         if self.engine is None or ENGINE_STATE not in str(checkpoint.get("optimizer_states", "")):

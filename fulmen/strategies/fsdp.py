@@ -13,6 +13,7 @@ from torch import nn
 
 from fulmen.strategies.ddp import StepRunner
 from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.strategies.single_device import load_optimizer_state
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -40,14 +41,14 @@ class FSDPStrategy(ParallelStrategy):
         process_group_backend: as for DDPStrategy.
         timeout: as for DDPStrategy.
         accelerator: accepted for Lightning's signature.
-        checkpoint_io: accepted for Lightning's signature.
+        checkpoint_io: how checkpoint files are written, read and deleted (default: atomic torch.save).
         precision: accepted for Lightning's signature.
     """
 
     strategy_name = "fsdp"
 
     def __init__(self, accelerator: Any = None, parallel_devices: Optional[list[torch.device]] = None,
-                 cluster_environment: Optional[ClusterEnvironment] = None, checkpoint_io: Any = None,
+                 cluster_environment: Optional[ClusterEnvironment] = None, checkpoint_io: Optional[CheckpointIO] = None,
                  precision: Any = None, process_group_backend: Optional[str] = None,
                  timeout: Optional[timedelta] = timedelta(minutes=30), cpu_offload: Any = None,
                  mixed_precision: Any = None, auto_wrap_policy: Any = None,
@@ -60,7 +61,8 @@ class FSDPStrategy(ParallelStrategy):
             raise ValueError(f"FSDPStrategy(state_dict_type={state_dict_type!r}) must be 'full' or 'sharded'")
         if kwargs:
             raise TypeError(f"FSDPStrategy got arguments it does not know: {sorted(kwargs)}")
-        super().__init__(parallel_devices, cluster_environment, process_group_backend, timeout)
+        super().__init__(parallel_devices, cluster_environment, process_group_backend, timeout,
+                         checkpoint_io)
         self.cpu_offload = bool(cpu_offload)
         self.mixed_precision = mixed_precision
         self.auto_wrap_policy = auto_wrap_policy
@@ -137,15 +139,12 @@ class FSDPStrategy(ParallelStrategy):
     def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
         load_optimizer_state(module, optimizer, state, by_name=True)
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]]) -> None:
-        """"full": rank 0 writes one file. "sharded": every rank writes its shards into a new folder, rank 0 adds
-        ``meta.ckpt``, and the folder replaces ``filepath`` only when complete."""
-        from fulmen.checkpoint import io
-
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]],
+                        storage_options: Any = None) -> None:
+        """"full": rank 0 writes one file, through the checkpoint IO. "sharded": every rank writes its shards into a
+        new folder, rank 0 adds ``meta.ckpt``, and the folder replaces ``filepath`` only when complete."""
         if self.state_dict_type == "full":
-            if self.is_global_zero:
-                io.atomic_save(checkpoint, filepath)
-            self.barrier()
+            super().save_checkpoint(checkpoint, filepath, storage_options)
             return
         import torch.distributed.checkpoint as dcp
 

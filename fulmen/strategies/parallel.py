@@ -15,26 +15,28 @@ import torch.distributed as dist
 from torch import nn
 
 from fulmen.plugins.environments import ClusterEnvironment, LightningEnvironment, detect
+from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.launchers.subprocess_script import SubprocessLauncher
 from fulmen.strategies.single_device import load_optimizer_state
+from fulmen.strategies.strategy import Strategy
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only
 
 
-class ParallelStrategy:
+class ParallelStrategy(Strategy):
     """One process per device, in a torch.distributed process group (gloo on the CPU, nccl on CUDA)."""
 
     strategy_name = "parallel"
-    allows_inference_mode = True  # Trainer(inference_mode=True) applies to validate, test and predict
 
     def __init__(self, parallel_devices: Optional[list[torch.device]] = None,
                  cluster_environment: Optional[ClusterEnvironment] = None, process_group_backend: Optional[str] = None,
-                 timeout: Optional[timedelta] = timedelta(minutes=30)) -> None:
+                 timeout: Optional[timedelta] = timedelta(minutes=30),
+                 checkpoint_io: Optional[CheckpointIO] = None) -> None:
+        super().__init__(checkpoint_io)
         self.cluster_environment = cluster_environment
         self.parallel_devices = parallel_devices
         self.process_group_backend = process_group_backend
         self.timeout = timeout
-        self.sync_batchnorm = False
         self.num_nodes = 1
         self.num_processes = 1
         self.launcher: Optional[SubprocessLauncher] = None
@@ -121,14 +123,6 @@ class ParallelStrategy:
     def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
         load_optimizer_state(module, optimizer, state)
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any) -> None:
-        """Rank 0 writes ``checkpoint`` (atomically); the others wait for it."""
-        from fulmen.checkpoint import io
-
-        if self.is_global_zero:
-            io.atomic_save(checkpoint, filepath)
-        self.barrier("save_checkpoint")
-
     def save_folder(self, filepath: Any, meta: dict[str, Any], write: Callable[[str], None]) -> None:
         """Write a checkpoint folder atomically: every rank calls ``write(folder)`` on a new folder, rank 0 adds
         ``meta.ckpt`` (``meta``), and the folder replaces ``filepath`` only once complete."""
@@ -151,6 +145,7 @@ class ParallelStrategy:
     def teardown(self) -> None:
         """Drop the wrapper; the process group stays for the Trainer's next run."""
         self.model = None
+        super().teardown()
 
     # ------------------------------------------------------------------------------------------ collectives
     def barrier(self, name: Optional[str] = None) -> None:

@@ -2,31 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 
+from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
+from fulmen.strategies.strategy import Strategy
 
-class SingleDeviceStrategy:
+
+class SingleDeviceStrategy(Strategy):
     """Run on one device (``root_device``): move the module there, and the batches."""
 
     strategy_name = "single_device"
-    allows_inference_mode = True  # Trainer(inference_mode=True) applies to validate, test and predict
 
-    def __init__(self, device: torch.device | str = "cpu") -> None:
-        self.root_device = torch.device(device)
-        self.world_size = 1
-        self.global_rank = 0
+    def __init__(self, device: torch.device | str = "cpu", checkpoint_io: Optional[CheckpointIO] = None) -> None:
+        super().__init__(checkpoint_io)
+        self._root_device = torch.device(device)
         self.local_rank = 0
         self.node_rank = 0
         self.num_nodes = 1
-        # Trainer(sync_batchnorm=...): the multi-process strategies convert batch norm to SyncBatchNorm; with one
-        # process there is nothing to synchronise, so it has no effect here.
-        self.sync_batchnorm = False
 
     @property
-    def is_global_zero(self) -> bool:
-        return True
+    def root_device(self) -> torch.device:
+        return self._root_device
+
+    @root_device.setter
+    def root_device(self, device: torch.device) -> None:
+        self._root_device = torch.device(device)
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    @property
+    def global_rank(self) -> int:
+        return 0
 
     @property
     def distributed_sampler_kwargs(self) -> None:
@@ -69,12 +79,6 @@ class SingleDeviceStrategy:
     def load_optimizer_state(self, module: torch.nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
         load_optimizer_state(module, optimizer, state)
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any) -> None:
-        """Write ``checkpoint`` to ``filepath`` atomically."""
-        from fulmen.checkpoint import io
-
-        io.atomic_save(checkpoint, filepath)
-
     def barrier(self, name: str | None = None) -> None:
         """Nothing to wait for on one process."""
 
@@ -83,9 +87,6 @@ class SingleDeviceStrategy:
 
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         return decision
-
-    def teardown(self) -> None:
-        """Nothing to release."""
 
     def __repr__(self) -> str:
         return f"SingleDeviceStrategy(device={self.root_device})"

@@ -10,12 +10,13 @@ Lightning's ``MpDeviceLoader`` cuts it too: at each new batch.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 
+from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
+from fulmen.plugins.io.xla_plugin import XLACheckpointIO
 from fulmen.strategies.single_device import SingleDeviceStrategy
-from fulmen.utilities.apply_to_collection import apply_to_collection
 
 
 def sync() -> None:
@@ -45,12 +46,6 @@ def _cut_before(step: Callable[..., Any]) -> Callable[..., Any]:
     return cut_then_step
 
 
-def _to_cpu(state: Any) -> Any:
-    # Checkpoints hold CPU tensors, which load anywhere. The sync() before it runs one graph for all of them; read
-    # one by one, each would run its own graph, recomputing the shared part.
-    return apply_to_collection(state, torch.Tensor, lambda t: t.cpu())
-
-
 class SingleDeviceXLAStrategy(SingleDeviceStrategy):
     """Run on one XLA device (``Trainer(accelerator="tpu", devices=1)``, or ``strategy="single_xla"``)."""
 
@@ -59,10 +54,12 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
     # Lightning.
     allows_inference_mode = False
 
-    def __init__(self, device: torch.device | str | int | None = None) -> None:
+    def __init__(self, device: torch.device | str | int | None = None,
+                 checkpoint_io: Optional[CheckpointIO] = None) -> None:
         if device is None or isinstance(device, int):
             device = torch.device("xla", device or 0)
-        super().__init__(device)
+        # Checkpoints hold CPU tensors, which load anywhere (XLACheckpointIO copies them there).
+        super().__init__(device, checkpoint_io if checkpoint_io is not None else XLACheckpointIO())
 
     def setup_environment(self) -> None:
         """Take torch_xla's random generator into the seeded and checkpointed random states."""
@@ -76,17 +73,17 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
     def wrap_eval_step(self, module: torch.nn.Module, step: Any) -> Any:
         return _cut_before(step)
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any) -> None:
-        """Write ``checkpoint`` atomically, its tensors (weights, optimizer state, window gradients, metrics)
-        copied to the CPU."""
-        from fulmen.checkpoint import io
-
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
+        """Write ``checkpoint`` through the checkpoint IO, after one cut: its tensors (weights, optimizer state,
+        window gradients, metrics) then come to the CPU from one graph, where read one by one each would run its
+        own, recomputing the shared part."""
         sync()
-        io.atomic_save(_to_cpu(checkpoint), filepath)
+        super().save_checkpoint(checkpoint, filepath, storage_options)
 
     def teardown(self) -> None:
         """Run what the last step left pending, so the module's weights are final when fit returns."""
         sync()
+        super().teardown()
 
     def __repr__(self) -> str:
         return f"SingleDeviceXLAStrategy(device={self.root_device})"

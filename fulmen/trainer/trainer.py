@@ -123,9 +123,12 @@ class Trainer:
         accel_name = self._accelerator.name
         self._device_ids = resolve.devices(devices, accel_name)
         self.num_nodes = resolve.check_int("num_nodes", num_nodes, 1)
-        self.strategy: Any = resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name)
-        resolve.check_plugins(plugins)
-        self.precision_plugin = resolve.precision(precision, accel_name, plugins)
+        given = resolve.plugins(plugins)
+        self.strategy: Any = resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name,
+                                              given.environment)
+        if given.checkpoint_io is not None:
+            self.strategy.checkpoint_io = given.checkpoint_io
+        self.precision_plugin = resolve.precision(precision, accel_name, given.precision)
         if hasattr(self.strategy, "check_precision"):
             self.strategy.check_precision(self.precision_plugin.precision)
 
@@ -192,7 +195,13 @@ class Trainer:
         self.detect_anomaly = detect_anomaly
         self.barebones = barebones
         self.use_distributed_sampler = use_distributed_sampler
-        self.sync_batchnorm = self.strategy.sync_batchnorm = sync_batchnorm
+        self.sync_batchnorm = sync_batchnorm
+        if given.layer_sync is not None:
+            self.strategy.layer_sync = given.layer_sync
+        elif sync_batchnorm:
+            from fulmen.plugins.layer_sync import TorchSyncBatchNorm
+
+            self.strategy.layer_sync = TorchSyncBatchNorm()
         self.enable_autolog_hparams = enable_autolog_hparams
         if not isinstance(compile, (bool, dict)):
             raise TypeError(f"Trainer(compile={compile!r}) must be True, False or a dict of torch.compile options "
@@ -433,11 +442,9 @@ class Trainer:
         if self.lightning_module is None:
             raise RuntimeError("Trainer.save_checkpoint needs a model attached to the Trainer: call it during or "
                                "after fit/validate/test/predict")
-        if storage_options is not None:
-            raise TypeError("Trainer.save_checkpoint(storage_options=...) is not supported on a single device; "
-                            "pass options in the fsspec URL instead")
         checkpoint = ckpt_format.dump(self, weights_only=weights_only)
-        self.strategy.save_checkpoint(checkpoint, filepath)  # rank 0 writes (all ranks, for sharded states)
+        # Rank 0 writes, through the strategy's checkpoint IO (every rank, for sharded states).
+        self.strategy.save_checkpoint(checkpoint, filepath, storage_options)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on global rank zero only."""

@@ -1,0 +1,33 @@
+"""CheckpointIO: how a strategy writes, reads and deletes checkpoint files (``Trainer(plugins=[MyIO()])``)."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from typing import Any, Optional, Union
+
+_PATH = Union[str, "os.PathLike[str]"]
+
+
+class CheckpointIO(ABC):
+    """Subclass to store checkpoints elsewhere or otherwise: ``save_checkpoint``, ``load_checkpoint`` and
+    ``remove_checkpoint``. What a save gets is plain data (tensors, numbers, strings, lists, dicts)."""
+
+    @abstractmethod
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
+        """Write ``checkpoint`` to ``path``."""
+
+    @abstractmethod
+    def load_checkpoint(self, path: _PATH, map_location: Optional[Any] = None,
+                        weights_only: Optional[bool] = None) -> dict[str, Any]:
+        """Read the checkpoint at ``path`` (``weights_only``: plain data only, no pickled objects)."""
+
+    @abstractmethod
+    def remove_checkpoint(self, path: _PATH) -> None:
+        """Delete the checkpoint at ``path``."""
+
+    def wait(self) -> None:
+        """Return once every save started has been written (they all have, for a synchronous IO)."""
+
+    def teardown(self) -> None:
+        """The run ends: finish or release what this IO holds."""
