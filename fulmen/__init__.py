@@ -10,6 +10,7 @@ from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
 from fulmen.trainer.trainer import Trainer
+from fulmen.utilities.logo import LIGHTNING_LOGO, cli_lightning_logo  # noqa: F401 (at Lightning's path)
 from fulmen.utilities.seed import seed_everything
 
 __version__ = "0.1.0"
@@ -21,7 +22,8 @@ if not _logging.getLogger().handlers and not _log.handlers:
     _log.setLevel(_logging.INFO)
     _log.propagate = False
 
-_SUBPACKAGES = ("callbacks", "demos", "loggers", "loops", "plugins", "strategies", "utilities")
+_SUBPACKAGES = ("accelerators", "callbacks", "cli", "core", "demos", "loggers", "loops", "overrides", "plugins",
+                "profilers", "serve", "strategies", "trainer", "tuner", "utilities")
 
 
 def __getattr__(name: str):  # noqa: ANN202

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Iterable
 from contextvars import ContextVar
 from functools import partial, update_wrapper
 from types import MethodType
@@ -39,13 +40,19 @@ from fulmen.utilities.hparams import given_hyperparameters
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import seed_everything
 
-__all__ = ["LightningArgumentParser", "LightningCLI", "ReduceLROnPlateau", "SaveConfigCallback",
-           "instantiate_class", "instantiate_module"]
+__all__ = ["ArgsType", "LRSchedulerCallable", "LightningArgumentParser", "LightningCLI", "OptimizerCallable",
+           "ReduceLROnPlateau", "SaveConfigCallback", "instantiate_class", "instantiate_module"]
 
+# What LightningCLI(args=...) takes: a list of command-line arguments, a dict or a parsed Namespace.
 ArgsType = Optional[Union[list[str], dict[str, Any], Namespace]]
 LRSchedulerTypeTuple = (LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 LRSchedulerTypeUnion = Union[LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau]
 LRSchedulerType = Union[type[LRScheduler], type[torch.optim.lr_scheduler.ReduceLROnPlateau]]
+# Annotate a module's argument with these to take an optimizer or scheduler from the config without building it:
+# ``def __init__(self, optimizer: OptimizerCallable = torch.optim.Adam)``, then ``optimizer(self.parameters())`` in
+# configure_optimizers; ``--model.optimizer=SGD --model.optimizer.lr=0.1`` picks another.
+OptimizerCallable = Callable[[Iterable], Optimizer]
+LRSchedulerCallable = Callable[[Optimizer], Union[LRScheduler, torch.optim.lr_scheduler.ReduceLROnPlateau]]
 
 # The arguments being parsed, so that an error can point at the config file and line that caused it.
 _parsing: ContextVar[Optional[list[str]]] = ContextVar("fulmen_cli_parsing", default=None)

@@ -4,7 +4,7 @@ by running this command again.
     python tests/ddp_scenario.py DIR --devices N --batch B [--samples N] [--fail-rank R | --kill-rank R |
                                  --signal-rank R --fail-at STEP] [--noisy] [--resume]
 
-Trains a small MLP on fixed samples (64 by default, no shuffling) with validation, logging a train loss (on_epoch,
+Trains a small MLP on fixed samples (64 by default; the processes' shares shuffled as DDP shuffles them) with validation, logging a train loss (on_epoch,
 sync_dist) and a val loss (sync_dist). Rank 0 writes the final weights and the callback metrics to DIR/result.pt,
 and every rank appends "rank world_size global_step" to DIR/ranks.txt. Checkpoints go to DIR/checkpoints. The
 fulmen frames between Trainer.fit and the first training_step go to DIR/frames-<rank>.txt. At training step STEP, ``--fail-rank R``
@@ -108,8 +108,14 @@ class Net(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
     def train_dataloader(self):
-        return torch.utils.data.DataLoader(data(self.args.samples), batch_size=self.args.batch,
-                                           shuffle=self.args.noisy)
+        dataset = data(self.args.samples)
+        if self.args.devices * self.args.num_nodes == 1 and not self.args.noisy:
+            # Under DDP the training share is always shuffled (as in Lightning), by a DistributedSampler seeded with
+            # the global seed: one process reading the same permutation sees, batch by batch, the samples the
+            # processes see together.
+            sampler = torch.utils.data.DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=0)
+            return torch.utils.data.DataLoader(dataset, batch_size=self.args.batch, sampler=sampler)
+        return torch.utils.data.DataLoader(dataset, batch_size=self.args.batch, shuffle=self.args.noisy)
 
     def val_dataloader(self):
         return torch.utils.data.DataLoader(data(self.args.eval_samples), batch_size=self.args.batch)

@@ -119,15 +119,18 @@ def shares(loader, train, predicting=False, world=2):
 def test_each_process_gets_its_share():
     data = list(range(10))
     ordered = DataLoader(data, batch_size=2)
-    assert shares(ordered, train=True) == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]
+    # Training shares are always shuffled (seeded by the global seed), as Lightning shuffles them.
+    first, second = shares(ordered, train=True)
+    assert sorted(first + second) == data and first != [0, 2, 4, 6, 8]
+    assert shares(ordered, train=True) == [first, second]  # the same seed and epoch: the same shares
     assert shares(ordered, train=False, world=3) == [[0, 3, 6, 9], [1, 4, 7, 0], [2, 5, 8, 1]]  # padded
     assert shares(ordered, train=False, predicting=True, world=3) == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     shuffled = DataLoader(data, batch_size=2, shuffle=True)
-    first, second = shares(shuffled, train=True)
-    assert sorted(first + second) == data and first != [0, 2, 4, 6, 8]
-    assert shares(shuffled, train=False) == [[0, 2, 4, 6, 8], [1, 3, 5, 7, 9]]  # evaluation is never shuffled
+    assert shares(shuffled, train=False) == [first, second]  # evaluation follows the loader: shuffled here
     custom = DataLoader(data, sampler=[9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
-    assert shares(custom, train=True) == [[9, 7, 5, 3, 1], [8, 6, 4, 2, 0]]
+    assert shares(custom, train=False) == [[9, 7, 5, 3, 1], [8, 6, 4, 2, 0]]  # a sampler of one's own: its order
+    mixed = shares(custom, train=True)
+    assert sorted(mixed[0] + mixed[1]) == data and mixed != [[9, 7, 5, 3, 1], [8, 6, 4, 2, 0]]
 
 
 def test_prepare_loader_swaps_the_sampler_and_keeps_the_rest():

@@ -8,7 +8,15 @@ from typing import Any, Optional, Union
 
 from fulmen.callbacks.callback import Callback
 from fulmen.resolve import max_time
+from fulmen.utilities.enums import LightningEnum
 from fulmen.utilities.rank_zero import rank_zero_info
+
+
+class Interval(LightningEnum):
+    """When Timer checks the clock: after every training batch, or after every epoch."""
+
+    step = "step"
+    epoch = "epoch"
 
 
 class Timer(Callback):
@@ -20,7 +28,7 @@ class Timer(Callback):
 
     def __init__(self, duration: Optional[Union[str, timedelta, dict[str, int]]] = None, interval: str = "step",
                  verbose: bool = True) -> None:
-        if interval not in ("step", "epoch"):
+        if interval not in set(Interval):
             raise ValueError(f"Timer(interval={interval!r}) is not supported; choose 'step' or 'epoch'")
         delta = max_time("max_time", duration)
         self._duration = delta.total_seconds() if delta is not None else None

@@ -8,13 +8,19 @@ from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.optim import Optimizer
 
 from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
+from fulmen.core.optimizer import LightningOptimizer
 from fulmen.core.mixins.hparams_mixin import HyperparametersMixin
 from fulmen.core.saving import _class_only
 from fulmen.logging import is_metric, log_value
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+
+# What ``LightningModule.optimizers()`` returns: one optimizer, or a list of them.
+MODULE_OPTIMIZERS = Union[Optimizer, LightningOptimizer, list[Optimizer], list[LightningOptimizer]]
 
 
 class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHooks, nn.Module):
@@ -250,7 +256,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         return []
 
     # ----------------------------------------------------------------------------------------------- optimization
-    def optimizers(self, use_pl_optimizer: bool = True) -> Any:
+    def optimizers(self, use_pl_optimizer: bool = True) -> MODULE_OPTIMIZERS:
         """The optimizer(s) from ``configure_optimizers``, wrapped so ``step()`` goes through the Trainer."""
         trainer = self.trainer
         opts = trainer._lightning_optimizers if use_pl_optimizer else trainer.optimizers
@@ -428,9 +434,11 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
 
         def gather(t: Tensor) -> Tensor:
             if sync_grads:
-                import torch.distributed.nn
+                # (imported as another name: `import torch.distributed.nn` here would make `torch` a local of this
+                # function, unbound on the other path)
+                from torch.distributed import nn as distributed_nn
 
-                return torch.stack(torch.distributed.nn.all_gather(t, group=group))
+                return torch.stack(distributed_nn.all_gather(t, group=group))
             out = [torch.zeros_like(t) for _ in range(torch.distributed.get_world_size(group))]
             torch.distributed.all_gather(out, t.contiguous(), group=group)
             return torch.stack(out)

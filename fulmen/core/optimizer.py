@@ -155,6 +155,11 @@ def _scheduler_config(scheduler: Any, monitor: Optional[str], automatic: bool) -
     return config
 
 
+def do_nothing_closure() -> None:
+    """A closure that does nothing: what ``optimizer.step()`` runs when it is given none."""
+    return None
+
+
 _WRAPPER_CLASSES: dict[type, type] = {}
 
 

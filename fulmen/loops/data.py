@@ -15,6 +15,8 @@ from fulmen.loops import fetch
 from fulmen.core.module import LightningModule
 from fulmen.trainer.states import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
+from fulmen.utilities.warnings import PossibleUserWarning
 
 
 @dataclass
@@ -134,6 +136,9 @@ def eval_data(trainer: Any, stage: RunningStage) -> EvalData:
         if source is not None:
             loaders, several = fetch.as_eval_loaders(source, f"{prefix}_dataloaders" if prefix == "val" else "dataloaders")
             split = _sampler_args(trainer, train=False, predicting=key == RunningStage.PREDICTING)
+            if any(fetch.is_shuffled(dl) for dl in loaders):
+                rank_zero_warn(f"The {prefix}_dataloader shuffles its data; evaluation does not need it and "
+                               "reads the same samples either way: pass shuffle=False", category=PossibleUserWarning)
             loaders = [fetch.prepare_loader(dl, trainer.global_rank, distributed=split) for dl in loaders]
     limits = [fetch.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
     sanity = trainer.num_sanity_val_steps

@@ -12,6 +12,7 @@ from typing import Any, Optional, Union
 from torch.utils.data import (DataLoader, DistributedSampler, IterableDataset, RandomSampler, Sampler,
                               SequentialSampler)
 
+from fulmen.overrides.distributed import DistributedSamplerWrapper, UnrepeatedDistributedSamplerWrapper
 from fulmen.utilities.combined_loader import CombinedLoader
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -87,48 +88,30 @@ def prepare_loader(loader: Any, global_rank: int, shuffle_off: bool = False,
     return loader
 
 
+def is_shuffled(loader: Any) -> bool:
+    """Whether ``loader`` draws its samples in a random order (a RandomSampler, possibly inside its batch sampler)."""
+    if isinstance(getattr(loader, "dataset", None), IterableDataset):
+        return False
+    batch_sampler = getattr(loader, "batch_sampler", None)
+    sampler = getattr(batch_sampler, "sampler", batch_sampler) if batch_sampler is not None else \
+        getattr(loader, "sampler", None)
+    return isinstance(sampler, RandomSampler)
+
+
 def distributed_sampler(loader: DataLoader, num_replicas: int, rank: int, train: bool,
                         predicting: bool = False) -> Sampler:
-    """This process's share of ``loader``'s samples, as Lightning gives it: a DistributedSampler that shuffles when
-    the training loader did (seeded by the global seed, reshuffled by ``set_epoch``); evaluation in order, padded
-    to equal shares by repeating samples, except for predict, which sees each sample once."""
-    shuffled = train and isinstance(loader.sampler, RandomSampler)
+    """This process's share of ``loader``'s samples, as Lightning gives it: for training always shuffled (seeded by
+    the global seed, reshuffled by ``set_epoch``) whatever the loader did; for evaluation in the loader's order
+    (shuffled only when it was), padded to equal shares by repeating samples, except for predict, which sees each
+    sample once. A sampler of the user's own is kept: its indices are what is split."""
+    shuffle = train or is_shuffled(loader)
     seed = int(os.environ.get("PL_GLOBAL_SEED", 0))
-    custom = not isinstance(loader.sampler, (RandomSampler, SequentialSampler))
+    kwargs = dict(num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
     if predicting:
-        return UnrepeatedDistributedSampler(loader.sampler if custom else range(len(loader.dataset)),
-                                            num_replicas=num_replicas, rank=rank)
-    if custom:  # the sampler's own order, split between the processes
-        return DistributedSamplerWrapper(loader.sampler, num_replicas=num_replicas, rank=rank, shuffle=False)
-    return DistributedSampler(loader.dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffled, seed=seed)
-
-
-class DistributedSamplerWrapper(DistributedSampler):
-    """Split the indices a sampler yields (in its order, taken afresh each epoch) between the processes."""
-
-    def __init__(self, sampler: Sampler, **kwargs: Any) -> None:
-        super().__init__(list(range(len(sampler))), **kwargs)  # type: ignore[arg-type]
-        self.sampler = sampler
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(self.sampler)
-        positions = super().__iter__()
-        return iter([indices[i] for i in positions])
-
-
-class UnrepeatedDistributedSampler(DistributedSampler):
-    """Each sample exactly once across the processes (the shares may differ by one): what predict needs."""
-
-    def __init__(self, source: Any, num_replicas: int, rank: int) -> None:
-        self.source = source
-        super().__init__(list(range(len(source))), num_replicas=num_replicas, rank=rank,  # type: ignore[arg-type]
-                         shuffle=False)
-        self.num_samples = len(range(rank, len(source), num_replicas))
-        self.total_size = len(source)
-
-    def __iter__(self) -> Iterator[int]:
-        indices = list(self.source)
-        return iter(indices[self.rank:self.total_size:self.num_replicas])
+        return UnrepeatedDistributedSamplerWrapper(loader.sampler, **kwargs)
+    if isinstance(loader.sampler, (RandomSampler, SequentialSampler)):
+        return DistributedSampler(loader.dataset, **kwargs)
+    return DistributedSamplerWrapper(loader.sampler, **kwargs)
 
 
 def check_iterable(loader: Any, arg: str) -> None:

@@ -15,6 +15,45 @@ _STEP_ACTIONS = ("run_training_batch", "validation_step", "test_step", "predict_
 _SPANS_STEPS = ("run_training_epoch",)
 
 
+class RegisterRecordFunction:
+    """While active (``with RegisterRecordFunction(model):``), each submodule's forward is a ``record_function``
+    range of the trace, named ``[pl][module]<module>.<Class>: <name>``."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self._handles: list[Any] = []
+        self._records: dict[int, Any] = {}
+
+    def _start_recording_forward(self, module: Any, args: Any, record_name: str) -> None:
+        import torch
+
+        record = torch.autograd.profiler.record_function(record_name)
+        record.__enter__()
+        self._records[id(module)] = record
+
+    def _stop_recording_forward(self, module: Any, args: Any, output: Any) -> None:
+        record = self._records.pop(id(module), None)
+        if record is not None:
+            record.__exit__(None, None, None)
+
+    def __enter__(self) -> "RegisterRecordFunction":
+        import functools
+
+        for name, module in self._model.named_modules():
+            if not name:
+                continue
+            label = f"[pl][module]{type(module).__module__}.{type(module).__name__}: {name}"
+            start = functools.partial(self._start_recording_forward, record_name=label)
+            self._handles += [module.register_forward_pre_hook(start),
+                              module.register_forward_hook(self._stop_recording_forward)]
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
 class PyTorchProfiler(Profiler):
     """``torch.profiler`` over the run: operator times (a table sorted by ``sort_by_key``) and, with
     ``export_to_chrome``, a Chrome trace (``<dirpath>/<stage>-<filename>.pt.trace.json``, open it in
@@ -55,7 +94,7 @@ class PyTorchProfiler(Profiler):
         self._stepped = schedule is not None
         self.profiler: Any = None
         self._ranges: dict[str, Any] = {}
-        self._hooks: list[Any] = []
+        self._recorder: Optional[RegisterRecordFunction] = None
 
     def start(self, action_name: str) -> None:
         import torch
@@ -83,26 +122,9 @@ class PyTorchProfiler(Profiler):
 
     def watch_modules(self, model: Any) -> None:
         """Name each submodule's forward in the trace (``record_module_names``)."""
-        if not self.record_module_names:
-            return
-        import torch
-
-        for name, module in model.named_modules():
-            if not name:
-                continue
-            label = f"[pl][module]{type(module).__module__}.{type(module).__name__}: {name}"
-
-            def enter(mod: Any, args: Any, label: str = label) -> None:
-                record = torch.autograd.profiler.record_function(label)
-                record.__enter__()
-                mod._fulmen_record = record
-
-            def leave(mod: Any, args: Any, output: Any) -> None:
-                record = mod.__dict__.pop("_fulmen_record", None)
-                if record is not None:
-                    record.__exit__(None, None, None)
-
-            self._hooks += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
+        if self.record_module_names:
+            self._recorder = RegisterRecordFunction(model)
+            self._recorder.__enter__()
 
     def summary(self) -> str:
         if self.profiler is None:
@@ -123,9 +145,9 @@ class PyTorchProfiler(Profiler):
         return f"{title}Profiler Report{os.linesep}{table}"
 
     def teardown(self, stage: Optional[str]) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
+        if self._recorder is not None:
+            self._recorder.__exit__(None, None, None)
+            self._recorder = None
         if self.profiler is not None:
             # Free the recorded events now. torch.profiler.profile sits in a reference cycle, so left alone it is
             # freed by the garbage collector at some later moment, and freeing its events after another profiler

@@ -6,9 +6,9 @@ first use, so that ``import fulmen`` does not load torch.distributed's parallel 
 
 from typing import Any
 
+from fulmen.strategies.registry import StrategyRegistry
 from fulmen.strategies.single_device import SingleDeviceStrategy
-
-Strategy = SingleDeviceStrategy
+from fulmen.strategies.strategy import Strategy
 
 _LAZY = {
     "ParallelStrategy": "fulmen.strategies.parallel",
@@ -18,7 +18,7 @@ _LAZY = {
     "SingleDeviceXLAStrategy": "fulmen.strategies.single_xla",
 }
 
-__all__ = ["SingleDeviceStrategy", "Strategy", *_LAZY]
+__all__ = ["SingleDeviceStrategy", "Strategy", "StrategyRegistry", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

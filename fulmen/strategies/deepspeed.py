@@ -39,6 +39,20 @@ _DEVICES = ("cpu", "nvme")
 _TAG = "checkpoint"
 
 
+def remove_module_hooks(model: nn.Module) -> None:
+    """Take every forward, backward and state-dict hook off ``model`` and its submodules (DeepSpeed's ZeRO-3 adds
+    its own, which a module used after the engine must lose)."""
+    from collections import OrderedDict
+
+    for module in model.modules():
+        module._backward_hooks = OrderedDict()
+        module._is_full_backward_hook = None
+        module._forward_hooks = OrderedDict()
+        module._forward_pre_hooks = OrderedDict()
+        module._state_dict_hooks = OrderedDict()
+        module._load_state_dict_pre_hooks = OrderedDict()
+
+
 def deepspeed_config(config: Union[None, str, os.PathLike[str], dict[str, Any]] = None,
                      **arguments: Any) -> dict[str, Any]:
     """The DeepSpeed configuration: ``config`` itself (a dict, or the path of a JSON file; also read from the

@@ -8,9 +8,10 @@ import signal
 from typing import Any, Callable, Optional
 
 from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.strategies.launchers.launcher import _Launcher
 
 
-class SpawnLauncher:
+class SpawnLauncher(_Launcher):
     """Strategies "ddp_spawn", "ddp_fork", "ddp_notebook": this process starts every rank with torch.multiprocessing
     (``start_method`` "spawn", "fork" or "forkserver"), waits for them, and takes rank 0's results back: the
     return value, the weights, the metrics and the checkpoint paths (``Trainer._spawn`` applies them)."""

@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable, Optional
 
 from fulmen.plugins.environments import ClusterEnvironment
+from fulmen.strategies.launchers.launcher import _Launcher
 
 
 def _command() -> list[str]:
@@ -44,7 +45,7 @@ def _die_with_parent() -> None:
         pass
 
 
-class SubprocessLauncher:
+class SubprocessLauncher(_Launcher):
     """Start local ranks 1..n-1 as copies of this command; this process is local rank 0."""
 
     def __init__(self, environment: ClusterEnvironment, num_processes: int, num_nodes: int) -> None:

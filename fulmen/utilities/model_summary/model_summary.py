@@ -13,6 +13,9 @@ import torch
 from torch import nn
 
 UNKNOWN_SIZE = "?"
+PARAMETER_NUM_UNITS = [" ", "K", "M", "B", "T"]  # the unit letters of the counts: thousands, millions, ...
+LEFTOVER_PARAMS_NAME = "other params"  # the row of parameters that belong to no listed layer
+NOT_APPLICABLE = "n/a"
 
 
 def get_human_readable_count(number: float) -> str:
@@ -23,7 +26,7 @@ def get_human_readable_count(number: float) -> str:
         return f"{number:,d}  "
     group = min((len(str(number)) - 1) // 3, 4)
     scaled = number / 10 ** (3 * group)
-    label = "KMBT"[group - 1]
+    label = PARAMETER_NUM_UNITS[group]
     return f"{int(scaled):,d} {label}" if scaled >= 100 else f"{scaled:,.1f} {label}"
 
 
@@ -209,11 +212,11 @@ class ModelSummary:
         leftover = self.total_parameters - self.total_layer_params
         if leftover > 0:  # parameters that belong to no listed layer (the model's own, or all at max_depth=0)
             columns[0][1].append(" ")
-            columns[1][1].append("other params")
-            columns[2][1].append("n/a")
+            columns[1][1].append(LEFTOVER_PARAMS_NAME)
+            columns[2][1].append(NOT_APPLICABLE)
             columns[3][1].append(get_human_readable_count(leftover))
             for _, values in columns[4:]:
-                values.append("n/a")
+                values.append(NOT_APPLICABLE)
         return columns
 
     def totals(self) -> list[tuple[str, str]]:
