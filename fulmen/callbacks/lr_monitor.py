@@ -37,6 +37,10 @@ class LearningRateMonitor(Callback):
         self.log_momentum = log_momentum
         self.log_weight_decay = log_weight_decay
         self.lrs: dict[str, list[float]] = {}
+        # The momentum and weight decay last logged, by ``<name>-momentum`` and ``<name>-weight_decay`` (None until
+        # logged: they are logged with log_momentum and log_weight_decay only).
+        self.last_momentum_values: dict[str, Optional[float]] = {}
+        self.last_weight_decay_values: dict[str, Optional[float]] = {}
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.loggers:
@@ -48,7 +52,10 @@ class LearningRateMonitor(Callback):
             if any("momentum" not in opt.defaults and "betas" not in opt.defaults for opt in optimizers):
                 rank_zero_warn("LearningRateMonitor(log_momentum=True): an optimizer has no momentum; 0 is logged "
                                "for it", RuntimeWarning)
-        self.lrs = {name: [] for _, names, _ in self._sources(trainer) for name in names}
+        names = [name for _, group_names, _ in self._sources(trainer) for name in group_names]
+        self.lrs = {name: [] for name in names}
+        self.last_momentum_values = {f"{name}-momentum": None for name in names}
+        self.last_weight_decay_values = {f"{name}-weight_decay": None for name in names}
 
     def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self.logging_interval != "epoch" and trainer._should_log_step():
@@ -102,9 +109,11 @@ class LearningRateMonitor(Callback):
                 stats[name] = group["lr"]
                 self.lrs.setdefault(name, []).append(group["lr"])
                 if self.log_momentum:
-                    stats[f"{name}-momentum"] = group["betas"][0] if betas else group.get("momentum", 0)
+                    momentum = group["betas"][0] if betas else group.get("momentum", 0)
+                    stats[f"{name}-momentum"] = self.last_momentum_values[f"{name}-momentum"] = momentum
                 if self.log_weight_decay:
-                    stats[f"{name}-weight_decay"] = group["weight_decay"]
+                    decay = group["weight_decay"]
+                    stats[f"{name}-weight_decay"] = self.last_weight_decay_values[f"{name}-weight_decay"] = decay
         if not stats:
             return
         device = trainer.strategy.root_device

@@ -142,7 +142,7 @@ def eval_data(trainer: Any, stage: RunningStage) -> EvalData:
             loaders = [fetch.prepare_loader(dl, trainer.global_rank, distributed=split) for dl in loaders]
     limits = [fetch.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
     sanity = trainer.num_sanity_val_steps
-    sanity_limits = [n if sanity == -1 else min(n, sanity) for n in limits]
+    sanity_limits = [min(n, sanity) for n in limits]  # (inf: every batch)
     step_name = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[prefix]
     step = getattr(module, step_name)
     if several and "dataloader_idx" not in inspect.signature(step).parameters and not takes_varargs(step):

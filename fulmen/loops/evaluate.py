@@ -81,6 +81,8 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                     agreement.at_batch_end()
                 elif trainer._signal is not None and trainer.world_size == 1:
                     stop_for_signal(trainer)  # (in fit, several processes stop at the fit's next agreement)
+            if stage != RunningStage.SANITY_CHECKING:
+                trainer._metrics.fold(store)  # the last step values stay in logged_metrics, as in Lightning
             store.epoch_done = True
             per_loader.append(trainer._metrics.loader_epoch_metrics(store, stage == RunningStage.SANITY_CHECKING))
             store.epoch_done = False

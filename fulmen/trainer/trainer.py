@@ -87,12 +87,16 @@ class Trainer:
         max_steps: int = -1,
         min_steps: Optional[int] = None,
         max_time: Optional[Union[str, timedelta, dict[str, int]]] = None,
-        limit_train_batches: Optional[Union[int, float]] = None,
-        limit_val_batches: Optional[Union[int, float]] = None,
-        limit_test_batches: Optional[Union[int, float]] = None,
-        limit_predict_batches: Optional[Union[int, float]] = None,
+        # Written Union[int, float, None], not Optional[Union[int, float]]: typing caches Optional[...] of a union
+        # by the union's set of types, so once any imported module has written Optional[Union[float, int]], the
+        # other order would come back here, and the CLI (jsonargparse tries the types in order) would read
+        # --trainer.limit_train_batches=10 as 10.0, a fraction.
+        limit_train_batches: Union[int, float, None] = None,
+        limit_val_batches: Union[int, float, None] = None,
+        limit_test_batches: Union[int, float, None] = None,
+        limit_predict_batches: Union[int, float, None] = None,
         overfit_batches: Union[int, float] = 0.0,
-        val_check_interval: Optional[Union[int, float, str, timedelta, dict[str, int]]] = None,
+        val_check_interval: Union[int, float, str, timedelta, dict[str, int], None] = None,
         check_val_every_n_epoch: Optional[int] = 1,
         num_sanity_val_steps: Optional[int] = None,
         log_every_n_steps: Optional[int] = None,
@@ -100,7 +104,7 @@ class Trainer:
         enable_progress_bar: Optional[bool] = None,
         enable_model_summary: Optional[bool] = None,
         accumulate_grad_batches: int = 1,
-        gradient_clip_val: Optional[Union[int, float]] = None,
+        gradient_clip_val: Union[int, float, None] = None,
         gradient_clip_algorithm: Optional[str] = None,
         deterministic: Optional[Union[bool, str]] = None,
         benchmark: Optional[bool] = None,
@@ -147,8 +151,10 @@ class Trainer:
         self.val_check_interval = resolve.val_check_interval(val_check_interval)
         self.check_val_every_n_epoch = resolve.check_int("check_val_every_n_epoch", check_val_every_n_epoch, 1,
                                                          allow_none=True)
-        self.num_sanity_val_steps = 2 if num_sanity_val_steps is None else resolve.check_int(
-            "num_sanity_val_steps", num_sanity_val_steps, -1)
+        sanity = 2 if num_sanity_val_steps is None else resolve.check_int("num_sanity_val_steps",
+                                                                          num_sanity_val_steps, -1)
+        # -1 checks every validation batch: reported as inf, as Lightning does.
+        self.num_sanity_val_steps: Union[int, float] = float("inf") if sanity == -1 else sanity
         self.log_every_n_steps = 50 if log_every_n_steps is None else resolve.check_int(
             "log_every_n_steps", log_every_n_steps, 0)
         self.accumulate_grad_batches = resolve.check_int("accumulate_grad_batches", accumulate_grad_batches, 1)
