@@ -98,3 +98,20 @@ def test_a_stage_that_stops_early_closes_its_bar_at_the_batch_it_reached(capsys)
                              callbacks=[TQDMProgressBar(plain=True), StopAt7()])
     trainer.fit(Logs())  # the draws are a tenth of a second apart: only the first batch was drawn
     assert capsys.readouterr().out.startswith("Epoch 0: 7/64 [")
+
+
+def test_a_process_other_than_rank_zero_draws_nothing_and_runs_every_stage(capsys):
+    # What every rank but zero does in a multi-process run: the bar is switched off in setup, and its batch hooks
+    # must then do nothing (they once counted evaluation batches of a bar that was never opened).
+    class NotRankZero(TQDMProgressBar):
+        def setup(self, trainer, pl_module, stage):
+            self.disable()
+
+    trainer = fulmen.Trainer(max_epochs=1, limit_train_batches=3, limit_val_batches=2, limit_test_batches=2,
+                             enable_model_summary=False, callbacks=[NotRankZero()], logger=False)
+    model = Logs()
+    trainer.fit(model)
+    trainer.test(model, verbose=False)
+    trainer.predict(model)
+    out = capsys.readouterr().out
+    assert "Epoch 0" not in out and "Validation" not in out and "Testing" not in out

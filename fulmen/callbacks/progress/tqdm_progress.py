@@ -205,9 +205,11 @@ class TQDMProgressBar(ProgressBar):
             self._eval_seen = 0
 
     def _eval_batch_end(self, key: str, trainer: Any, pl_module: Any) -> None:
-        self._eval_seen += 1
         bar = self._bars.get(key)
-        self._advance(key, self._eval_seen, bar.total if bar is not None else None, trainer, pl_module)
+        if bar is None:  # no bar drawn (turned off, or a process other than rank zero)
+            return
+        self._eval_seen += 1
+        self._advance(key, self._eval_seen, bar.total, trainer, pl_module)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         desc = "Sanity Checking" if trainer.sanity_checking else "Validation"
