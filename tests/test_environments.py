@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from fulmen.loops.fetch import distributed_sampler, prepare_loader
+from fulmen.loops.fetchers import distributed_sampler, prepare_loader
 from fulmen.strategies.ddp import DDPStrategy
 from fulmen.plugins.environments import (KubeflowEnvironment, LightningEnvironment, LSFEnvironment,
                                          MPIEnvironment, SLURMEnvironment, TorchElasticEnvironment, detect,

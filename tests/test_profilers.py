@@ -83,7 +83,7 @@ def test_no_profiler_wraps_nothing():
     trainer = _fit(None)
     assert isinstance(trainer.profiler, PassThroughProfiler) and trainer._profiler is None
     assert trainer._hooks.on_train_batch_start is _noop
-    assert trainer._step_fn.__module__ == "fulmen.loops.optimization"
+    assert trainer._step_fn.__module__ == "fulmen.loops.optimization.automatic"
 
 
 @pytest.mark.parametrize("value, error, words", [

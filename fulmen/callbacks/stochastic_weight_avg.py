@@ -150,7 +150,7 @@ class StochasticWeightAveraging(Callback):
                 self.transfer_weights(self._average_model, pl_module)
                 self.reset_batch_norm_and_save_state(pl_module)
                 self._batch_norm_update = True
-            from fulmen.loops.optimization import forward_only_step
+            from fulmen.loops.optimization.automatic import forward_only_step
 
             self._train_step_fn, trainer._step_fn = trainer._step_fn, forward_only_step
 

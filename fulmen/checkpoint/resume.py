@@ -28,7 +28,7 @@ from typing import Any, Optional, Union
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from fulmen.loops.fetch import with_sampler
+from fulmen.loops.fetchers import with_sampler
 from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import capture_rng, restore_rng

@@ -284,7 +284,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         if engine_backward is not None:  # DeepSpeed: its engine runs backward
             engine_backward(self.trainer, loss)
             return
-        from fulmen.loops.optimization import run_backward
+        from fulmen.loops.optimization.automatic import run_backward
 
         run_backward(self.trainer, loss, *args, **kwargs)
 

@@ -204,7 +204,7 @@ class LightningOptimizer:
         trainer = self._trainer
         if trainer is None:
             return optimizer.step(closure=closure, **kwargs) if closure else optimizer.step(**kwargs)
-        from fulmen.loops.optimization import before_optimizer_step
+        from fulmen.loops.optimization.automatic import before_optimizer_step
 
         if getattr(closure, "runs_pre_step_hooks", False):
             full = closure

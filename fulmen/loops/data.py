@@ -11,7 +11,7 @@ from typing import Any, Optional, Union
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import overrides, positional_count, set_hook_name, takes_varargs
 from fulmen.logging import MetricStore
-from fulmen.loops import fetch
+from fulmen.loops import fetchers
 from fulmen.core.module import LightningModule
 from fulmen.trainer.states import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
@@ -49,7 +49,7 @@ def data_source(trainer: Any, prefix: str) -> Any:
     return None
 
 def _sampler_args(trainer: Any, train: bool, predicting: bool = False) -> Optional[dict[str, Any]]:
-    """How to split a loader between the processes (``fetch.distributed_sampler``'s arguments), or None: one
+    """How to split a loader between the processes (``fetchers.distributed_sampler``'s arguments), or None: one
     process, or ``use_distributed_sampler=False`` (the user's loaders split the data themselves)."""
     split = trainer.strategy.distributed_sampler_kwargs
     if split is None or not trainer.use_distributed_sampler:
@@ -66,17 +66,17 @@ def load_train_data(trainer: Any) -> None:
             "No training data: pass train_dataloaders= or datamodule= to Trainer.fit, or define "
             f"train_dataloader() on {type(trainer.lightning_module).__name__}"
         )
-    loader = fetch.as_train_loader(source)
-    loader = fetch.prepare_loader(loader, trainer.global_rank, shuffle_off=bool(trainer.overfit_batches),
+    loader = fetchers.as_train_loader(source)
+    loader = fetchers.prepare_loader(loader, trainer.global_rank, shuffle_off=bool(trainer.overfit_batches),
                                   distributed=_sampler_args(trainer, train=True))
-    length = fetch.loader_length(loader)
+    length = fetchers.loader_length(loader)
     if length == 0:
         raise MisconfigurationException(
             "The training loader is empty (0 batches); check the dataset size, batch_size and drop_last, or "
             "pass limit_train_batches=0 to skip training on purpose"
         )
     trainer.train_dataloader = loader
-    trainer.num_training_batches = fetch.limited_length(length, trainer.limit_train_batches, "limit_train_batches")
+    trainer.num_training_batches = fetchers.limited_length(length, trainer.limit_train_batches, "limit_train_batches")
     trainer._last_train_reload = trainer.state.epoch
     set_val_check(trainer, length)
 
@@ -134,13 +134,13 @@ def eval_data(trainer: Any, stage: RunningStage) -> EvalData:
                 f"{'test' if prefix == 'test' else 'predict'}, or define {prefix}_dataloader()"
             )
         if source is not None:
-            loaders, several = fetch.as_eval_loaders(source, f"{prefix}_dataloaders" if prefix == "val" else "dataloaders")
+            loaders, several = fetchers.as_eval_loaders(source, f"{prefix}_dataloaders" if prefix == "val" else "dataloaders")
             split = _sampler_args(trainer, train=False, predicting=key == RunningStage.PREDICTING)
-            if any(fetch.is_shuffled(dl) for dl in loaders):
+            if any(fetchers.is_shuffled(dl) for dl in loaders):
                 rank_zero_warn(f"The {prefix}_dataloader shuffles its data; evaluation does not need it and "
                                "reads the same samples either way: pass shuffle=False", category=PossibleUserWarning)
-            loaders = [fetch.prepare_loader(dl, trainer.global_rank, distributed=split) for dl in loaders]
-    limits = [fetch.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
+            loaders = [fetchers.prepare_loader(dl, trainer.global_rank, distributed=split) for dl in loaders]
+    limits = [fetchers.num_batches(dl, limit, f"limit_{prefix}_batches") for dl in loaders]
     sanity = trainer.num_sanity_val_steps
     sanity_limits = [min(n, sanity) for n in limits]  # (inf: every batch)
     step_name = {"val": "validation_step", "test": "test_step", "predict": "predict_step"}[prefix]

@@ -144,7 +144,7 @@ def engine_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step:
     (which divides the loss by the accumulation count) and its step, which updates the weights only at the end of
     an accumulation window (``step``; the engine is told so, rather than counting batches itself, so that the
     windows are the Trainer's, short last window of an epoch included)."""
-    from fulmen.loops.optimization import training_step_loss
+    from fulmen.loops.optimization.automatic import training_step_loss
 
     engine = trainer.strategy.engine
     hooks = trainer._hooks

@@ -31,11 +31,13 @@ from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import overrides, positional_count, set_hook_name
 from fulmen.loops.hooks import Hooks, _noop
 from fulmen.logging import MetricStore, MetricViews
-from fulmen.loops import data, fetch
-from fulmen.loops.evaluate import print_results, run_evaluation
-from fulmen.loops.fit import run_fit
-from fulmen.loops.optimization import automatic_step, closure_step, manual_step
-from fulmen.loops.predict import PredictLoop, run_predict
+from fulmen.loops import data, fetchers
+from fulmen.loops.evaluation_loop import print_results, run_evaluation
+from fulmen.loops.fit_loop import run_fit
+from fulmen.loops.optimization.automatic import automatic_step
+from fulmen.loops.optimization.closure import closure_step
+from fulmen.loops.optimization.manual import manual_step
+from fulmen.loops.prediction_loop import PredictLoop, run_predict
 from fulmen.core.module import LightningModule
 from fulmen.core.optimizer import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
 from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -684,7 +686,7 @@ class Trainer:
             profiler.watch_modules(model)
 
     def _clean_up(self) -> None:
-        fetch.shut_down_workers()
+        fetchers.shut_down_workers()
         if self._profiler is not None:
             self._profiler.describe()
         self.callbacks = self._callbacks_before_run

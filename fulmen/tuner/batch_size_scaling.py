@@ -64,9 +64,9 @@ def find_batch_size(trainer: Any, fn: TrainerFn, mode: str, steps_per_trial: int
 def _try(trainer: Any, fn: TrainerFn, steps: int) -> Optional[int]:
     """One trial at the current batch size; returns the length of the dataset it read, if it has one."""
     from fulmen.loops.data import eval_data
-    from fulmen.loops.evaluate import run_evaluation
-    from fulmen.loops.fit import run_fit
-    from fulmen.loops.predict import run_predict
+    from fulmen.loops.evaluation_loop import run_evaluation
+    from fulmen.loops.fit_loop import run_fit
+    from fulmen.loops.prediction_loop import run_predict
 
     stage = {TrainerFn.VALIDATING: RunningStage.VALIDATING, TrainerFn.TESTING: RunningStage.TESTING,
              TrainerFn.PREDICTING: RunningStage.PREDICTING}.get(fn)

@@ -146,7 +146,7 @@ def find_lr(trainer: Any, min_lr: float, max_lr: float, num_training: int, mode:
     """The range test (``LearningRateFinder`` runs it when the fit starts): up to ``num_training`` optimizer steps
     with the learning rate sweeping from ``min_lr`` to ``max_lr``, recording the smoothed loss, stopping early
     once it exceeds ``early_stop_threshold`` times the best so far."""
-    from fulmen.loops.fit import run_fit
+    from fulmen.loops.fit_loop import run_fit
     from fulmen.core.optimizer import LRSchedulerConfig
 
     if len(trainer.optimizers) != 1:

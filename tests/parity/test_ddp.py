@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from fulmen.loops.fetch import distributed_sampler
+from fulmen.loops.fetchers import distributed_sampler
 from tests.test_ddp import clean_env
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "ddp_both.py")

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from fulmen.loops.data import eval_data
-from fulmen.loops.fetch import iterate, with_sampler
+from fulmen.loops.fetchers import iterate, with_sampler
 from fulmen.profilers import profiled, profiled_batches
 from fulmen.trainer.states import RunningStage
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal

@@ -8,10 +8,11 @@ from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.checkpoint.resume import (capture_epoch_start, capture_rng, restore_rng, resumed_batches,
                                       warn_if_inexact)
 from fulmen.loops.hooks import _noop
-from fulmen.loops.evaluate import run_evaluation
+from fulmen.loops.evaluation_loop import run_evaluation
 from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, validation_enabled
-from fulmen.loops.fetch import iterate, set_epoch
-from fulmen.loops.optimization import plain_step, update_schedulers
+from fulmen.loops.fetchers import iterate, set_epoch
+from fulmen.loops.optimization.automatic import plain_step
+from fulmen.loops.utilities import update_schedulers
 from fulmen.profilers import profiled_batches
 from fulmen.trainer.states import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException

@@ -1,4 +1,4 @@
-"""One training batch: the automatic step (flat), the closure step, manual optimization, and the schedulers.
+"""One training batch under automatic optimization: the flat step, and the pieces the closure step shares.
 
 The default automatic step reads top to bottom::
 
@@ -9,8 +9,8 @@ The default automatic step reads top to bottom::
 When nothing is hooked in between (``plain_step``, decided once per fit), the step is only ``training_step``,
 ``optimizer.zero_grad()``, ``loss.backward()`` and ``optimizer.step()``, as in a hand-written loop.
 
-``closure_step`` runs the same pieces inside ``optimizer.step(closure)``, as Lightning does; the Trainer picks it
-once per fit, only when the module overrides ``optimizer_step`` or the optimizer needs a closure (LBFGS).
+``closure_step`` (``closure.py``) runs the same pieces inside ``optimizer.step(closure)``, as Lightning does; manual
+optimization is ``manual.py``.
 """
 
 from __future__ import annotations
@@ -78,62 +78,6 @@ def plain_step(trainer: Any) -> bool:
             and not (custom.optimizer_zero_grad or custom.backward or custom.configure_gradient_clipping)
             and all(getattr(hooks, name) is _noop for name in (
                 "on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")))
-
-
-def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
-    """The automatic step run as Lightning runs it: ``optimizer_step(..., closure)`` calls training_step."""
-    module = trainer.lightning_module
-    optimizer = trainer.optimizers[0]
-    result: list[Any] = [{}]
-
-    # The closure repeats the first half of automatic_step on purpose: a helper shared by both would put one more
-    # frame between Trainer.fit and training_step on each path (the budgets are 4 and 6).
-    def closure() -> Optional[Tensor]:
-        with trainer.precision_plugin.forward_context():
-            set_hook_name(module, "training_step")
-            output = trainer._training_step(batch, batch_idx)
-        loss, result[0] = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
-        if trainer.skip_nonfinite and loss is not None:
-            loss = finite_or_none(trainer, loss)
-        if zero_grad:
-            trainer._hooks.on_before_zero_grad(optimizer)
-            zero_gradients(trainer, batch_idx, optimizer)
-        if loss is not None:
-            run_backward(trainer, loss)
-        if step:
-            before_optimizer_step(trainer, optimizer)
-        return loss
-
-    # LightningOptimizer.step sees this mark and does not wrap the closure again for the pre-step hooks.
-    closure.runs_pre_step_hooks = True  # type: ignore[attr-defined]
-    if not step:  # accumulating: no optimizer step, the closure runs directly
-        closure()
-        return result[0]
-    lightning_optimizer = trainer._lightning_optimizers[0]
-    previous = module._current_fx_name
-    set_hook_name(module, "optimizer_step")
-    module.optimizer_step(trainer.current_epoch, batch_idx, lightning_optimizer, closure)
-    set_hook_name(module, previous)
-    trainer.state.global_step += 1
-    return result[0]
-
-
-def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
-    """Manual optimization: ``training_step`` steps its optimizers itself (through ``self.optimizers()``)."""
-    module = trainer.lightning_module
-    with trainer.precision_plugin.forward_context():
-        set_hook_name(module, "training_step")
-        output = trainer._training_step(batch, batch_idx)
-    if output is None:
-        return {}
-    if isinstance(output, Tensor):
-        return {"loss": output.detach()}
-    if isinstance(output, dict):
-        return {k: v.detach() if isinstance(v, Tensor) else v for k, v in output.items()}
-    raise MisconfigurationException(
-        f"Under manual optimization, training_step must return a Tensor, a dict or None; it returned "
-        f"{type(output).__name__}"
-    )
 
 
 def forward_only_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
@@ -271,41 +215,3 @@ def step_optimizer(trainer: Any, optimizer: Any) -> None:
     else:
         precision.optimizer_step(optimizer)
     trainer.state.global_step += 1
-
-
-def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
-    """Step the schedulers of ``interval`` whose frequency is due (plateau ones only when ``plateau``)."""
-    if not trainer.lr_scheduler_configs:
-        return
-    module = trainer.lightning_module
-    if not module.automatic_optimization:  # under manual optimization the user steps the schedulers
-        return
-    state = trainer.state
-    index = state.batch_idx if interval == "step" else state.epoch
-    for config in trainer.lr_scheduler_configs:
-        if config.reduce_on_plateau != plateau or config.interval != interval:
-            continue
-        if (index + 1) % config.frequency:
-            continue
-        metric = None
-        if config.reduce_on_plateau:
-            metric = trainer.callback_metrics.get(config.monitor)
-            if metric is None:
-                available = sorted(trainer.callback_metrics)
-                if config.strict:
-                    raise MisconfigurationException(
-                        f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; logged metrics: "
-                        f"{available}. self.log({config.monitor!r}, ...) or change 'monitor' in the scheduler dict"
-                    )
-                rank_zero_warn(f"ReduceLROnPlateau monitors {config.monitor!r}, which was not logged; its step is "
-                               "skipped (strict=False)", RuntimeWarning)
-                continue
-        if trainer._custom.lr_scheduler_step:
-            previous = module._current_fx_name
-            set_hook_name(module, "lr_scheduler_step")
-            module.lr_scheduler_step(config.scheduler, metric)
-            set_hook_name(module, previous)
-        elif metric is None:
-            config.scheduler.step()
-        else:
-            config.scheduler.step(metric)

@@ -10,7 +10,7 @@ from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.core.hooks import set_hook_name
 from fulmen.loops.hooks import _noop
 from fulmen.loops.data import eval_data
-from fulmen.loops.fetch import iterate
+from fulmen.loops.fetchers import iterate
 from fulmen.profilers import profiled, profiled_batches
 from fulmen.trainer.states import RunningStage
 

@@ -1,0 +1,28 @@
+"""The step under manual optimization: ``training_step`` steps its optimizers itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from fulmen.core.hooks import set_hook_name
+from fulmen.utilities.exceptions import MisconfigurationException
+
+
+def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
+    """Manual optimization: ``training_step`` steps its optimizers itself (through ``self.optimizers()``)."""
+    module = trainer.lightning_module
+    with trainer.precision_plugin.forward_context():
+        set_hook_name(module, "training_step")
+        output = trainer._training_step(batch, batch_idx)
+    if output is None:
+        return {}
+    if isinstance(output, Tensor):
+        return {"loss": output.detach()}
+    if isinstance(output, dict):
+        return {k: v.detach() if isinstance(v, Tensor) else v for k, v in output.items()}
+    raise MisconfigurationException(
+        f"Under manual optimization, training_step must return a Tensor, a dict or None; it returned "
+        f"{type(output).__name__}"
+    )
