@@ -9,7 +9,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
 
-import torch
 import torch.nn.utils.prune as torch_prune
 from torch import Tensor, nn
 

@@ -107,14 +107,12 @@ def lightning_loops(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     step_counts = _both(_progress(auto_epoch_steps, auto_epoch_steps), _progress(auto_steps, auto_steps))
     zero_grad_counts = _both(_progress(auto_epoch_steps, auto_epoch_steps, started=auto_epoch_steps),
                              _progress(auto_steps, auto_steps, started=auto_steps))
-    val = trainer._eval.get("validate")
-    val_batches = sum(val.seen) if val is not None else 0
     fit_loop = {
         "state_dict": {},
         "epoch_loop.state_dict": {"_batches_that_stepped": state.batches_that_stepped},
         "epoch_loop.batch_progress": _batch_progress(done, position["total_batches_done"], pending,
                                                      is_last=position["is_last_batch"]),
-        "epoch_loop.scheduler_progress": _both(_progress(0, 0), _progress(0, 0)),
+        "epoch_loop.scheduler_progress": trainer.fit_loop.epoch_loop.scheduler_progress.state_dict(),
         "epoch_loop.automatic_optimization.state_dict": {},
         "epoch_loop.automatic_optimization.optim_progress": {
             "optimizer": {"step": step_counts, "zero_grad": zero_grad_counts},
@@ -123,8 +121,10 @@ def lightning_loops(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
         "epoch_loop.manual_optimization.optim_step_progress": _both(
             _progress(manual_epoch_steps, manual_epoch_steps), _progress(manual_steps, manual_steps)),
         "epoch_loop.val_loop.state_dict": {},
-        "epoch_loop.val_loop.batch_progress": _batch_progress(val_batches, val_batches, is_last=val is not None),
-        "epoch_progress": _both(dict(epochs), dict(epochs)),
+        "epoch_loop.val_loop.batch_progress": trainer.fit_loop.epoch_loop.val_loop.batch_progress.state_dict(),
+        # The fit loop's own counters, exact in the hook that saves (a preemption save fixed its position).
+        "epoch_progress": (_both(dict(epochs), dict(epochs)) if trainer._save_position is not None
+                           else trainer.fit_loop.epoch_progress.state_dict()),
     }
     idle = {"state_dict": {}, "batch_progress": _batch_progress(0, 0, is_last=False)}
     predict = {"state_dict": {}, "batch_progress": _batch_progress(0, 0)}
@@ -300,6 +300,7 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
             trainer._epoch_start_step = value
         else:
             setattr(state, name, value)
+    _restore_loop_counts(trainer, checkpoint, plan)
     if trainer.max_epochs != -1 and state.epoch > trainer.max_epochs:
         raise MisconfigurationException(
             f"{source} was saved at epoch {state.epoch}, beyond Trainer(max_epochs={trainer.max_epochs}); raise "
@@ -325,3 +326,32 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
                     grad = DTensor.from_local(grad, param.device_mesh, param.placements)
                 param.grad = grad
     trainer._resume_plan = plan
+
+
+def _restore_loop_counts(trainer: Any, checkpoint: dict[str, Any], plan: Any) -> None:
+    """Where the checkpoint's epoch counts started (the loop objects' ``current`` counters), and the scheduler
+    steps, from Lightning's ``loops`` entry (fulmen writes it too)."""
+    state = trainer.state
+    fit_loop = (checkpoint.get("loops") or {}).get("fit_loop") or {}
+
+    def completed(key: str, part: str, *path: str) -> Optional[int]:
+        entry = fit_loop.get(key, {})
+        for name in path:
+            entry = entry.get(name, {}) if isinstance(entry, dict) else {}
+        value = entry.get(part, {}).get("completed") if isinstance(entry, dict) else None
+        return int(value) if value is not None else None
+
+    batches = completed("epoch_loop.batch_progress", "current")
+    state.is_last_batch = bool(fit_loop.get("epoch_loop.batch_progress", {}).get("is_last_batch", False))
+    state.epoch_batches_start = state.total_batch_idx - (batches if batches is not None and plan.phase != "between_epochs"
+                                                         else plan.batches_done)
+    steps = completed("epoch_loop.automatic_optimization.optim_progress", "current", "optimizer", "step")
+    state.epoch_step_start = state.global_step - steps if steps else trainer._epoch_start_step
+    val = fit_loop.get("epoch_loop.val_loop.batch_progress", {})
+    if isinstance(val, dict) and "total" in val:
+        counts = trainer.fit_loop.epoch_loop.val_loop.counts
+        counts.total_done, counts.run_done = int(val["total"]["completed"]), int(val["current"]["completed"])
+        counts.is_last = bool(val.get("is_last_batch", False))
+    schedulers, epoch_schedulers = (completed("epoch_loop.scheduler_progress", part) for part in ("total", "current"))
+    if schedulers is not None and epoch_schedulers is not None:
+        state.scheduler_steps, state.epoch_scheduler_start = schedulers, schedulers - epoch_schedulers

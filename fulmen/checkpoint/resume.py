@@ -187,6 +187,9 @@ class ResumePlan:
     rng: Optional[dict[str, Any]] = None
     epoch_start: Optional[dict[str, Any]] = None
     loader_state: Optional[dict[str, Any]] = None
+    # Whether the checkpoint's epoch was under way (Lightning's epoch progress: made ready or started but not
+    # processed): then the resumed fit has no sanity check, as in Lightning.
+    epoch_unfinished: bool = True
 
     @property
     def mid_epoch(self) -> bool:
@@ -201,6 +204,15 @@ class ResumePlan:
 def plan_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[str, int]]:
     """The resume plan and the loop counters in a checkpoint written by fulmen, or by Lightning (no exact record:
     its data position is taken from the progress counters, and the order of a shuffled epoch cannot be rebuilt)."""
+    plan, counters = _plan(checkpoint)
+    epoch_progress = ((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress", {})
+    current = epoch_progress.get("current") if isinstance(epoch_progress, dict) else None
+    if isinstance(current, dict) and "processed" in current:
+        plan.epoch_unfinished = any(int(current.get(k, 0)) != int(current["processed"]) for k in ("ready", "started"))
+    return plan, counters
+
+
+def _plan(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[str, int]]:
     record = checkpoint.get("fulmen")
     if isinstance(record, dict) and "position" in record:
         pos = record["position"]

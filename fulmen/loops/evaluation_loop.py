@@ -6,13 +6,93 @@ from typing import Any
 
 import torch
 
+from dataclasses import dataclass
+
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.core.hooks import set_hook_name
 from fulmen.loops.hooks import _noop
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetchers import iterate
+from fulmen.loops.loop import _DataSource, _Loop, eval_phase
+from fulmen.loops.progress import _BatchProgress, _ProcessedTracker
 from fulmen.profilers import profiled, profiled_batches
-from fulmen.trainer.states import RunningStage
+from fulmen.trainer.states import RunningStage, TrainerFn
+from fulmen.utilities.enums import LightningEnum
+
+
+class RestartStage(LightningEnum):
+    """Where a restarted evaluation picks up (kept for Lightning's name)."""
+
+    NONE = "none"
+    RESTARTED_MID_EVALUATION = "restarted_mid_evaluation"
+
+
+@dataclass
+class EvalCounts:
+    """The batches an evaluation loop has run: in its current (or last) run, and over its ``total`` (since the
+    loop was last reset); whether the latest batch is the last of its loader."""
+
+    run_done: int = 0
+    total_done: int = 0
+    is_last: bool = False
+
+
+# Which run each evaluation loop object counts: (the Trainer method, the stages it runs).
+_LOOP_STAGES = {"fit_validation": (TrainerFn.FITTING, (RunningStage.VALIDATING, RunningStage.SANITY_CHECKING)),
+                "validate": (TrainerFn.VALIDATING, (RunningStage.VALIDATING,)),
+                "test": (TrainerFn.TESTING, (RunningStage.TESTING,))}
+
+
+class _EvaluationLoop(_Loop):
+    """``trainer.validate_loop``, ``trainer.test_loop`` and ``trainer.fit_loop.epoch_loop.val_loop``: the batches
+    each has run (``batch_progress``) and where its data comes from (``_data_source``)."""
+
+    def __init__(self, trainer: Any, kind: str) -> None:
+        super().__init__(trainer)
+        self.kind = kind
+        self.counts = EvalCounts()
+        self._data_source = _DataSource(trainer, "test" if kind == "test" else "val")
+
+    @property
+    def _running(self) -> bool:
+        fn, stages = _LOOP_STAGES[self.kind]
+        state = self.trainer.state
+        return state.fn == fn and state.stage in stages
+
+    @property
+    def batch_progress(self) -> _BatchProgress:
+        counts = self.counts
+        stage = "test" if self.kind == "test" else "validation"
+        ready, started, processed = eval_phase(self.trainer, stage) if self._running else (0, 0, 0)
+
+        def tracker(done: int) -> _ProcessedTracker:
+            return _ProcessedTracker(ready=done + ready, started=done + started, processed=done + processed,
+                                     completed=done)
+
+        return _BatchProgress(total=tracker(counts.total_done), current=tracker(counts.run_done),
+                              is_last_batch=counts.is_last)
+
+    @property
+    def verbose(self) -> bool:
+        return self.trainer._verbose
+
+    @property
+    def inference_mode(self) -> bool:
+        return self.trainer.inference_mode
+
+    @property
+    def max_batches(self) -> list[Any]:
+        """The number of batches of each loader that a run evaluates."""
+        trainer = self.trainer
+        return trainer.num_test_batches if self.kind == "test" else (
+            trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches)
+
+    @property
+    def dataloaders(self) -> Any:
+        return self.trainer.test_dataloaders if self.kind == "test" else self.trainer.val_dataloaders
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state_dict": {}, "batch_progress": self.batch_progress.state_dict()}
 
 
 def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
@@ -34,6 +114,8 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     if sum(limits) == 0:
         return []
     state.stage = stage
+    counts = _loop_of(trainer, stage).counts
+    counts.run_done, counts.is_last = 0, False
     store = data.store
     store.reset()
     trainer._results = store
@@ -58,15 +140,17 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     inference = trainer.inference_mode and state.fn != "fit" and trainer.strategy.allows_inference_mode
     grad_off = torch.inference_mode() if inference else torch.no_grad()
     agreement = eval_agreement(trainer, sum(limits))
+    last_loader = len(data.loaders) - 1
     with grad_off:
         for dl_idx, (loader, limit) in enumerate(zip(data.loaders, limits)):
             extra = (dl_idx,) if several else ()
             batches = iterate(loader, limit)
             if profiler is not None:
                 batches = profiled_batches(profiler, f"[_EvaluationLoop].{'test' if testing else 'val'}_next", batches)
-            for batch_idx, batch, _ in batches:
+            for batch_idx, batch, is_last in batches:
                 if trainer._transfer is not None:
                     batch = trainer._transfer(batch, dl_idx)
+                counts.is_last = is_last and dl_idx == last_loader  # (Lightning's: the run's last batch)
                 store.start_batch(batch, dl_idx if several else None)
                 hooks.batch_start(batch, batch_idx, *extra)
                 set_hook_name(module, step_name)
@@ -74,6 +158,8 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 hooks.batch_end(output, batch, batch_idx, *extra)
+                counts.run_done += 1
+                counts.total_done += 1
                 if stage != RunningStage.SANITY_CHECKING:
                     trainer._metrics.log_eval_step(store, data.seen[dl_idx])
                     data.seen[dl_idx] += 1
@@ -101,6 +187,15 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     if stage == RunningStage.VALIDATING:
         state.val_runs += 1
     return results
+
+
+def _loop_of(trainer: Any, stage: RunningStage) -> _EvaluationLoop:
+    """The loop object whose counters a run of ``stage`` advances."""
+    if stage == RunningStage.TESTING:
+        return trainer.test_loop
+    if trainer.state.fn == TrainerFn.FITTING:
+        return trainer.fit_loop.epoch_loop.val_loop
+    return trainer.validate_loop
 
 
 def print_results(results: list[dict[str, float]], stage: RunningStage) -> None:

@@ -1,8 +1,9 @@
-"""The fit loop: sanity check, then epochs of training batches with validation at the configured interval."""
+"""The fit loop: sanity check, then epochs of training batches with validation at the configured interval; and
+``trainer.fit_loop``, the view of it Lightning's users read."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from fulmen.checkpoint.preemption import stop_for_signal
 from fulmen.checkpoint.resume import (capture_epoch_start, capture_rng, restore_rng, resumed_batches,
@@ -11,6 +12,9 @@ from fulmen.loops.hooks import _noop
 from fulmen.loops.evaluation_loop import run_evaluation
 from fulmen.loops.data import eval_data, load_train_data, reload_data_if_due, validation_enabled
 from fulmen.loops.fetchers import iterate, set_epoch
+from fulmen.loops.loop import _DataSource, _Loop, training_phase
+from fulmen.loops.progress import _Progress, _ProcessedTracker
+from fulmen.loops.training_epoch_loop import RestartStage, _TrainingEpochLoop
 from fulmen.loops.optimization.automatic import plain_step
 from fulmen.loops.utilities import update_schedulers
 from fulmen.profilers import profiled_batches
@@ -41,7 +45,10 @@ def run_fit(trainer: Any) -> None:
     plan = trainer._resume_plan
     trainer._val_enabled = validation_enabled(trainer)
     trainer._plain_step = plain_step(trainer)
-    if plan is None and trainer._should_sanity_check():
+    # As Lightning: a fit resumed into an epoch under way (or counted in steps: max_steps) is restarting, and has no
+    # sanity check; one resumed after a finished epoch has.
+    restarting = plan is not None and (plan.epoch_unfinished or trainer.max_steps != -1)
+    if not restarting and trainer._should_sanity_check():
         state.stage = RunningStage.SANITY_CHECKING
         # As in Lightning, the random states are put back after the sanity check: its random draws (dropout in
         # validation_step, random val data) do not shift the ones training makes.
@@ -50,6 +57,7 @@ def run_fit(trainer: Any) -> None:
             run_evaluation(trainer, RunningStage.SANITY_CHECKING)
             hooks.on_sanity_check_end()
         trainer._metrics.drop_all()  # sanity-check metrics are never reported
+        trainer.fit_loop.epoch_loop.val_loop.counts.__init__()  # nor counted, as in Lightning
     state.stage = RunningStage.TRAINING
     if trainer.limit_train_batches == 0:  # training skipped on purpose: the train loader is not even built
         return
@@ -139,6 +147,13 @@ def run_train_epoch(trainer: Any) -> None:
     if plan is not None:
         trainer._resume_plan = None
         start = plan.batches_done
+    # Where this epoch's counts start (after on_train_epoch_start, as Lightning resets its epoch loop there).
+    state.epoch_batches_start = state.total_batch_idx - start
+    state.epoch_step_start = state.global_step if plan is None else trainer._epoch_start_step
+    if plan is None:
+        state.epoch_scheduler_start = state.scheduler_steps
+    trainer.fit_loop.epoch_loop.val_loop.counts.total_done = 0
+    if plan is not None:
         if plan.rng is not None:
             restore_rng(plan.rng)
         if plan.tail:
@@ -231,3 +246,106 @@ def _no_batches(trainer: Any) -> None:
             f"The training data produced no batches in epoch {trainer.state.epoch}: a generator can be iterated only "
             "once; pass a re-iterable (a DataLoader, a list, or an object whose __iter__ starts over)"
         )
+
+
+class _FitLoop(_Loop):
+    """``trainer.fit_loop``: the epochs of a fit (``epoch_progress``), its limits, and the training epoch
+    (``epoch_loop``), as Lightning shows them; a view of the run state."""
+
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
+        self.epoch_loop = _TrainingEpochLoop(trainer)
+        self._data_source = _DataSource(trainer, "train")
+
+    @property
+    def max_epochs(self) -> int:
+        return self.trainer.max_epochs
+
+    @max_epochs.setter
+    def max_epochs(self, value: int) -> None:
+        self.trainer.max_epochs = value
+
+    @property
+    def min_epochs(self) -> Optional[int]:
+        return self.trainer.min_epochs
+
+    @min_epochs.setter
+    def min_epochs(self, value: Optional[int]) -> None:
+        self.trainer.min_epochs = value
+
+    @property
+    def max_steps(self) -> int:
+        return self.epoch_loop.max_steps
+
+    @max_steps.setter
+    def max_steps(self, value: int) -> None:
+        self.epoch_loop.max_steps = value
+
+    @property
+    def min_steps(self) -> Optional[int]:
+        return self.epoch_loop.min_steps
+
+    @min_steps.setter
+    def min_steps(self, value: Optional[int]) -> None:
+        self.epoch_loop.min_steps = value
+
+    @property
+    def epoch_progress(self) -> _Progress:
+        """Epochs: ready at on_train_epoch_start, started with its first batch, processed at on_train_epoch_end,
+        completed after it."""
+        epoch = self.trainer.state.epoch
+        phase = training_phase(self.trainer)
+        plan = self.trainer._resume_plan
+        if phase == "idle" and plan is not None and plan.phase != "between_epochs":
+            # Resumed, before the loop picks the epoch up: the counts the checkpoint was taken with.
+            phase = "epoch_end" if plan.phase == "epoch_end" else "in_epoch"
+        if phase == "idle":
+            counts = (epoch, epoch, epoch, epoch)
+        elif phase == "epoch_start":
+            counts = (epoch + 1, epoch, epoch, epoch)
+        elif phase == "epoch_end":
+            counts = (epoch + 1, epoch + 1, epoch + 1, epoch)
+        else:
+            counts = (epoch + 1, epoch + 1, epoch, epoch)
+
+        def tracker() -> _ProcessedTracker:
+            return _ProcessedTracker(ready=counts[0], started=counts[1], processed=counts[2], completed=counts[3])
+
+        return _Progress(total=tracker(), current=tracker())
+
+    @property
+    def total_batch_idx(self) -> int:
+        return self.epoch_loop.total_batch_idx
+
+    @property
+    def batch_idx(self) -> int:
+        return self.epoch_loop.batch_idx
+
+    @property
+    def max_batches(self) -> Any:
+        """Training batches per epoch."""
+        return self.trainer.num_training_batches
+
+    @property
+    def done(self) -> bool:
+        """Whether the fit has reached max_epochs or max_steps, or was told to stop (with the minimums met)."""
+        return self.trainer._fit_done()
+
+    @property
+    def skip(self) -> bool:
+        """Whether there is no training to run (``limit_train_batches=0``)."""
+        return self.trainer.limit_train_batches == 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state_dict": {}, "epoch_progress": self.epoch_progress.state_dict(),
+                "epoch_loop.state_dict": self.epoch_loop.state_dict(),
+                "epoch_loop.batch_progress": self.epoch_loop.batch_progress.state_dict(),
+                "epoch_loop.scheduler_progress": self.epoch_loop.scheduler_progress.state_dict(),
+                "epoch_loop.automatic_optimization.optim_progress":
+                    self.epoch_loop.automatic_optimization.optim_progress.state_dict(),
+                "epoch_loop.manual_optimization.optim_step_progress":
+                    self.epoch_loop.manual_optimization.optim_step_progress.state_dict(),
+                "epoch_loop.val_loop.batch_progress": self.epoch_loop.val_loop.batch_progress.state_dict()}
+
+
+__all__ = ["RestartStage"]

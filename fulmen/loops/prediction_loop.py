@@ -9,30 +9,57 @@ import torch
 from torch.utils.data import DataLoader
 
 from fulmen.loops.data import eval_data
+from fulmen.loops.evaluation_loop import EvalCounts
 from fulmen.loops.fetchers import iterate, with_sampler
+from fulmen.loops.loop import _DataSource, _Loop, eval_phase
+from fulmen.loops.progress import _ProcessedTracker, _Progress
 from fulmen.profilers import profiled, profiled_batches
 from fulmen.trainer.states import RunningStage
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.core.hooks import set_hook_name
 
 
-class PredictLoop:
+class _PredictionLoop(_Loop):
     """``trainer.predict_loop``: what the last predict run kept, as Lightning's loop shows it to callbacks such as
     ``BasePredictionWriter``: ``predictions`` (a list per loader when there are several), ``epoch_batch_indices``
-    (loaders x batches x dataset indices) and ``current_batch_indices`` (the batch running)."""
+    (loaders x batches x dataset indices) and ``current_batch_indices`` (the batch running); and the batches run
+    (``batch_progress``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trainer: Any) -> None:
+        super().__init__(trainer)
         self._predictions: list[list[Any]] = []
         self._several = False
         self.epoch_batch_indices: list[list[list[int]]] = []
         self.current_batch_indices: list[int] = []
         self.return_predictions = True
+        self.counts = EvalCounts()
+        self._data_source = _DataSource(trainer, "predict")
 
     @property
     def predictions(self) -> list[Any]:
         if not self._predictions:
             return []
         return self._predictions if self._several else self._predictions[0]
+
+    @property
+    def batch_progress(self) -> _Progress:
+        """Predicted batches (a plain counter, as in Lightning: no ``is_last_batch``)."""
+        counts = self.counts
+        running = self.trainer.state.stage == RunningStage.PREDICTING
+        ready, started, processed = eval_phase(self.trainer, "predict") if running else (0, 0, 0)
+
+        def tracker(done: int) -> _ProcessedTracker:
+            return _ProcessedTracker(ready=done + ready, started=done + started, processed=done + processed,
+                                     completed=done)
+
+        return _Progress(total=tracker(counts.total_done), current=tracker(counts.run_done))
+
+    @property
+    def max_batches(self) -> list[Any]:
+        return self.trainer.num_predict_batches
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state_dict": {}, "batch_progress": self.batch_progress.state_dict()}
 
 
 class _RecordedBatches:
@@ -87,8 +114,9 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
 
     writers = [cb for cb in trainer.callbacks if isinstance(cb, BasePredictionWriter)]
     several = data.several
-    loop = trainer.predict_loop = PredictLoop()
+    loop = trainer.predict_loop
     loop.return_predictions, loop._several = return_predictions, several
+    loop.counts.run_done = 0
     # As in Lightning: the predictions are kept (on the host) when returned or when a writer wants them at the end.
     keep = return_predictions or any(w.interval.on_epoch for w in writers)
     predictions: list[list[Any]] = [[] for _ in data.loaders]
@@ -122,6 +150,8 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
+                loop.counts.run_done += 1
+                loop.counts.total_done += 1
                 if keep:
                     predictions[dl_idx].append(move_data_to_device(output, "cpu"))
                 if agreement is not None:  # several processes: stop together, at a batch they agree on

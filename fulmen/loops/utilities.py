@@ -53,3 +53,4 @@ def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
             config.scheduler.step()
         else:
             config.scheduler.step(metric)
+        state.scheduler_steps += 1

@@ -68,6 +68,9 @@ class TrainerState:
         should_stop: set by the user or a callback to end the fit at the next safe point.
         val_runs: how many times validation has run during this fit.
         in_epoch: whether a training epoch is under way (from on_train_epoch_start to its end), for checkpoints.
+        scheduler_steps: learning-rate scheduler steps the Trainer took (one per scheduler stepped).
+        epoch_batches_start, epoch_step_start, epoch_scheduler_start: ``total_batch_idx``, ``global_step`` and
+            ``scheduler_steps`` when the current epoch's batches began (the loop objects' per-epoch counts).
         interrupted_by: the exception that ended the run early, if any.
     """
 
@@ -83,6 +86,10 @@ class TrainerState:
     should_stop: bool = False
     val_runs: int = 0
     in_epoch: bool = False
+    scheduler_steps: int = 0
+    epoch_batches_start: int = 0
+    epoch_step_start: int = 0
+    epoch_scheduler_start: int = 0
     interrupted_by: Optional[BaseException] = field(default=None, repr=False)
 
     @property
@@ -98,7 +105,8 @@ class TrainerState:
         return {
             f.name: getattr(self, f.name)
             for f in dataclasses.fields(self)
-            if f.name in ("epoch", "global_step", "batches_that_stepped", "batch_idx", "total_batch_idx", "val_runs")
+            if f.name in ("epoch", "global_step", "batches_that_stepped", "batch_idx", "total_batch_idx", "val_runs",
+                          "scheduler_steps", "epoch_scheduler_start")
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -32,12 +32,12 @@ from fulmen.core.hooks import overrides, positional_count, set_hook_name
 from fulmen.loops.hooks import Hooks, _noop
 from fulmen.logging import MetricStore, MetricViews
 from fulmen.loops import data, fetchers
-from fulmen.loops.evaluation_loop import print_results, run_evaluation
-from fulmen.loops.fit_loop import run_fit
+from fulmen.loops.evaluation_loop import _EvaluationLoop, print_results, run_evaluation
+from fulmen.loops.fit_loop import _FitLoop, run_fit
 from fulmen.loops.optimization.automatic import automatic_step
 from fulmen.loops.optimization.closure import closure_step
 from fulmen.loops.optimization.manual import manual_step
-from fulmen.loops.prediction_loop import PredictLoop, run_predict
+from fulmen.loops.prediction_loop import _PredictionLoop, run_predict
 from fulmen.core.module import LightningModule
 from fulmen.core.optimizer import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
 from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -271,7 +271,12 @@ class Trainer:
         self._warned_empty_epoch = False
         self._verbose = True  # validate/test print their results table
         self._return_predictions = True
-        self.predict_loop = PredictLoop()  # what the last predict run kept (BasePredictionWriter reads it)
+        # The loop objects Lightning's users read (views of the run state; the predict loop also keeps the last
+        # run's predictions for BasePredictionWriter).
+        self.fit_loop = _FitLoop(self)
+        self.validate_loop = _EvaluationLoop(self, "validate")
+        self.test_loop = _EvaluationLoop(self, "test")
+        self.predict_loop = _PredictionLoop(self)
         self._callbacks_before_run: list[Callback] = list(self.callbacks)  # restored after each run
         self.ckpt_path: Optional[str] = None  # the checkpoint the last run started from
         self._resume_plan: Any = None  # set when a fit resumes from a checkpoint (checkpoint/resume.py)
@@ -865,8 +870,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ data
     # ------------------------------------------------------------------------------------------ loop decisions
     def _should_sanity_check(self) -> bool:
-        return (self.num_sanity_val_steps != 0 and data.validation_enabled(self)
-                and self.state.global_step == 0 and self.state.epoch == 0)
+        return self.num_sanity_val_steps != 0 and data.validation_enabled(self)
 
     def _fit_done(self) -> bool:
         state = self.state
