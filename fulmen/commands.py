@@ -1,5 +1,5 @@
 """The ``fulmen`` console command: ``fulmen fit|validate|test|predict ...`` (the LightningCLI with any model and
-data module) and ``fulmen plot``."""
+data module), ``fulmen run script.py ...`` (an unchanged Lightning program on fulmen) and ``fulmen plot``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ _SUBCOMMANDS = {
     "validate": "run the validation loop once",
     "test": "run the test loop",
     "predict": "run the predict loop",
+    "run": "run an unchanged Lightning program on fulmen: fulmen run train.py [its arguments]",
     "plot": "draw the metrics of runs into a PNG",
 }
 
@@ -30,6 +31,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return plot_main(args[1:])
     if name in ("fit", "validate", "test", "predict"):
         return _run_cli(args)
+    if name == "run":
+        return _run_script(args[1:])
     print(f"fulmen: unknown subcommand {name!r}; choose one of {sorted(_SUBCOMMANDS)} (fulmen --help)",
           file=sys.stderr)
     return 2
@@ -46,6 +49,17 @@ def _run_cli(args: list[str]) -> int:
         print(f"fulmen {args[0]}: {err}", file=sys.stderr)
         return 2
     LightningCLI(args=args if args != sys.argv[1:] else None)
+    return 0
+
+
+def _run_script(args: list[str]) -> int:
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: fulmen run SCRIPT [ARGS...]\n\nRuns SCRIPT with lightning.pytorch and pytorch_lightning "
+              "mapped to fulmen (lightning.fabric stays as installed).")
+        return 0 if args else 2
+    from fulmen.utilities.aliases import run
+
+    run(args[0], args[1:])  # (the script's own sys.exit, and its errors, end the process as they would)
     return 0
 
 

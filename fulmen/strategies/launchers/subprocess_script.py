@@ -23,12 +23,16 @@ from fulmen.strategies.launchers.launcher import _Launcher
 
 def _command() -> list[str]:
     """The command line that started this process, to run again for the other ranks."""
+    from fulmen.utilities import aliases
+
+    script = sys.argv[0]
+    if aliases.active():  # under `fulmen run`: the other processes map Lightning's names too
+        return aliases.relaunch_command([os.path.abspath(script), *sys.argv[1:]])
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name not in ("__main__", None):  # python -m package.module ...
         name = spec.name[: -len(".__main__")] if spec.name.endswith(".__main__") else spec.name
         return [sys.executable, "-m", name, *sys.argv[1:]]
-    script = sys.argv[0]
     if not script or script == "-c" or not os.path.exists(script):
         raise RuntimeError(
             "strategy='ddp' starts the other processes by running this program's command again, but this process "
