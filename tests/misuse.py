@@ -173,6 +173,8 @@ CASES: list[Misuse] = [
     Misuse("Trainer argument", "a callback that is not a Callback", lambda: fulmen.Trainer(callbacks=[42]),
            TypeError, ("not a fulmen Callback",)),
     Misuse("Trainer argument", "positional arguments", lambda: fulmen.Trainer(5), TypeError, ("keyword-only",)),
+    Misuse("Trainer argument", "replacing a loop object", lambda: setattr(trainer(), "fit_loop", object()),
+           AttributeError, ("trainer.fit_loop = object(...)", "cannot be replaced", "Callback")),
     Misuse("Trainer argument", "compile of the wrong type", lambda: fulmen.Trainer(compile="max"), TypeError,
            ("compile='max'",)),
     Misuse("Trainer argument", "a plugin given as a string", lambda: fulmen.Trainer(plugins="bf16"), TypeError,

@@ -10,7 +10,7 @@ pay nothing.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Generic, Optional, TypeVar, overload
 
 from fulmen.core.hooks import overrides
 from fulmen.trainer.states import RunningStage, TrainerFn
@@ -125,3 +125,30 @@ class _Loop:
 
     def load_state_dict(self, state_dict: dict[str, Any], prefix: str = "") -> None:
         """The counters come back with the run state, when the Trainer resumes from a checkpoint."""
+
+
+L = TypeVar("L", bound=_Loop)
+
+
+class LoopAttribute(Generic[L]):
+    """A Trainer attribute that holds one of its loop objects (``trainer.fit_loop``, ...): set once when the Trainer
+    is made, read as usual, and never replaced. A replacement would be a silent no-op, as the loops are functions
+    that do not consult it, so it raises instead."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, trainer: None, owner: type) -> LoopAttribute[L]: ...
+    @overload
+    def __get__(self, trainer: object, owner: type) -> L: ...
+    def __get__(self, trainer: Any, owner: type) -> Any:
+        return self if trainer is None else trainer.__dict__[self.name]
+
+    def __set__(self, trainer: Any, loop: L) -> None:
+        if self.name in trainer.__dict__:
+            raise AttributeError(
+                f"trainer.{self.name} = {type(loop).__name__}(...): fulmen's loops cannot be replaced (trainer."
+                f"{self.name} is a read-only view of the run); change what a loop does through the LightningModule's "
+                "hooks or a Callback, and its limits through trainer.fit_loop.max_epochs and the like")
+        trainer.__dict__[self.name] = loop

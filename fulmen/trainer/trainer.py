@@ -34,6 +34,7 @@ from fulmen.logging import MetricStore, MetricViews
 from fulmen.loops import data, fetchers
 from fulmen.loops.evaluation_loop import _EvaluationLoop, print_results, run_evaluation
 from fulmen.loops.fit_loop import _FitLoop, run_fit
+from fulmen.loops.loop import LoopAttribute
 from fulmen.loops.optimization.automatic import automatic_step
 from fulmen.loops.optimization.closure import closure_step
 from fulmen.loops.optimization.manual import manual_step
@@ -67,10 +68,15 @@ class _Overrides:
 class Trainer:
     """Runs a LightningModule: ``fit``, ``validate``, ``test`` and ``predict``.
 
-    Every argument is keyword-only and checked here, so a mistake raises before any data is read. Arguments whose
-    features later fulmen releases complete (logger, enable_progress_bar, enable_checkpointing, strategy, plugins,
-    profiler) are accepted and validated, with their CPU default behaviour.
+    Every argument is keyword-only and checked here, so a mistake raises before any data is read; each has
+    Lightning's name, default and meaning (docs/trainer.md lists them).
     """
+
+    # Lightning's loop objects, views of the run state (loops/): read them, but they cannot be replaced.
+    fit_loop: LoopAttribute[_FitLoop] = LoopAttribute()
+    validate_loop: LoopAttribute[_EvaluationLoop] = LoopAttribute()
+    test_loop: LoopAttribute[_EvaluationLoop] = LoopAttribute()
+    predict_loop: LoopAttribute[_PredictionLoop] = LoopAttribute()
 
     @_defaults_from_env_vars
     def __init__(
