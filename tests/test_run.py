@@ -65,6 +65,20 @@ def test_the_processes_of_a_ddp_run_map_lightning_too(tmp_path):
     assert result["trainer"] == "fulmen.trainer.trainer" and result["global_step"] == 9  # 96 samples per process
 
 
+def test_the_mnist_example_in_its_lightning_form(tmp_path):
+    # examples/mnist_migration/train.py is Lightning's getting-started classifier with its import line changed; put
+    # Lightning's line back and fulmen run takes the program as Lightning's users have it.
+    pytest.importorskip("sklearn")
+    source = (PROGRAMS.parents[1] / "examples" / "mnist_migration" / "train.py").read_text()
+    changed = "import fulmen as pl  # was: import lightning.pytorch as pl"
+    assert changed in source
+    script = tmp_path / "train.py"
+    script.write_text(source.replace(changed, "import lightning.pytorch as pl"))
+    proc = run([script, "--digits", "--epochs", 2, "--root", tmp_path], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float(proc.stdout.split("test accuracy: ")[1].split()[0]) > 0.8
+
+
 def test_processes_started_by_spawn_map_lightning_too(tmp_path):
     # ddp_spawn's ranks and spawned DataLoader workers import the program again before they unpickle its model.
     proc = run([PROGRAMS / "autoencoder.py", "--root", tmp_path, "--devices", 2, "--strategy", "ddp_spawn",
