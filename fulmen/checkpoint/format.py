@@ -349,7 +349,7 @@ def _restore_loop_counts(trainer: Any, checkpoint: dict[str, Any], plan: Any) ->
     state.epoch_step_start = state.global_step - steps if steps else trainer._epoch_start_step
     val = fit_loop.get("epoch_loop.val_loop.batch_progress", {})
     if isinstance(val, dict) and "total" in val:
-        counts = trainer.fit_loop.epoch_loop.val_loop.counts
+        counts = state.eval_counts["fit_validation"]
         counts.total_done, counts.run_done = int(val["total"]["completed"]), int(val["current"]["completed"])
         counts.is_last = bool(val.get("is_last_batch", False))
     schedulers, epoch_schedulers = (completed("epoch_loop.scheduler_progress", part) for part in ("total", "current"))

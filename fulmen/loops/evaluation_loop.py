@@ -6,8 +6,6 @@ from typing import Any
 
 import torch
 
-from dataclasses import dataclass
-
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.core.hooks import set_hook_name
 from fulmen.loops.hooks import _noop
@@ -16,7 +14,7 @@ from fulmen.loops.fetchers import iterate
 from fulmen.loops.loop import _DataSource, _Loop, eval_phase
 from fulmen.loops.progress import _BatchProgress, _ProcessedTracker
 from fulmen.profilers import profiled, profiled_batches
-from fulmen.trainer.states import RunningStage, TrainerFn
+from fulmen.trainer.states import EvalCounts, RunningStage, TrainerFn
 from fulmen.utilities.enums import LightningEnum
 
 
@@ -25,16 +23,6 @@ class RestartStage(LightningEnum):
 
     NONE = "none"
     RESTARTED_MID_EVALUATION = "restarted_mid_evaluation"
-
-
-@dataclass
-class EvalCounts:
-    """The batches an evaluation loop has run: in its current (or last) run, and over its ``total`` (since the
-    loop was last reset); whether the latest batch is the last of its loader."""
-
-    run_done: int = 0
-    total_done: int = 0
-    is_last: bool = False
 
 
 # Which run each evaluation loop object counts: (the Trainer method, the stages it runs).
@@ -50,8 +38,12 @@ class _EvaluationLoop(_Loop):
     def __init__(self, trainer: Any, kind: str) -> None:
         super().__init__(trainer)
         self.kind = kind
-        self.counts = EvalCounts()
         self._data_source = _DataSource(trainer, "test" if kind == "test" else "val")
+
+    @property
+    def counts(self) -> EvalCounts:
+        """The batches this loop has run (kept in the run state, which the loops advance)."""
+        return self.trainer.state.eval_counts[self.kind]
 
     @property
     def _running(self) -> bool:
@@ -114,7 +106,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     if sum(limits) == 0:
         return []
     state.stage = stage
-    counts = _loop_of(trainer, stage).counts
+    counts = _counts_of(trainer, stage)
     counts.run_done, counts.is_last = 0, False
     store = data.store
     store.reset()
@@ -189,13 +181,13 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     return results
 
 
-def _loop_of(trainer: Any, stage: RunningStage) -> _EvaluationLoop:
-    """The loop object whose counters a run of ``stage`` advances."""
+def _counts_of(trainer: Any, stage: RunningStage) -> EvalCounts:
+    """The batch counts a run of ``stage`` advances (what the loop objects show)."""
     if stage == RunningStage.TESTING:
-        return trainer.test_loop
-    if trainer.state.fn == TrainerFn.FITTING:
-        return trainer.fit_loop.epoch_loop.val_loop
-    return trainer.validate_loop
+        kind = "test"
+    else:
+        kind = "fit_validation" if trainer.state.fn == TrainerFn.FITTING else "validate"
+    return trainer.state.eval_counts[kind]
 
 
 def print_results(results: list[dict[str, float]], stage: RunningStage) -> None:

@@ -18,7 +18,7 @@ from fulmen.loops.training_epoch_loop import RestartStage, _TrainingEpochLoop
 from fulmen.loops.optimization.automatic import plain_step
 from fulmen.loops.utilities import update_schedulers
 from fulmen.profilers import profiled_batches
-from fulmen.trainer.states import RunningStage
+from fulmen.trainer.states import EvalCounts, RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import isolate_rng
@@ -57,7 +57,7 @@ def run_fit(trainer: Any) -> None:
             run_evaluation(trainer, RunningStage.SANITY_CHECKING)
             hooks.on_sanity_check_end()
         trainer._metrics.drop_all()  # sanity-check metrics are never reported
-        trainer.fit_loop.epoch_loop.val_loop.counts.__init__()  # nor counted, as in Lightning
+        state.eval_counts["fit_validation"] = EvalCounts()  # nor counted, as in Lightning
     state.stage = RunningStage.TRAINING
     if trainer.limit_train_batches == 0:  # training skipped on purpose: the train loader is not even built
         return
@@ -152,7 +152,7 @@ def run_train_epoch(trainer: Any) -> None:
     state.epoch_step_start = state.global_step if plan is None else trainer._epoch_start_step
     if plan is None:
         state.epoch_scheduler_start = state.scheduler_steps
-    trainer.fit_loop.epoch_loop.val_loop.counts.total_done = 0
+    state.eval_counts["fit_validation"].total_done = 0
     if plan is not None:
         if plan.rng is not None:
             restore_rng(plan.rng)

@@ -9,12 +9,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from fulmen.loops.data import eval_data
-from fulmen.loops.evaluation_loop import EvalCounts
 from fulmen.loops.fetchers import iterate, with_sampler
 from fulmen.loops.loop import _DataSource, _Loop, eval_phase
 from fulmen.loops.progress import _ProcessedTracker, _Progress
 from fulmen.profilers import profiled, profiled_batches
-from fulmen.trainer.states import RunningStage
+from fulmen.trainer.states import EvalCounts, RunningStage
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.core.hooks import set_hook_name
 
@@ -32,7 +31,6 @@ class _PredictionLoop(_Loop):
         self.epoch_batch_indices: list[list[list[int]]] = []
         self.current_batch_indices: list[int] = []
         self.return_predictions = True
-        self.counts = EvalCounts()
         self._data_source = _DataSource(trainer, "predict")
 
     @property
@@ -40,6 +38,11 @@ class _PredictionLoop(_Loop):
         if not self._predictions:
             return []
         return self._predictions if self._several else self._predictions[0]
+
+    @property
+    def counts(self) -> EvalCounts:
+        """The batches this loop has run (kept in the run state, which the loop advances)."""
+        return self.trainer.state.eval_counts["predict"]
 
     @property
     def batch_progress(self) -> _Progress:
@@ -116,7 +119,8 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
     several = data.several
     loop = trainer.predict_loop
     loop.return_predictions, loop._several = return_predictions, several
-    loop.counts.run_done = 0
+    counts = trainer.state.eval_counts["predict"]
+    counts.run_done = 0
     # As in Lightning: the predictions are kept (on the host) when returned or when a writer wants them at the end.
     keep = return_predictions or any(w.interval.on_epoch for w in writers)
     predictions: list[list[Any]] = [[] for _ in data.loaders]
@@ -150,8 +154,8 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
-                loop.counts.run_done += 1
-                loop.counts.total_done += 1
+                counts.run_done += 1
+                counts.total_done += 1
                 if keep:
                     predictions[dl_idx].append(move_data_to_device(output, "cpu"))
                 if agreement is not None:  # several processes: stop together, at a batch they agree on

@@ -52,6 +52,20 @@ class RunningStage(LightningEnum):
 
 
 @dataclass
+class EvalCounts:
+    """The batches an evaluation or predict loop has run: in its current (or last) run, and over its ``total`` (since
+    the loop was last reset); whether the latest batch is the last of its loader (Lightning's ``is_last_batch``)."""
+
+    run_done: int = 0
+    total_done: int = 0
+    is_last: bool = False
+
+
+# The loops whose batches ``TrainerState.eval_counts`` counts: validation inside fit, validate, test and predict.
+EVAL_LOOPS = ("fit_validation", "validate", "test", "predict")
+
+
+@dataclass
 class TrainerState:
     """Everything the loops know about where a run is.
 
@@ -71,6 +85,7 @@ class TrainerState:
         scheduler_steps: learning-rate scheduler steps the Trainer took (one per scheduler stepped).
         epoch_batches_start, epoch_step_start, epoch_scheduler_start: ``total_batch_idx``, ``global_step`` and
             ``scheduler_steps`` when the current epoch's batches began (the loop objects' per-epoch counts).
+        eval_counts: the batches run by each evaluation and predict loop (``EVAL_LOOPS``), over the Trainer's life.
         interrupted_by: the exception that ended the run early, if any.
     """
 
@@ -90,6 +105,7 @@ class TrainerState:
     epoch_batches_start: int = 0
     epoch_step_start: int = 0
     epoch_scheduler_start: int = 0
+    eval_counts: dict[str, EvalCounts] = field(default_factory=lambda: {kind: EvalCounts() for kind in EVAL_LOOPS})
     interrupted_by: Optional[BaseException] = field(default=None, repr=False)
 
     @property
