@@ -6,14 +6,13 @@
 
 import logging as _logging
 
+from fulmen.__about__ import __version__  # noqa: F401 (fulmen.__version__)
 from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
 from fulmen.trainer.trainer import Trainer
 from fulmen.utilities.logo import LIGHTNING_LOGO, cli_lightning_logo  # noqa: F401 (at Lightning's path)
 from fulmen.utilities.seed import seed_everything
-
-__version__ = "0.1.0"
 
 # Like Lightning, show INFO messages (model summary, seed) when the application configured no logging itself.
 _log = _logging.getLogger("fulmen")

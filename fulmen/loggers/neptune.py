@@ -14,6 +14,7 @@ from typing import Any, Optional, Union
 
 from torch import Tensor, nn
 
+from fulmen.__about__ import __version__
 from fulmen.loggers.logger import Logger, params_as_dict, rank_zero_experiment
 from fulmen.utilities.imports import module_available
 from fulmen.utilities.rank_zero import rank_zero_only
@@ -76,8 +77,6 @@ class NeptuneLogger(Logger):
 
             self._run_instance = neptune.init_run(project=self._project, api_token=self._api_key, name=self._name,
                                                   **self._kwargs)
-            from fulmen import __version__
-
             self._run_instance[_INTEGRATION_VERSION_KEY] = __version__
         return self._run_instance
 

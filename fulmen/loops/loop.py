@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Generic, Optional, TypeVar, overload
 
-from fulmen.core.hooks import overrides
 from fulmen.trainer.states import RunningStage, TrainerFn
+from fulmen.utilities.model_helpers import is_overridden
 
 # Hooks of a training batch in Lightning's order; in each, the batch is ready and started (its step runs).
 STEP_HOOKS = frozenset({
@@ -93,14 +93,7 @@ class _DataSource:
 
     def is_defined(self) -> bool:
         """Whether there is data: loaders were given, or the module (datamodule) defines the hook."""
-        if not self.is_module():
-            return True
-        from fulmen.core.datamodule import LightningDataModule
-        from fulmen.core.module import LightningModule
-
-        instance = self.instance
-        base = LightningDataModule if isinstance(instance, LightningDataModule) else LightningModule
-        return overrides(instance, base, self.name)
+        return not self.is_module() or is_overridden(self.name, self.instance)
 
     def dataloader(self) -> Any:
         """The loaders: the given ones, or what the hook returns (calling it)."""

@@ -6,6 +6,13 @@ from typing import Any, Optional
 
 from torch import nn
 
+from fulmen.core.hooks import overrides
+
+# The fulmen base classes whose methods a user's class may override, in the order ``is_overridden`` tries them. They
+# are found by name in the instance's class hierarchy, as importing them here would run up the layers.
+_BASES = (("fulmen.core.module", "LightningModule"), ("fulmen.core.datamodule", "LightningDataModule"),
+          ("fulmen.callbacks.callback", "Callback"))
+
 
 def is_overridden(method_name: str, instance: Optional[object] = None, parent: Optional[type] = None) -> bool:
     """Whether ``instance``'s class (or the instance itself) defines ``method_name`` differently from ``parent``.
@@ -16,17 +23,11 @@ def is_overridden(method_name: str, instance: Optional[object] = None, parent: O
     if instance is None:
         return False
     if parent is None:
-        from fulmen.callbacks.callback import Callback
-        from fulmen.core.datamodule import LightningDataModule
-        from fulmen.core.module import LightningModule
-
-        parent = next((base for base in (LightningModule, LightningDataModule, Callback)
-                       if isinstance(instance, base)), None)
+        classes = {(cls.__module__, cls.__qualname__): cls for cls in type(instance).__mro__}
+        parent = next((classes[base] for base in _BASES if base in classes), None)
         if parent is None:
             raise ValueError(f"is_overridden({method_name!r}, {type(instance).__name__}): pass parent=, the class "
                              "whose method it may override")
-    from fulmen.core.hooks import overrides
-
     if not hasattr(parent, method_name):
         return False
     return overrides(instance, parent, method_name)
