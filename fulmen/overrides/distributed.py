@@ -28,17 +28,24 @@ class _SamplerIndices(Dataset):
         return len(self._sampler)  # type: ignore[arg-type]
 
 
-class DistributedSamplerWrapper(DistributedSampler):
-    """Split the indices ``sampler`` yields (in its order, taken afresh each epoch; shuffled again with
-    ``shuffle``) between the processes, padded to equal shares as DistributedSampler does."""
+class _OverSampler:
+    """Makes a distributed sampler split the indices ``sampler`` yields (taken afresh each epoch) instead of a
+    dataset's positions: its "dataset" is the sampler's indices, and it gives back the indices at its positions."""
+
+    dataset: _SamplerIndices
 
     def __init__(self, sampler: Sampler, **kwargs: Any) -> None:
         self.sampler = sampler
-        super().__init__(_SamplerIndices(sampler), **kwargs)
+        super().__init__(_SamplerIndices(sampler), **kwargs)  # type: ignore[call-arg]
 
     def __iter__(self) -> Iterator[Any]:
         self.dataset.reset()
-        return (self.dataset[position] for position in super().__iter__())
+        return (self.dataset[position] for position in super().__iter__())  # type: ignore[misc]
+
+
+class DistributedSamplerWrapper(_OverSampler, DistributedSampler):
+    """Split the indices ``sampler`` yields (in its order, taken afresh each epoch; shuffled again with
+    ``shuffle``) between the processes, padded to equal shares as DistributedSampler does."""
 
 
 class UnrepeatedDistributedSampler(DistributedSampler):
@@ -62,16 +69,8 @@ class UnrepeatedDistributedSampler(DistributedSampler):
         return iter(indices[self.rank:self.total_size:self.num_replicas])
 
 
-class UnrepeatedDistributedSamplerWrapper(UnrepeatedDistributedSampler):
+class UnrepeatedDistributedSamplerWrapper(_OverSampler, UnrepeatedDistributedSampler):
     """UnrepeatedDistributedSampler over the indices ``sampler`` yields."""
-
-    def __init__(self, sampler: Sampler, **kwargs: Any) -> None:
-        self.sampler = sampler
-        super().__init__(_SamplerIndices(sampler), **kwargs)
-
-    def __iter__(self) -> Iterator[Any]:
-        self.dataset.reset()
-        return (self.dataset[position] for position in super().__iter__())
 
 
 def prepare_for_backward(model: torch.nn.parallel.DistributedDataParallel, output: Any) -> None:

@@ -134,8 +134,8 @@ class LightningEnvironment(ClusterEnvironment):
             del os.environ["WORLD_SIZE"]
 
 
-class TorchElasticEnvironment(ClusterEnvironment):
-    """torchrun: RANK, LOCAL_RANK, WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT set for every process."""
+class _StartedWithMasterVariables(ClusterEnvironment):
+    """Processes started by a launcher that sets MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK in each."""
 
     @property
     def creates_processes_externally(self) -> bool:
@@ -149,20 +149,24 @@ class TorchElasticEnvironment(ClusterEnvironment):
     def main_port(self) -> int:
         return int(os.environ["MASTER_PORT"])
 
+    def world_size(self) -> int:
+        return int(os.environ["WORLD_SIZE"])
+
+    def global_rank(self) -> int:
+        return int(os.environ["RANK"])
+
+
+class TorchElasticEnvironment(_StartedWithMasterVariables):
+    """torchrun: RANK, LOCAL_RANK, WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT set for every process."""
+
     @staticmethod
     def detect() -> bool:
         return all(name in os.environ for name in ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"))
-
-    def world_size(self) -> int:
-        return int(os.environ["WORLD_SIZE"])
 
     def set_world_size(self, size: int) -> None:
         if size != self.world_size():
             rank_zero_warn(f"torchrun started {self.world_size()} processes, but the Trainer asks for {size}; "
                            "torchrun's number is used")
-
-    def global_rank(self) -> int:
-        return int(os.environ["RANK"])
 
     def local_rank(self) -> int:
         return int(os.environ["LOCAL_RANK"])
@@ -343,31 +347,13 @@ class MPIEnvironment(ClusterEnvironment):
         return self._node_rank
 
 
-class KubeflowEnvironment(ClusterEnvironment):
+class KubeflowEnvironment(_StartedWithMasterVariables):
     """A Kubeflow PyTorchJob: one process per pod, MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK set by the
     operator. Never detected (the same variables mean other things elsewhere): pass it in ``plugins``."""
-
-    @property
-    def creates_processes_externally(self) -> bool:
-        return True
-
-    @property
-    def main_address(self) -> str:
-        return os.environ["MASTER_ADDR"]
-
-    @property
-    def main_port(self) -> int:
-        return int(os.environ["MASTER_PORT"])
 
     @staticmethod
     def detect() -> bool:
         return False
-
-    def world_size(self) -> int:
-        return int(os.environ["WORLD_SIZE"])
-
-    def global_rank(self) -> int:
-        return int(os.environ["RANK"])
 
     def local_rank(self) -> int:
         return 0
