@@ -13,7 +13,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt torch==2.13.0
 	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
 	# deepspeed builds against the installed torch: without --no-build-isolation its build would fetch another.
-	$(PIP) install --quiet --no-build-isolation -c constraints.txt deepspeed
+	# Its CPU shared-memory op is compiled here (DS_BUILD_SHM_COMM=1; --no-cache-dir, as a cached wheel may lack
+	# it), so that no test JIT-compiles it into ~/.cache/torch_extensions, where a killed build leaves a lock that
+	# every later start of the engine waits on.
+	DS_ACCELERATOR=cpu DS_BUILD_OPS=0 DS_BUILD_SHM_COMM=1 $(PIP) install --quiet --no-cache-dir \
+		--no-build-isolation -c constraints.txt deepspeed
 	touch $(STAMP)
 
 demo: $(STAMP)

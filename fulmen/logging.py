@@ -8,14 +8,16 @@ second at most), or user code reading ``trainer.callback_metrics``.
 
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
 
-from fulmen.core.hooks import LOG_OPTIONS
+from fulmen.core.hooks import LOG_OPTIONS, TRAINING_STEP_HOOKS
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.rank_zero import rank_zero_warn
 
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
 _REDUCE_FNS: dict[Any, str] = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min", sum: "sum",
@@ -184,18 +186,28 @@ class MetricStore:
 
     def state_dict(self) -> list[dict[str, Any]]:
         """The latest values and running epoch aggregates, as plain data, so that a run resumed in the middle of an
-        epoch ends it with the same epoch values. torchmetrics objects are left out: they keep their own state."""
+        epoch ends it with the same epoch values. A torchmetrics entry keeps only its options and count: the Metric's
+        own state is saved with the module's metrics (``metric_states``)."""
         out = []
         for entry in self.entries.values():
-            if entry.metric is None:
-                meta = dict(entry.meta._asdict(), sync_dist_group=None)  # a process group cannot be saved
-                out.append({"meta": meta, "value": entry.value, "total": entry.total, "count": entry.count})
+            meta = dict(entry.meta._asdict(), sync_dist_group=None)  # a process group cannot be saved
+            value = entry.value if entry.metric is None else None
+            out.append({"meta": meta, "value": value, "total": entry.total, "count": entry.count,
+                        "metric": entry.metric is not None})
         return out
 
-    def load_state_dict(self, saved: list[dict[str, Any]], device: Optional[torch.device] = None) -> None:
+    def load_state_dict(self, saved: list[dict[str, Any]], device: Optional[torch.device] = None,
+                        module: Any = None) -> None:
+        """Restore what ``state_dict`` saved; torchmetrics entries are bound again to ``module``'s Metric of the
+        same attribute name (an entry whose Metric the module no longer has is dropped)."""
         for item in saved:
             meta = LogMeta(**item["meta"])
-            entry = Entry(meta)
+            metric = None
+            if item.get("metric"):
+                metric = _submodule(module, meta.metric_attribute)
+                if not is_metric(metric):
+                    continue
+            entry = Entry(meta, metric)
             entry.value, entry.total, entry.count = (
                 t.to(device) if isinstance(t, Tensor) and device is not None else t
                 for t in (item["value"], item["total"], item["count"]))
@@ -256,11 +268,8 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
             f"self.log({name!r}) was called outside the Trainer's hooks; log from training_step, validation_step, "
             "test_step or a hook the Trainer calls"
         )
-    if store is None:
-        raise MisconfigurationException(
-            f"You can't self.log() inside `{fx}`: predict hooks do not log. Return the values from predict_step, "
-            "or write them with a BasePredictionWriter callback"
-        )
+    if store is None or fx not in LOG_OPTIONS:
+        raise MisconfigurationException(cannot_log(fx))
     dl_idx = store.dataloader_idx
     # Without the dataloader suffix, every loader logs into one entry (and may not, as its loader differs below).
     key = (fx, name, dl_idx if add_dataloader_idx else None)
@@ -315,15 +324,42 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
     entry.update(tensor, batch_size)
 
 
+# Why a hook that may not log may not, and what to do instead, by the kind of hook.
+_WHERE_INSTEAD = (
+    (("predict_step", "on_predict"),
+     "predict hooks do not log. Return the values from predict_step, or write them with a BasePredictionWriter "
+     "callback"),
+    (("configure_optimizers", "configure_model", "configure_callbacks", "configure_sharded_model", "setup",
+      "prepare_data", "on_fit_start"),
+     "it runs once while the run is set up, before there is a step to log at. Record constants with "
+     "self.save_hyperparameters() (or self.logger.log_hyperparams), or log the value from training_step or "
+     "on_train_start"),
+    (("teardown", "on_fit_end", "on_train_end", "on_validation_end", "on_test_end", "on_exception"),
+     "the stage's logging has ended. Log the value in the matching *_epoch_end hook, or write it to the logger "
+     "directly (self.logger.log_metrics({...}, step=self.global_step))"),
+    (("on_save_checkpoint", "on_load_checkpoint", "state_dict", "load_state_dict"),
+     "checkpoint hooks run outside the steps. Store the value in the checkpoint dict, or write it to the logger "
+     "directly (self.logger.log_metrics)"),
+    (("_dataloader", "transfer_batch_to_device", "on_before_batch_transfer", "on_after_batch_transfer",
+      "lr_scheduler_step", "on_validation_model", "on_test_model", "on_predict_model"),
+     "the loops call it outside the steps they log for. Log the value from the step that uses it (training_step, "
+     "validation_step or test_step)"),
+)
+
+
+def cannot_log(fx: str) -> str:
+    """The error for ``self.log`` inside hook ``fx``, which may not log: why, and where to log instead."""
+    for names, why in _WHERE_INSTEAD:
+        if any(fx == n or fx.startswith(n) or fx.endswith(n) for n in names):
+            return f"You can't self.log() inside `{fx}`: {why}"
+    return (f"You can't self.log() inside `{fx}`. Log from a step or a *_start / *_epoch_end hook of training, "
+            "validation or test; for anything else write to the logger directly (self.logger.experiment)")
+
+
 def _validate(module: Any, fx: str, name: str, value: Any, prog_bar: bool, logger: Optional[bool],
               on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, sync_dist: bool,
               sync_dist_group: Any, add_dataloader_idx: bool, dataloader_idx: Optional[int],
               metric_attribute: Optional[str], rank_zero_only: bool, metric: Any) -> LogMeta:
-    if fx not in LOG_OPTIONS:
-        raise MisconfigurationException(
-            f"You can't self.log() inside `{fx}`. Log from a step or a *_start / *_epoch_end hook of training, "
-            "validation or test; for anything else write to the logger directly (self.logger.experiment)"
-        )
     options = LOG_OPTIONS[fx]
     assert options is not None
     if not isinstance(name, str):
@@ -361,6 +397,42 @@ def _validate(module: Any, fx: str, name: str, value: Any, prog_bar: bool, logge
                    metric_attribute, bool(rank_zero_only))
 
 
+def _submodule(module: Any, name: str) -> Any:
+    try:
+        return module.get_submodule(name) if module is not None else None
+    except AttributeError:
+        return None
+
+
+def metric_states(module: Any) -> dict[str, dict[str, Any]]:
+    """The accumulated state of every torchmetrics Metric in ``module`` (by attribute path), as tensors and
+    numbers: what ``Metric.state_dict`` leaves out by default, and what its ``compute`` reads."""
+    if sys.modules.get("torchmetrics") is None or module is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, metric in module.named_modules():
+        if name and is_metric(metric):
+            state = {key: [t.detach().clone() for t in value] if isinstance(value, list) else value.detach().clone()
+                     for key, value in metric.metric_state.items()}
+            out[name] = {"state": state, "update_count": int(metric._update_count)}
+    return out
+
+
+def load_metric_states(module: Any, saved: dict[str, dict[str, Any]]) -> None:
+    """Put back what ``metric_states`` saved, on each Metric's device; Metrics the module no longer has are
+    skipped."""
+    for name, item in saved.items():
+        metric = _submodule(module, name)
+        if not is_metric(metric):
+            continue
+        device = metric.device
+        for key, value in item["state"].items():
+            if key in metric._defaults:
+                setattr(metric, key, [t.to(device) for t in value] if isinstance(value, list) else value.to(device))
+        metric._update_count = int(item["update_count"])
+        metric._computed = None  # the cached value of compute() belonged to the state before
+
+
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
     # The one place logged tensors become Python numbers: a host-device sync, done only when a consumer reads.
     return {k: v.item() if isinstance(v, Tensor) else v for k, v in metrics.items()}
@@ -378,6 +450,7 @@ class MetricViews:
         self.callback: dict[str, Tensor] = {}
         self.logged: dict[str, Tensor] = {}
         self.pbar: dict[str, Tensor] = {}
+        self.nonfinite_warned = False  # once per run
 
     def _update(self, metrics: Metrics) -> Metrics:
         self.callback.update(metrics.callback)
@@ -400,10 +473,36 @@ class MetricViews:
 
     def progress_bar_metrics(self) -> dict[str, Any]:
         self.refresh()
-        return _scalars(self.pbar)
+        scalars = _scalars(self.pbar)
+        self._warn_if_nonfinite(scalars)
+        return scalars
+
+    def _warn_if_nonfinite(self, scalars: dict[str, Any]) -> None:
+        """Warn once per run when a value logged from a training step, just brought to the host for the progress
+        bar or a logger (never read for this alone: no sync is added), is NaN or infinite."""
+        if self.nonfinite_warned or all(not isinstance(v, float) or math.isfinite(v) for v in scalars.values()):
+            return
+        store = self.trainer._train_store
+        if self.trainer._results is not store:
+            return  # a validation's values, or a run that does not train
+        step_names = {entry.meta.names(on_step=True)[1] for entry in store.entries.values()
+                      if entry.meta.fx in TRAINING_STEP_HOOKS}
+        bad = [k for k, v in scalars.items() if k in step_names and isinstance(v, float) and not math.isfinite(v)]
+        if not bad:
+            return
+        self.nonfinite_warned = True
+        trainer = self.trainer
+        rank_zero_warn(
+            f"The training value {bad[0]!r} logged at global step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}, batch {trainer.state.batch_idx}) is non-finite ({scalars[bad[0]]}): a NaN or "
+            "infinite loss makes the weights NaN from the next optimizer step on. Look for NaN or inf in the input "
+            "batches or a too high learning rate; Trainer(detect_anomaly=True) names the operation that made it, "
+            "and Trainer(skip_nonfinite=True) skips such batches"
+        )
 
     def drop_all(self) -> None:
         """Forget everything (after the sanity check, and at the start of each run)."""
+        self.nonfinite_warned = False
         self.callback, self.logged, self.pbar = {}, {}, {}
         for store in self.trainer._stores():
             store.reset()
@@ -423,6 +522,7 @@ class MetricViews:
         if not loggers or not metrics:
             return
         scalars = _scalars(metrics)
+        self._warn_if_nonfinite(scalars)
         if step is None:
             step_metric = scalars.pop("step", None)
             step = int(step_metric) if step_metric is not None else self.trainer.state.batches_that_stepped

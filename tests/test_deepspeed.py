@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,6 +90,20 @@ def test_without_deepspeed_the_extra_is_named(monkeypatch):
 # ---------------------------------------------------------------------------------------------- the engine
 # Real runs: DeepSpeed's engine with 2 processes on the CPU (its CPU accelerator, gloo), through fulmen's launcher.
 needs_deepspeed = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason="deepspeed not installed")
+
+
+@needs_deepspeed
+def test_the_shared_memory_op_was_built_at_install():
+    """The engine on the CPU loads DeepSpeed's shared-memory op. Built by the install step (the Makefile), it is
+    imported; otherwise DeepSpeed would JIT-compile it inside a test, slowly, under a lock file that a killed build
+    leaves behind for every later test to wait on."""
+    spec = importlib.util.find_spec("deepspeed")
+    info = {}
+    exec((Path(spec.origin).parent / "git_version_info_installed.py").read_text(), info)
+    assert info["installed_ops"].get("deepspeed_shm_comm"), (
+        "deepspeed was installed without its CPU shared-memory op; install it as the Makefile does: "
+        "DS_ACCELERATOR=cpu DS_BUILD_OPS=0 DS_BUILD_SHM_COMM=1 pip install --no-cache-dir --no-build-isolation "
+        "deepspeed")
 
 
 @needs_deepspeed

@@ -173,6 +173,8 @@ class ModelCheckpoint(Checkpoint):
         if self.save_last == "link" and io.is_url(self.dirpath):
             raise ValueError(f"ModelCheckpoint(save_last='link') needs a local folder, got dirpath={self.dirpath!r}; "
                              "use save_last=True")
+        if trainer.is_global_zero:
+            io.remove_stale_temporaries(self.dirpath)  # what a save killed in an earlier run left behind
         if stage == "fit" and trainer.is_global_zero and self.save_top_k != 0 and io.listdir(self.dirpath):
             rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
 

@@ -8,22 +8,20 @@ fulmen adds one key, ``fulmen``, holding what exact resume needs (``checkpoint/r
 a fulmen checkpoint loads into Lightning, and a Lightning checkpoint (without it) loads into fulmen.
 
 Every value is a tensor, number, string, None, list, tuple or dict, so the file loads with
-``torch.load(weights_only=True)``; hyperparameters that are other objects are converted by ``to_plain``.
+``torch.load(weights_only=True)``: what fulmen collects is made plain (``checkpoint/plain.py``), and the whole dict
+is checked after the ``on_save_checkpoint`` hooks, before anything is written.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from argparse import Namespace
-from collections.abc import Mapping
-from enum import Enum
-from pathlib import PurePath
 from typing import Any, Optional
 
 import torch
 
+from fulmen.checkpoint.plain import check_loadable, plain_numbers, to_plain
 from fulmen.core.hooks import overrides, set_hook_name
+from fulmen.logging import load_metric_states
 from fulmen.utilities.compile import keys_for, plain_keys
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -32,38 +30,6 @@ from fulmen.utilities.rank_zero import rank_zero_warn
 # legacy upgrades to apply to a file; with a 2.x version it applies none, which is right for this layout.
 LIGHTNING_FORMAT_VERSION = "2.6.0"
 FULMEN_KEY = "fulmen"
-
-
-def to_plain(value: Any, where: str = "hyperparameter") -> Any:
-    """``value`` as plain data that a safe load accepts: Namespace and dataclasses become dicts, paths strings,
-    enums their value; tensors, numbers, strings, dtypes and devices stay; other objects become their ``repr``
-    (with a warning naming ``where``)."""
-    if value is None or isinstance(value, (bool, int, float, str, bytes, torch.Tensor, torch.dtype, torch.device)):
-        return value
-    if isinstance(value, Enum):
-        return to_plain(value.value, where)
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, Namespace):
-        return {k: to_plain(v, f"{where}.{k}") for k, v in vars(value).items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name), f"{where}.{f.name}") for f in dataclasses.fields(value)}
-    if isinstance(value, Mapping):
-        return {to_plain(k, where): to_plain(v, f"{where}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [to_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-        return items if isinstance(value, list) else tuple(items)
-    if isinstance(value, (set, frozenset)):
-        return [to_plain(v, where) for v in value]
-    if isinstance(value, type) or callable(value):
-        name = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
-        rank_zero_warn(f"{where} {value!r} is stored in the checkpoint as the text {name!r} (checkpoints hold "
-                       "plain data only, so that they load without running code)")
-        return name
-    text = repr(value)
-    rank_zero_warn(f"{where} of type {type(value).__name__} is stored in the checkpoint as its repr {text!r} "
-                   "(checkpoints hold plain data only); convert it to numbers, strings, lists or dicts to keep it")
-    return text
 
 
 def _progress(ready: int, completed: int, started: Optional[int] = None, processed: Optional[int] = None,
@@ -167,22 +133,25 @@ def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
                         f"Two callbacks share the checkpoint key {cb.state_key!r}; give one a different state_key "
                         "(Callback.state_key) so that both states can be saved"
                     )
-                states[cb.state_key] = to_plain(state, f"{type(cb).__name__}.state_dict()")
+                states[cb.state_key] = plain_numbers(state)
         checkpoint["callbacks"] = states
-        checkpoint["optimizer_states"] = [trainer.strategy.optimizer_state(module, opt) for opt in trainer.optimizers]
-        checkpoint["lr_schedulers"] = [config.scheduler.state_dict() for config in trainer.lr_scheduler_configs]
+        # A learning rate or a scheduler's value may be a numpy number (np.logspace(...)[i]): saved as a number.
+        checkpoint["optimizer_states"] = [plain_numbers(trainer.strategy.optimizer_state(module, opt))
+                                          for opt in trainer.optimizers]
+        checkpoint["lr_schedulers"] = [plain_numbers(config.scheduler.state_dict())
+                                       for config in trainer.lr_scheduler_configs]
         precision_state = trainer.precision_plugin.state_dict()
         if precision_state:
-            checkpoint[type(trainer.precision_plugin).__qualname__] = precision_state
+            checkpoint[type(trainer.precision_plugin).__qualname__] = plain_numbers(precision_state)
     checkpoint.update(hparams_entries(module, module.CHECKPOINT_HYPER_PARAMS_NAME, module.CHECKPOINT_HYPER_PARAMS_KEY))
     if datamodule is not None:
         checkpoint.update(hparams_entries(datamodule, datamodule.CHECKPOINT_HYPER_PARAMS_NAME,
                                           datamodule.CHECKPOINT_HYPER_PARAMS_KEY))
         dm_state = datamodule.state_dict()
         if dm_state:
-            checkpoint[type(datamodule).__qualname__] = to_plain(dm_state, "datamodule.state_dict()")
+            checkpoint[type(datamodule).__qualname__] = plain_numbers(dm_state)
     if not weights_only:
-        checkpoint[FULMEN_KEY] = resume_record(trainer, position)
+        checkpoint[FULMEN_KEY] = plain_numbers(resume_record(trainer, position))
         for cb in trainer.callbacks:
             if overrides(cb, _callback_base(), "on_save_checkpoint"):
                 cb.on_save_checkpoint(trainer, module, checkpoint)
@@ -192,6 +161,7 @@ def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
     set_hook_name(module, "on_save_checkpoint")
     module.on_save_checkpoint(checkpoint)
     set_hook_name(module, previous)
+    check_loadable(checkpoint)  # what the hooks added too: refused here, before any file is touched
     return checkpoint
 
 
@@ -310,8 +280,10 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
     metrics = record.get("callback_metrics")
     if metrics:
         trainer._metrics.callback.update(metrics)
-    if record.get("train_metrics") and (plan.mid_epoch or plan.phase == "epoch_end"):
-        trainer._train_store.load_state_dict(record["train_metrics"], trainer.strategy.root_device)
+    if plan.mid_epoch or plan.phase == "epoch_end":  # the epoch's aggregates so far (between epochs: none)
+        trainer._train_store.load_state_dict(record.get("train_metrics") or [], trainer.strategy.root_device,
+                                             trainer.lightning_module)
+        load_metric_states(trainer.lightning_module, record.get("metric_states") or {})
     grads = record.get("grads")
     if grads:
         for name, param in trainer.lightning_module.named_parameters():

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import pickle
+import socket
 import tempfile
 from typing import Any, Optional, Union
 
@@ -22,6 +24,10 @@ _PATH = Union[str, "os.PathLike[str]"]
 # Temporary files carry this prefix so that nothing (``ckpt_path="last"``, top-k bookkeeping) mistakes one for a
 # checkpoint, and so that leftovers of a killed process are recognisable.
 TMP_PREFIX = ".fulmen-tmp-"
+TMP_SUFFIX = ".part"
+# A temporary file's name says who writes it: ".fulmen-tmp-<host>-<pid>-<random>.part".
+_WRITER = re.compile(re.escape(TMP_PREFIX) + r"(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)-")
+_writing: set[str] = set()  # this process's temporary files while it writes them
 
 
 def is_url(path: _PATH) -> bool:
@@ -121,8 +127,12 @@ def _save_local(checkpoint: dict[str, Any], path: _PATH) -> None:
     folder = os.path.dirname(target)
     makedirs(folder, "save the checkpoint to a folder you can write to (ModelCheckpoint(dirpath=...) or "
                      "Trainer(default_root_dir=...))")
-    # A crash mid-write leaves this hidden ".part" file, which no "*.ckpt" search takes for a checkpoint.
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=".part", dir=folder)
+    # A crash mid-write leaves this hidden ".part" file, which no "*.ckpt" search takes for a checkpoint; the next
+    # save into the folder (or a ModelCheckpoint's set-up) removes it, as its name shows its writer is gone.
+    fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{_host()}-{os.getpid()}-", suffix=TMP_SUFFIX, dir=folder)
+    _writing.add(tmp)
+    # Held until the rename: a process on another machine sharing the folder sees that the file is being written.
+    lock = _hold_lock(fd)
     try:
         # mkstemp creates the file readable by its owner only; give it the mode any new file gets (the umask's).
         os.chmod(tmp, 0o666 & ~_umask())
@@ -143,7 +153,109 @@ def _save_local(checkpoint: dict[str, Any], path: _PATH) -> None:
         except FileNotFoundError:
             pass
         raise
+    finally:
+        _writing.discard(tmp)
+        if lock is not None:
+            os.close(lock)
     _fsync_dir(folder)
+    if folder not in _cleaned:
+        _cleaned.add(folder)
+        remove_stale_temporaries(folder)
+
+
+_cleaned: set[str] = set()  # folders this process has cleared of stale temporary files
+
+
+def _host() -> str:
+    """This machine's name as it may appear in a file name."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname())[:64] or "host"
+
+
+def _hold_lock(fd: int) -> Optional[int]:
+    """An exclusive lock on the file of ``fd``, held through a duplicate descriptor (returned, to be closed when
+    the write is done) so that it outlives the file object that writes; None where there are no locks."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the name's pid alone tells whether the writer lives
+        return None
+    lock = os.dup(fd)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # a filesystem without locks
+        os.close(lock)
+        return None
+    return lock
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _unlocked(path: str) -> bool:
+    """Whether no process holds the write lock of ``path`` (taken by each writer for the whole write)."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing releases the lock
+    return True
+
+
+def is_stale_temporary(path: str) -> bool:
+    """Whether ``path`` is a temporary checkpoint file whose writer is gone (killed during a save).
+
+    Its name tells the writer's machine and pid: on this machine, the file is stale when that process no longer
+    runs (or is this process, which is not writing it). A file of another machine, or of an older release, is
+    stale when no process holds its write lock. A file a live process is writing is never stale."""
+    name = os.path.basename(path)
+    if not (name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)) or not os.path.isfile(path):
+        return False
+    if path in _writing:
+        return False
+    writer = _WRITER.match(name)
+    if writer is not None and writer["host"] == _host():
+        pid = int(writer["pid"])
+        if pid == os.getpid():
+            return True  # not among this process's writes (checked above): left by an earlier process of this pid
+        return not _pid_alive(pid) and _unlocked(path)
+    return _unlocked(path)
+
+
+def remove_stale_temporaries(folder: _PATH) -> list[str]:
+    """Delete the temporary files that writers killed during a save left in ``folder`` (local folders only);
+    returns their paths. Files that live processes are writing stay."""
+    if is_url(folder):
+        return []
+    local = local_path(folder)
+    try:
+        names = os.listdir(local)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(local, name)
+        if is_stale_temporary(path):
+            try:
+                os.remove(path)
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
 
 
 class _Writes:

@@ -28,6 +28,7 @@ from typing import Any, Optional, Union
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from fulmen.logging import metric_states
 from fulmen.loops.fetchers import with_sampler
 from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -125,6 +126,7 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
                            if p.grad is not None}
     if position["phase"] in MID_EPOCH_PHASES or position["phase"] == "epoch_end":
         record["train_metrics"] = trainer._train_store.state_dict()  # the epoch aggregates so far
+        record["metric_states"] = metric_states(module)  # torchmetrics objects: what their compute() reads
     loader = trainer.train_dataloader
     if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:
         record["loader"] = loader.state_dict()
@@ -136,7 +138,7 @@ def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-PER_RANK = ("rng", "epoch_start", "grads", "train_metrics", "loader")
+PER_RANK = ("rng", "epoch_start", "grads", "train_metrics", "metric_states", "loader")
 
 
 def local_tensor(tensor: torch.Tensor) -> torch.Tensor:

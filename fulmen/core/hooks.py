@@ -58,13 +58,14 @@ _EPOCH_ONLY = LogOptions((False,), (True,), False, True)
 
 # Hooks absent from this table (or mapped to None) may not log: predict, setup/teardown, configure_*, the
 # *_dataloader and batch-transfer hooks, checkpoint hooks, lr_scheduler_step, the *_end of fit/train/eval stages.
+# The hooks of one training step (where a logged value is a step value of training, such as the loss).
+TRAINING_STEP_HOOKS = frozenset(
+    ("training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward", "backward",
+     "on_after_backward", "on_before_optimizer_step", "optimizer_step", "configure_gradient_clipping",
+     "clip_gradients", "on_before_zero_grad", "optimizer_zero_grad"))
+
 LOG_OPTIONS: dict[str, Optional[LogOptions]] = {
-    **dict.fromkeys(
-        ("training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward", "backward",
-         "on_after_backward", "on_before_optimizer_step", "optimizer_step", "configure_gradient_clipping",
-         "clip_gradients", "on_before_zero_grad", "optimizer_zero_grad"),
-        _STEP,
-    ),
+    **dict.fromkeys(TRAINING_STEP_HOOKS, _STEP),
     **dict.fromkeys(
         ("validation_step", "test_step", "on_validation_batch_start", "on_validation_batch_end",
          "on_test_batch_start", "on_test_batch_end"),
@@ -80,9 +81,11 @@ LOG_OPTIONS: dict[str, Optional[LogOptions]] = {
 
 def overrides(obj: Any, base: type, name: str) -> bool:
     """Whether ``type(obj)`` (or the instance itself) defines ``name`` differently from ``base``."""
+    # Set to None (on the instance or the class: ``model.val_dataloader = None``) switches a hook off, as in Lightning.
     if name in getattr(obj, "__dict__", {}):  # patched on the instance
-        return True
-    return getattr(type(obj), name, None) is not getattr(base, name, None)
+        return obj.__dict__[name] is not None
+    found = getattr(type(obj), name, None)
+    return found is not None and found is not getattr(base, name, None)
 
 
 def set_hook_name(module: Any, name: Optional[str]) -> None:

@@ -90,6 +90,23 @@ def parse_optimizers(conf: Any, automatic: bool) -> tuple[list[Any], list[LRSche
     return optimizers, configs
 
 
+def warn_foreign_parameters(module: Any, optimizers: list[Any]) -> None:
+    """Warn, naming the optimizer, when one holds parameters that are not the module's: built over a copy of the
+    model or over a layer the module does not keep, it steps tensors the module's forward never uses."""
+    own = {id(p) for p in module.parameters()}
+    for index, opt in enumerate(optimizers):
+        params = [p for group in getattr(opt, "param_groups", []) for p in group.get("params", [])]
+        foreign = sum(id(p) not in own for p in params)
+        if foreign:
+            rank_zero_warn(
+                f"Optimizer {index} ({type(opt).__name__}) returned by configure_optimizers holds {foreign} of its "
+                f"{len(params)} parameters that are not parameters of {type(module).__name__}: stepping them does not "
+                f"train the model{' (it trains nothing)' if foreign == len(params) else ''}. Build it over "
+                "self.parameters() (or the module's own submodules), and keep any other trained tensor as an "
+                "nn.Parameter attribute of the module"
+            )
+
+
 def _check_dict(conf: dict[str, Any]) -> None:
     if "optimizer" not in conf:
         raise MisconfigurationException(

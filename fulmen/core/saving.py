@@ -66,7 +66,7 @@ def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file:
         init_kwargs = {args_name: hparams}  # save_hyperparameters(config) of one argument named ``config``
     else:
         init_kwargs = hparams if takes_kwargs else {k: v for k, v in hparams.items() if k in params}
-    instantiator = _instantiator(cls, hparams.pop("_instantiator", None), hparams.get("_class_path"))
+    instantiator = _instantiator(cls, hparams.pop("_instantiator", None), hparams, trusted=weights_only is False)
     if instantiator is not None:  # saved by the CLI: the parsed config builds the module again
         obj = instantiator(cls, {**hparams, **overrides_})
     else:
@@ -92,25 +92,56 @@ _INSTANTIATORS = ("fulmen.cli.instantiate_module", "lightning.pytorch.cli.instan
                   "pytorch_lightning.cli.instantiate_module")
 
 
-def _instantiator(cls: type, name: Any, class_path: Any) -> Any:
+def _instantiator(cls: type, name: Any, hparams: dict[str, Any], trusted: bool = False) -> Any:
     """The CLI's ``instantiate_module`` when the hyperparameters ask for it. A checkpoint is data, so it may only
-    name that function, and only a class that is already imported: loading one never imports or runs other code."""
+    name that function, and, at any depth of its hyperparameters, only classes that are already imported: loading
+    one never imports or runs other code. ``trusted`` (``weights_only=False``) lets it import the classes it names."""
     if name is None:
         return None
     if name not in _INSTANTIATORS:
         raise ValueError(f"The checkpoint asks for {name!r} to build the module; fulmen only runs "
                          f"{_INSTANTIATORS[0]!r}. If you trust the file, delete hyper_parameters['_instantiator'] "
                          "and pass the arguments to load_from_checkpoint yourself")
+    class_path = hparams.get("_class_path")
     if class_path is not None:
-        module_name, _, class_name = str(class_path).rpartition(".")
-        found = getattr(sys.modules.get(module_name), class_name, None)
-        if not (isinstance(found, type) and issubclass(found, cls)):
+        found = _imported_class(class_path)
+        if not trusted and not (isinstance(found, type) and issubclass(found, cls)):
             raise ValueError(f"The checkpoint's hyperparameters name the class {class_path!r}, which is not an imported "
                              f"subclass of {cls.__name__}; import its module before loading (a checkpoint never "
-                             "imports code itself)")
+                             "imports code itself), or, if you trust the file, pass weights_only=False")
+    if not trusted:
+        for where, path in _class_paths(hparams, "hyper_parameters"):
+            if not isinstance(_imported_class(path), type):
+                raise ValueError(
+                    f"The checkpoint's {where} names the class {path!r}, which is not imported; a checkpoint may "
+                    f"only name classes that are already imported, as building from it must not import code. Import "
+                    f"{str(path).rpartition('.')[0] or path!r} before loading, or, if you trust the file, pass "
+                    "weights_only=False to load_from_checkpoint"
+                )
     from fulmen.cli import instantiate_module
 
     return instantiate_module
+
+
+def _imported_class(path: Any) -> Any:
+    """The object ``path`` ("package.module.Name") names among the modules already imported, or None."""
+    module_name, _, class_name = str(path).rpartition(".")
+    return getattr(sys.modules.get(module_name), class_name, None)
+
+
+def _class_paths(value: Any, where: str) -> list[tuple[str, Any]]:
+    """Every ``class_path`` entry (with where it is) in nested dicts and lists, at any depth."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if key == "class_path" and "." in str(item):  # a bare class name is looked up among imported classes
+                found.append((f"{where}[{key!r}]", item))
+            else:
+                found.extend(_class_paths(item, f"{where}[{key!r}]"))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found.extend(_class_paths(item, f"{where}[{i}]"))
+    return found
 
 
 def _read_hparams_file(path: Any) -> dict[str, Any]:

@@ -39,7 +39,7 @@ def data_source(trainer: Any, prefix: str) -> Any:
         return given
     hook = f"{prefix}_dataloader"
     for owner, base in ((trainer.datamodule, LightningDataModule), (trainer.lightning_module, LightningModule)):
-        if owner is not None and (overrides(owner, base, hook) or hook in getattr(owner, "__dict__", {})):
+        if owner is not None and overrides(owner, base, hook):
             module = trainer.lightning_module
             set_hook_name(module, hook)
             try:

@@ -176,18 +176,34 @@ def set_epoch(loader: Any, epoch: int) -> None:
                 fn(epoch)
 
 
-# The DataLoader iterators with worker processes that runs have started (persistent workers belong to their
-# DataLoader and are left alone).
+# The DataLoader iterators with worker processes that runs have started, and the DataLoaders with persistent
+# workers that runs used (their workers belong to the DataLoader and live on between runs, until an exception).
 _LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_PERSISTENT: "weakref.WeakSet[DataLoader]" = weakref.WeakSet()
 
 
-def shut_down_workers() -> None:
+def shut_down_workers(persistent: bool = False) -> None:
     """Stop the worker processes (and pin-memory threads) of the loader iterators a run started. After an
     exception its traceback keeps the loop's frames, and with them the iterators and their workers, alive for as
-    long as the caller holds the exception; a run's end stops them instead."""
+    long as the caller holds the exception; a run's end stops them instead. With ``persistent`` (after an
+    exception), the workers of ``persistent_workers=True`` loaders stop too; the loader starts new ones when it is
+    next iterated."""
     for it in list(_LIVE):
         it._shutdown_workers()
     _LIVE.clear()
+    if persistent:
+        for loader in list(_PERSISTENT):
+            it = getattr(loader, "_iterator", None)
+            if it is not None and hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+            loader._iterator = None
+        _PERSISTENT.clear()
+
+
+def _note_persistent(loader: Any) -> None:
+    for dl in (loader.flattened if isinstance(loader, CombinedLoader) else [loader]):
+        if isinstance(dl, DataLoader) and dl.persistent_workers and dl.num_workers > 0:
+            _PERSISTENT.add(dl)
 
 
 def iterate(loader: Any, limit: Union[int, float], it: Optional[Iterator[Any]] = None,
@@ -204,6 +220,8 @@ def iterate(loader: Any, limit: Union[int, float], it: Optional[Iterator[Any]] =
         it = iter(loader)
     if hasattr(it, "_shutdown_workers") and not getattr(it, "_persistent_workers", False):
         _LIVE.add(it)
+    else:
+        _note_persistent(loader)
     combined = isinstance(loader, CombinedLoader)
     batch_idx = start
     if limit != INF and not (isinstance(loader, DataLoader) and isinstance(loader.dataset, IterableDataset)):

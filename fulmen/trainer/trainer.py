@@ -40,7 +40,8 @@ from fulmen.loops.optimization.closure import closure_step
 from fulmen.loops.optimization.manual import manual_step
 from fulmen.loops.prediction_loop import _PredictionLoop, run_predict
 from fulmen.core.module import LightningModule
-from fulmen.core.optimizer import LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers
+from fulmen.core.optimizer import (LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers,
+                                   warn_foreign_parameters)
 from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException, TunerExit
@@ -620,7 +621,7 @@ class Trainer:
             self.datamodule.on_exception(exc)
         for logger in self.loggers:
             logger.finalize("failed")
-        self._clean_up()
+        self._clean_up(persistent_workers=True)
 
     @property
     def _spawns(self) -> bool:
@@ -696,8 +697,10 @@ class Trainer:
         if hasattr(profiler, "watch_modules"):
             profiler.watch_modules(model)
 
-    def _clean_up(self) -> None:
-        fetchers.shut_down_workers()
+    def _clean_up(self, persistent_workers: bool = False) -> None:
+        """fulmen's own end of a run: worker processes (``persistent_workers`` too, after an exception), the
+        profiler's summary, the callbacks and signal handlers of before the run, the strategy and accelerator."""
+        fetchers.shut_down_workers(persistent=persistent_workers)
         if self._profiler is not None:
             self._profiler.describe()
         self.callbacks = self._callbacks_before_run
@@ -852,6 +855,7 @@ class Trainer:
                 "optimizers needs manual optimization: set self.automatic_optimization = False in __init__ and "
                 "step them in training_step"
             )
+        warn_foreign_parameters(model, self.optimizers)
         if self.precision_plugin.scaler is not None:
             closures = [type(opt).__name__ for opt in self.optimizers if needs_closure(opt)]
             if closures:
