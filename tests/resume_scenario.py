@@ -15,6 +15,7 @@ it saw. ``--resume`` continues from ``ckpt_path="last"``. The final weights are 
 DIR/epochs.txt.
 
 Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE, SCENARIO_ACCELERATOR change the run;
+SCENARIO_METRIC=1 also logs a torchmetrics MeanMetric (its epoch values go to DIR/metric_epochs.txt);
 SCENARIO_STATEFUL=1 trains from a torchdata StatefulDataLoader; SCENARIO_CHECKPOINTS=0
 leaves only the default ModelCheckpoint (so a preemption checkpoint is the one to resume from); SCENARIO_SLEEP
 (seconds) slows each step down, and DIR/started appears after step 2, for a signal sent from outside.
@@ -42,6 +43,7 @@ from fulmen.loggers import CSVLogger  # noqa: E402
 
 
 SLEEP = float(os.environ.get("SCENARIO_SLEEP", "0"))
+METRIC = os.environ.get("SCENARIO_METRIC") == "1"
 
 
 class Data(Dataset):
@@ -61,6 +63,10 @@ class Net(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+        if METRIC:  # a torchmetrics object logged for its epoch value, whose state only the resume record keeps
+            import torchmetrics
+
+            self.loss_mean = torchmetrics.MeanMetric()
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -70,6 +76,9 @@ class Net(L.LightningModule):
             FAULTS.die()
         self.log("train_loss", loss)
         self.log("epoch_loss", loss, on_step=False, on_epoch=True)
+        if METRIC:
+            self.loss_mean(loss.detach() * 1000)
+            self.log("metric_loss", self.loss_mean, on_step=False, on_epoch=True)
         if SLEEP:
             time.sleep(SLEEP)
         return loss
@@ -175,12 +184,16 @@ class EpochLog(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         with open(self.path, "a") as f:
             f.write(f"{trainer.current_epoch} {float(trainer.callback_metrics['epoch_loss']).hex()}\n")
+        if "metric_loss" in trainer.callback_metrics:
+            with open(self.path.replace("epochs.txt", "metric_epochs.txt"), "a") as f:
+                f.write(f"{trainer.current_epoch} {float(trainer.callback_metrics['metric_loss']).hex()}\n")
 
 
-def epoch_losses(folder: str) -> dict[int, str]:
-    """What EpochLog wrote: epoch -> mean loss (a resumed run's line for an epoch replaces the killed run's)."""
+def epoch_losses(folder: str, name: str = "epochs.txt") -> dict[int, str]:
+    """What EpochLog wrote: epoch -> mean loss (a resumed run's line for an epoch replaces the killed run's);
+    ``name="metric_epochs.txt"``: the torchmetrics object's epoch values (with SCENARIO_METRIC=1)."""
     out: dict[int, str] = {}
-    with open(os.path.join(folder, "epochs.txt")) as f:
+    with open(os.path.join(folder, name)) as f:
         for line in f:
             epoch, value = line.split()
             out[int(epoch)] = value
