@@ -350,8 +350,9 @@ def test_last_skips_a_checkpoint_that_does_not_load(tmp_path):
     trainer.fit(Logged())
     folder = tmp_path / "checkpoints"
     (good,) = os.listdir(folder)
-    time.sleep(0.01)
     (folder / "zz-newer.ckpt").write_bytes(b"not a checkpoint")
+    newer = os.path.getmtime(folder / good) + 10  # newer by its time stamp, whatever the clock's resolution
+    os.utime(folder / "zz-newer.ckpt", (newer, newer))
     again = _trainer(max_epochs=2, default_root_dir=tmp_path)
     with pytest.warns(UserWarning, match="zz-newer.ckpt.*does not load"):
         again.fit(Logged(), ckpt_path="last")

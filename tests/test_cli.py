@@ -242,26 +242,26 @@ def test_the_fulmen_command(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "fulmen.commands"]
     run = subprocess.run([*command, "fit", "--model=mypkg.Model", "--data=mypkg.Data", *small(tmp_path)],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     saved = yaml.safe_load((tmp_path / "lightning_logs" / "version_0" / "config.yaml").read_text())
     assert saved["model"]["class_path"] == "mypkg.Model"
 
     run = subprocess.run([*command, "fit", "--model=mypkg.Nope"], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=600)
     assert run.returncode == 2 and "mypkg.Nope" in run.stderr
 
-    run = subprocess.run([*command, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([*command, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "fit" in run.stdout and "plot" in run.stdout
 
 
 def test_without_jsonargparse_the_error_names_the_extra(tmp_path):
     code = ("import sys; sys.modules['jsonargparse'] = None\n"
             "try:\n    import fulmen.cli\nexcept ModuleNotFoundError as e:\n    print(e)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600).stdout
     assert "pip install 'fulmen[cli]'" in out
     code = "import sys, fulmen, fulmen.callbacks, fulmen.loggers; print('jsonargparse' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600).stdout
     assert out.strip() == "False"  # only fulmen.cli imports it
 
 

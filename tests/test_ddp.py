@@ -25,7 +25,7 @@ def clean_env(**extra):
     return {**env, **extra}
 
 
-def run(folder, *args, timeout=240):
+def run(folder, *args, timeout=600):
     return subprocess.run([sys.executable, SCENARIO, str(folder), *map(str, args)], env=clean_env(),
                           capture_output=True, text=True, timeout=timeout)
 
@@ -69,7 +69,7 @@ def test_two_processes_with_half_batches_match_one_process(tmp_path, one_process
     ("--kill-rank", r"rank 1 \(pid (\d+)\) exited with code -9 \(SIGKILL\) during Trainer.fit"),
 ])
 def test_a_rank_that_fails_stops_the_run_and_is_named(tmp_path, how, words):
-    proc = run(tmp_path, "--devices", 2, "--batch", 8, how, 1, "--fail-at", 5, timeout=120)
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, how, 1, "--fail-at", 5, timeout=600)
     assert proc.returncode != 0
     match = re.search(words, proc.stderr)
     assert match, proc.stderr[-3000:]
@@ -78,7 +78,7 @@ def test_a_rank_that_fails_stops_the_run_and_is_named(tmp_path, how, words):
 
 
 def test_when_rank_zero_fails_the_others_are_ended(tmp_path):
-    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--fail-rank", 0, "--fail-at", 5, timeout=120)
+    proc = run(tmp_path, "--devices", 2, "--batch", 8, "--fail-rank", 0, "--fail-at", 5, timeout=600)
     assert proc.returncode != 0 and "ValueError: a bug in rank 0" in proc.stderr
     assert not (tmp_path / "ranks.txt").exists()  # rank 1 did not run on past the failure
     out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
@@ -90,7 +90,7 @@ def test_sigterm_on_one_rank_during_evaluation_stops_every_rank(tmp_path, stage)
     """SIGTERM reaches rank 1 only, at its batch 21 of about 50 (predict's shares differ by one): both ranks stop
     at a batch they agree on, with the message, and none runs to the end."""
     proc = run(tmp_path, "--devices", 2, "--batch", 1, "--eval-samples", 101, "--stage", stage, "--signal-rank", 1,
-               "--fail-at", 21, timeout=120)
+               "--fail-at", 21, timeout=600)
     assert proc.returncode != 0
     assert f"Received SIGTERM during {stage}" in proc.stderr, proc.stderr[-3000:]
     assert not (tmp_path / "ranks.txt").exists()  # no rank finished its run
@@ -98,7 +98,7 @@ def test_sigterm_on_one_rank_during_evaluation_stops_every_rank(tmp_path, stage)
 
 @pytest.mark.parametrize("stage", ["validate", "predict"])
 def test_evaluation_with_several_processes_and_no_signal_runs_to_the_end(tmp_path, stage):
-    proc = run(tmp_path, "--devices", 2, "--batch", 1, "--eval-samples", 101, "--stage", stage, timeout=120)
+    proc = run(tmp_path, "--devices", 2, "--batch", 1, "--eval-samples", 101, "--stage", stage, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted((tmp_path / "ranks.txt").read_text().split("\n")[:2]) == [f"0 {stage} done", f"1 {stage} done"]
 
@@ -113,7 +113,7 @@ def test_sigterm_on_one_rank_stops_every_rank_together_and_resumes_exactly(tmp_p
     full = tmp_path / "full"
     full.mkdir()
     assert run(full, *NOISY).returncode == 0
-    stopped = run(tmp_path, *NOISY, "--signal-rank", 1, "--fail-at", 2, timeout=120)
+    stopped = run(tmp_path, *NOISY, "--signal-rank", 1, "--fail-at", 2, timeout=600)
     assert stopped.returncode == 1
     assert stopped.stderr.count("Received SIGTERM at epoch 0, global step 10; saved checkpoint") == 2  # both ranks
     record = torch.load(tmp_path / "checkpoints" / "preempted.ckpt", weights_only=True)["fulmen"]
@@ -133,7 +133,7 @@ def two_nodes(tmp_path, commands):
     """Run the two "nodes" (each command, env pair) at once on this machine and wait for both."""
     procs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for command, env in commands]
-    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs[0][-2000:] + outputs[1][-2000:]
     return sorted((tmp_path / "ranks.txt").read_text().splitlines())
 
@@ -168,7 +168,7 @@ def test_two_nodes_under_slurm(tmp_path, one_process):
 
 
 def test_unused_parameters_get_an_error_that_names_the_fix(tmp_path):
-    proc = run(tmp_path, "--devices", 2, "--unused", timeout=120)
+    proc = run(tmp_path, "--devices", 2, "--unused", timeout=600)
     assert proc.returncode != 0
     assert "pass strategy='ddp_find_unused_parameters_true'" in proc.stderr, proc.stderr[-2000:]
     assert "spare.weight" in proc.stderr

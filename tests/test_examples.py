@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHORT = ["--trainer.max_epochs=2", "--trainer.enable_progress_bar=false"]
 
 
-def run(args, cwd, timeout=300, **env):
+def run(args, cwd, timeout=900, **env):
     """Run ``python args...`` in ``cwd`` with the repository importable; returns stdout, failing on a bad exit."""
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", **env}
     done = subprocess.run([sys.executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
@@ -71,7 +71,7 @@ def test_digits_with_ddp_under_torchrun(tmp_path):
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "PYTHON": sys.executable}
     done = subprocess.run(["bash", "examples/ddp/torchrun.sh", *SHORT], cwd=tmp_path, env=environment,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("test accuracy:") == 1
 

@@ -35,7 +35,7 @@ def test_sharded_checkpoint_resumes_exactly_on_two_and_loads_on_one(tmp_path):
     full = tmp_path / "full"
     full.mkdir()
     assert run(full, *NOISY, "--fsdp", "sharded").returncode == 0
-    stopped = run(tmp_path, *NOISY, "--fsdp", "sharded", "--signal-rank", 1, "--fail-at", 2, timeout=180)
+    stopped = run(tmp_path, *NOISY, "--fsdp", "sharded", "--signal-rank", 1, "--fail-at", 2, timeout=600)
     assert stopped.returncode == 1 and "saved checkpoint" in stopped.stderr
     assert io.is_sharded(tmp_path / "checkpoints" / "preempted.ckpt")
     resumed = run(tmp_path, *NOISY, "--fsdp", "sharded", "--resume")

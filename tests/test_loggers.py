@@ -108,8 +108,8 @@ def test_runs_starting_together_get_different_versions(tmp_path, kind):
     procs = [ctx.Process(target=_claim, args=(kind, str(tmp_path), barrier, out)) for _ in range(6)]
     for p in procs:
         p.start()
-    versions = sorted(out.get(timeout=60) for _ in procs)
+    versions = sorted(out.get(timeout=600) for _ in procs)
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=600)
     assert versions == list(range(6))
     assert sorted(os.listdir(tmp_path / "lightning_logs")) == [f"version_{i}" for i in range(6)]

@@ -71,7 +71,7 @@ def _fit_script(tmp_path, bar_args=""):
     root = pathlib.Path(__file__).resolve().parent.parent
     env = dict(os.environ, PYTHONPATH=str(root))
     # Bytes, decoded by hand: text mode would turn tqdm's carriage returns into newlines.
-    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=120)
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=600)
     return proc.stdout.decode()
 
 

@@ -18,7 +18,7 @@ from tests.test_ddp import clean_env
 PROGRAMS = Path(__file__).parent / "lightning_programs"
 
 
-def run(args, cwd, timeout=300, on="fulmen"):
+def run(args, cwd, timeout=900, on="fulmen"):
     prefix = [sys.executable, "-m", "fulmen", "run"] if on == "fulmen" else \
         [sys.executable, str(PROGRAMS / "run_on_lightning.py")]
     env = clean_env(PYTHONPATH=str(Path(__file__).parents[1]))

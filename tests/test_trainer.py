@@ -116,7 +116,7 @@ def test_max_time_stops_training():
     trainer = make_trainer(max_time={"seconds": 0.1}, limit_val_batches=0)
     start = time.monotonic()
     trainer.fit(Slow())
-    assert time.monotonic() - start < 5 and 0 < trainer.global_step < 64
+    assert time.monotonic() - start < 120 and 0 < trainer.global_step < 64  # stopped by the time, not the data
 
 
 def test_fast_dev_run():
@@ -438,10 +438,11 @@ def test_time_based_val_check_interval():
             if not self.trainer.sanity_checking:
                 runs.append(self.trainer.state.batch_idx)
 
-    trainer = make_trainer(max_epochs=1, limit_train_batches=30, limit_val_batches=1,
-                           val_check_interval={"seconds": 0.05}, num_sanity_val_steps=0)
+    trainer = make_trainer(max_epochs=1, limit_train_batches=40, limit_val_batches=1,
+                           val_check_interval={"seconds": 0.15}, num_sanity_val_steps=0)
     trainer.fit(Slow())
-    assert 2 <= len(runs) < 30  # every ~5 batches of 10 ms, not every batch
+    # At least 0.4 s of batches: two validations or more; fewer than one per batch even on a busy machine.
+    assert 2 <= len(runs) < 40
 
 
 def test_inference_mode_switch_and_no_grad_in_fit_validation():

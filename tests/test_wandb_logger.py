@@ -10,7 +10,7 @@ from tests.models import LogsLosses
 
 pytest.importorskip("wandb")
 from fulmen.loggers import WandbLogger  # noqa: E402
-from tests.wandb_read import read_offline_run  # noqa: E402
+from tests.wandb_read import wait_for_run  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +49,7 @@ def test_offline_run_holds_config_and_metrics_on_the_step_axis(tmp_path):
     trainer, model = _fit(logger, tmp_path, enable_checkpointing=False)
     run_id = logger.version
     logger.experiment.finish()
-    run = read_offline_run(str(tmp_path))
+    run = wait_for_run(str(tmp_path), lambda r: sum("p-val_loss" in row for row in r["history"]) >= 2)
     assert (run["project"], run["id"], run["name"]) == ("fulmen-test", run_id, "first")
     assert run["config"] == {"lr": 0.1, "act": "torch_relu"}  # a function is stored by its name
     train = [(row["trainer/global_step"], row["p-train_loss"]) for row in run["history"] if "p-train_loss" in row]
@@ -66,9 +66,11 @@ def test_watch_logs_gradient_histograms(tmp_path):
                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
     trainer.fit(model)
     logger.experiment.finish()
-    keys = {k for row in read_offline_run(str(tmp_path))["history"] for k in row}
+    wanted = {"gradients/layer.weight/bins", "gradients/layer.bias/values"}
+    run = wait_for_run(str(tmp_path), lambda r: wanted <= {k for row in r["history"] for k in row})
+    keys = {k for row in run["history"] for k in row}
     # a histogram is a nested value: its bins and counts under the parameter's name
-    assert {"gradients/layer.weight/bins", "gradients/layer.bias/values"} <= keys
+    assert wanted <= keys
 
 
 def test_log_model_all_records_each_checkpoint_as_an_artifact(tmp_path):
@@ -77,7 +79,7 @@ def test_log_model_all_records_each_checkpoint_as_an_artifact(tmp_path):
     _fit(logger, tmp_path, callbacks=[checkpoint])
     run_id = logger.version
     logger.experiment.finish()
-    artifacts = read_offline_run(str(tmp_path))["artifacts"]
+    artifacts = wait_for_run(str(tmp_path), lambda r: len(r["artifacts"]) >= 2)["artifacts"]
     assert len(artifacts) == 2 and all(name == f"model-{run_id}" and kind == "model" for name, kind, _ in artifacts)
     assert "latest" in artifacts[-1][2]
 

@@ -8,7 +8,8 @@ import glob
 import json
 import os
 import struct
-from typing import Any
+import time
+from typing import Any, Callable
 
 _BLOCK = 32768
 _HEADER = 7  # ":W&B", a 2-byte magic, a version byte
@@ -65,3 +66,22 @@ def read_offline_run(save_dir: str) -> dict[str, Any]:
             if not item.key.startswith("_"):
                 run["config"][item.key] = json.loads(item.value_json)
     return run
+
+
+def wait_for_run(save_dir: str, ready: Callable[[dict[str, Any]], bool], timeout: float = 300.0) -> dict[str, Any]:
+    """The offline run once ``ready(run)`` holds. wandb-core writes the run file in its own process and may still be
+    writing after ``finish()`` returns, later on a busy machine; so this re-reads until the records a test needs are
+    there, up to a generous ``timeout``, and then returns what it read last (for the test's assertion to show)."""
+    deadline = time.monotonic() + timeout
+    run: dict[str, Any] = {"config": {}, "history": [], "artifacts": []}
+    while True:
+        try:
+            run = read_offline_run(save_dir)
+        except Exception:  # no run file yet, or one whose last record is still half-written
+            pass
+        else:
+            if ready(run):
+                return run
+        if time.monotonic() > deadline:
+            return run
+        time.sleep(0.2)
