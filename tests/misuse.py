@@ -119,6 +119,27 @@ def _real_checkpoint() -> str:
     return str(path)
 
 
+class _ObjectState(fulmen.Callback):
+    def state_dict(self):
+        return {"model": torch.nn.Linear(1, 1)}
+
+
+def _save_after_fit(model, *callbacks):
+    def run():
+        t = trainer(callbacks=list(callbacks))
+        t.fit(model)
+        t.save_checkpoint(os.path.join(tempfile.mkdtemp(), "x.ckpt"))
+    return run
+
+
+def _checkpoint_naming(class_path: str) -> str:
+    """A checkpoint written under the CLI whose hyperparameters name ``class_path`` one level down."""
+    path = os.path.join(tempfile.mkdtemp(), "cli.ckpt")
+    torch.save({"state_dict": BoringModel().state_dict(), "hyper_parameters": {
+        "_instantiator": "fulmen.cli.instantiate_module", "backbone": {"class_path": class_path}}}, path)
+    return path
+
+
 def _two_optimizers(self):
     return [torch.optim.SGD(self.parameters(), lr=0.1), torch.optim.SGD(self.parameters(), lr=0.1)]
 
@@ -248,6 +269,9 @@ CASES: list[Misuse] = [
     Misuse("Logging", "logging in a predict step", lambda: trainer().predict(module(
         predict_step=lambda self, b, i: self.log("x", 1.0)), DataLoader(RandomDataset(32, 4))), MC,
            ("predict_step",)),
+    Misuse("Logging", "logging in configure_optimizers", fit(module(
+        configure_optimizers=lambda self: (self.log("x", 1.0), _opt(self))[-1])), MC,
+           ("configure_optimizers", "save_hyperparameters")),
     Misuse("Logging", "an unknown reduce_fx", fit(module(training_step=_logging("x", 1.0, reduce_fx="median"))),
            (MC, ValueError), ("reduce_fx",)),
     Misuse("Logging", "the same name twice with different options", fit(module(
@@ -283,6 +307,14 @@ CASES: list[Misuse] = [
     Misuse("Checkpoint", "an hparams_file that is not YAML",
            lambda: BoringModel.load_from_checkpoint(_real_checkpoint(), hparams_file="h.json"), ValueError,
            ("hparams_file='h.json'", ".yaml")),
+    Misuse("Checkpoint", "on_save_checkpoint adds a numpy array", _save_after_fit(module(
+        on_save_checkpoint=lambda self, checkpoint: checkpoint.update(running_stats=__import__("numpy").ones(3)))),
+           TypeError, ("checkpoint['running_stats']", "ndarray", "torch.from_numpy")),
+    Misuse("Checkpoint", "a callback state holding an object", _save_after_fit(BoringModel(), _ObjectState()),
+           TypeError, ("checkpoint['callbacks']['_ObjectState']['model']", "add_safe_globals")),
+    Misuse("Checkpoint", "a class_path deep in the hyperparameters that is not imported",
+           lambda: BoringModel.load_from_checkpoint(_checkpoint_naming("not_imported_mod.Net")), ValueError,
+           ("'not_imported_mod.Net'", "not imported", "weights_only=False")),
     # ---- callbacks and the Tuner
     Misuse("Callbacks and Tuner", "EarlyStopping with an unknown mode", lambda: EarlyStopping("x", mode="lowest"),
            (MC, ValueError), ("mode='lowest'",)),
