@@ -5,6 +5,7 @@
 """
 
 import logging as _logging
+from typing import TYPE_CHECKING
 
 from fulmen.__about__ import __version__  # noqa: F401 (fulmen.__version__)
 from fulmen.callbacks.callback import Callback
@@ -20,6 +21,10 @@ if not _logging.getLogger().handlers and not _log.handlers:
     _log.addHandler(_logging.StreamHandler())
     _log.setLevel(_logging.INFO)
     _log.propagate = False
+
+if TYPE_CHECKING:  # ``L.loggers.CSVLogger`` and the like, typed; at run time imported on first use
+    from fulmen import (accelerators, callbacks, cli, core, demos, loggers, loops, overrides, plugins, profilers,
+                        serve, strategies, trainer, tuner, utilities)
 
 _SUBPACKAGES = ("accelerators", "callbacks", "cli", "core", "demos", "loggers", "loops", "overrides", "plugins",
                 "profilers", "serve", "strategies", "trainer", "tuner", "utilities")

@@ -4,11 +4,18 @@
 first use, so that ``import fulmen`` does not load torch.distributed's parallel modules.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fulmen.strategies.registry import StrategyRegistry
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.strategies.strategy import Strategy
+
+if TYPE_CHECKING:  # the real classes for type checkers and editors; at run time each is imported on first use
+    from fulmen.strategies.ddp import DDPStrategy
+    from fulmen.strategies.deepspeed import DeepSpeedStrategy
+    from fulmen.strategies.fsdp import FSDPStrategy
+    from fulmen.strategies.parallel import ParallelStrategy
+    from fulmen.strategies.single_xla import SingleDeviceXLAStrategy
 
 _LAZY = {
     "ParallelStrategy": "fulmen.strategies.parallel",
