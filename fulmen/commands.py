@@ -21,10 +21,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         lines = [f"  {name:<9} {text}" for name, text in _SUBCOMMANDS.items()]
-        print("usage: fulmen <subcommand> [options]   (fulmen <subcommand> --help for its options)\n\n"
+        print("usage: fulmen <subcommand> [options]   (fulmen <subcommand> --help for its options)\n"
+              "       fulmen --version\n\n"
               "subcommands:\n" + "\n".join(lines))
         return 0 if args else 2
     name = args[0]
+    if name in ("-V", "--version"):
+        from fulmen.__about__ import __version__
+
+        print(f"fulmen {__version__} (torch {_torch_version()}, Python {sys.version.split()[0]})")
+        return 0
     if name == "plot":
         from fulmen.plot import main as plot_main
 
@@ -36,6 +42,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"fulmen: unknown subcommand {name!r}; choose one of {sorted(_SUBCOMMANDS)} (fulmen --help)",
           file=sys.stderr)
     return 2
+
+
+def _torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")  # without importing torch: --version answers at once
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _run_cli(args: list[str]) -> int:

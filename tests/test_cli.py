@@ -255,6 +255,18 @@ def test_the_fulmen_command(tmp_path):
     assert run.returncode == 0 and "fit" in run.stdout and "plot" in run.stdout
 
 
+@pytest.mark.parametrize("how", ["python -m fulmen", "fulmen"])
+def test_version_from_the_command_and_python_m(tmp_path, how):
+    script = Path(sys.executable).with_name("fulmen")
+    command = [sys.executable, "-m", "fulmen"] if how == "python -m fulmen" else [str(script)]
+    if how == "fulmen" and not script.exists():
+        pytest.skip("the fulmen console script is not installed next to this Python")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for flag in ("--version", "-V"):
+        run = subprocess.run([*command, flag], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0 and run.stdout.startswith(f"fulmen {fulmen.__version__} (torch "), run.stderr
+
+
 def test_without_jsonargparse_the_error_names_the_extra(tmp_path):
     code = ("import sys; sys.modules['jsonargparse'] = None\n"
             "try:\n    import fulmen.cli\nexcept ModuleNotFoundError as e:\n    print(e)\n")
