@@ -155,10 +155,22 @@ def eval_data(trainer: Any, stage: RunningStage) -> EvalData:
     trainer._eval[key] = data
     return data
 
-def validation_enabled(trainer: Any) -> bool:
+def validation_enabled(trainer: Any, warn: bool = False) -> bool:
+    """Whether fit validates: a ``validation_step``, val data, and ``limit_val_batches`` above 0. With only one of
+    the first two and ``warn`` (once per fit), warn that the val loop is skipped, as Lightning does."""
     module = trainer.lightning_module
-    if module is None or not overrides(module, LightningModule, "validation_step") or trainer.limit_val_batches == 0:
+    if module is None:
         return False
+    has_step = overrides(module, LightningModule, "validation_step")
+    has_data = trainer._eval_sources.get("val") is not None or any(
+        owner is not None and overrides(owner, base, "val_dataloader")
+        for owner, base in ((trainer.datamodule, LightningDataModule), (module, LightningModule)))
+    if warn and has_data and not has_step:
+        rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
+    elif warn and has_step and not has_data:
+        rank_zero_warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.",
+                       category=PossibleUserWarning)
+    return has_step and has_data and trainer.limit_val_batches != 0
     if trainer._eval_sources.get("val") is not None:
         return True
     for owner, base in ((trainer.datamodule, LightningDataModule), (module, LightningModule)):

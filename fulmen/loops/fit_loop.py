@@ -43,7 +43,7 @@ def run_fit(trainer: Any) -> None:
     hooks = trainer._hooks
     state = trainer.state
     plan = trainer._resume_plan
-    trainer._val_enabled = validation_enabled(trainer)
+    trainer._val_enabled = validation_enabled(trainer, warn=True)
     trainer._plain_step = plain_step(trainer)
     # As Lightning: a fit resumed into an epoch under way (or counted in steps: max_steps) is restarting, and has no
     # sanity check; one resumed after a finished epoch has.

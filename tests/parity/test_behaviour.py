@@ -200,3 +200,29 @@ def test_cli_reads_an_int_limit_with_fabric_imported(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         out[framework] = proc.stdout.strip().splitlines()[-1]
     assert out["fulmen"] == out["lightning"] == "10 0.5"
+
+
+def _skip_warnings(framework, case):
+    pl, demos = load(framework)
+    from torch.utils.data import DataLoader
+
+    class NoValStep(demos.BoringModel):
+        validation_step = None  # as Lightning's own tests switch a hook off
+
+    class NoValData(demos.BoringModel):
+        val_dataloader = None
+
+    model = {"data without a step": NoValStep, "a step without data": NoValData}[case]()
+    trainer = _quiet(pl, max_steps=2, limit_val_batches=2)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        trainer.fit(model, val_dataloaders=DataLoader(demos.RandomDataset(32, 8)) if case != "a step without data"
+                    else None)
+    found = sorted((type(w.message).__name__, str(w.message)) for w in record if "Skipping val loop" in str(w.message))
+    return found, trainer.num_val_batches
+
+
+@pytest.mark.parametrize("case", ["data without a step", "a step without data"])
+def test_skipping_the_val_loop_warns_as_in_lightning(case):
+    ours, theirs = _skip_warnings("fulmen", case), _skip_warnings("lightning", case)
+    assert ours == theirs and len(ours[0]) == 1, (ours, theirs)
