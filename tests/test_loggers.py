@@ -43,7 +43,7 @@ def test_tensorboard_logger_writes_scalars_hparams_and_graph(tmp_path):
     assert len(events["scalars"]["p-val_loss"]) == 2 and "p-epoch" in events["scalars"]
     assert events["hparams"] == {"width": 32.0, "tag": "a"} and events["metrics"] == ["hp_metric"]
     assert events["graph"]  # traced from example_input_array
-    assert (tmp_path / "exp" / "run-a" / "events" / "hparams.yaml").read_text() == '"width": 32\n"tag": "a"\n'
+    assert (tmp_path / "exp" / "run-a" / "events" / "hparams.yaml").read_text() == "width: 32\ntag: a\n"
 
 
 def test_hparams_with_metrics_and_nested_values(tmp_path):
@@ -113,3 +113,21 @@ def test_runs_starting_together_get_different_versions(tmp_path, kind):
         p.join(timeout=600)
     assert versions == list(range(6))
     assert sorted(os.listdir(tmp_path / "lightning_logs")) == [f"version_{i}" for i in range(6)]
+
+
+def test_hparams_yaml_reads_as_lightning_writes_it(tmp_path):
+    """Plain keys and strings (``hidden: 64``), quoted only where YAML would read something else; floats that YAML
+    reads back as floats (1.0e-05, .nan, .inf), not as strings."""
+    import yaml
+
+    from fulmen.loggers import CSVLogger
+
+    params = {"hidden": 64, "name": "resnet", "act": "torch.nn.ReLU", "lr": 1e-5, "big": 1e20, "bad": float("inf"),
+              "yes": "no", "two words": "a b", "version": "1.5", "nested": {"a": [1, 2]}, "none": None}
+    logger = CSVLogger(tmp_path)
+    logger.log_hyperparams(params)
+    logger.save()
+    text = (tmp_path / "lightning_logs" / "version_0" / "hparams.yaml").read_text()
+    assert "hidden: 64\n" in text and "name: resnet\n" in text and "act: torch.nn.ReLU\n" in text
+    assert "lr: 1.0e-05\n" in text and '"yes": "no"\n' in text
+    assert yaml.safe_load(text) == params

@@ -12,6 +12,7 @@ import ast
 import csv
 import json
 import os
+import re
 import sys
 from argparse import Namespace
 from collections.abc import Mapping
@@ -166,8 +167,9 @@ def _read_hparams_file(path: Any) -> dict[str, Any]:
 
 
 def to_yaml(data: dict[str, Any]) -> str:
-    """Plain data as YAML: one ``key: value`` line each; strings, lists and dicts in JSON flow style (which YAML
-    reads as is), anything else by its repr as a quoted string."""
+    """Plain data as YAML: one ``key: value`` line each, as Lightning's ``hparams.yaml`` reads (``hidden: 64``); keys
+    and strings plain where YAML reads them back as the same string, quoted otherwise; lists and dicts in JSON flow
+    style (which YAML reads as is); anything else by its repr as a quoted string."""
 
     def value(v: Any) -> str:
         if v is None:
@@ -175,13 +177,33 @@ def to_yaml(data: dict[str, Any]) -> str:
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, (int, float)):
-            return repr(v)
+            if v != v:
+                return ".nan"  # YAML's own spellings, which read back as floats
+            text = {float("inf"): ".inf", float("-inf"): "-.inf"}.get(v, repr(v))
+            if isinstance(v, float) and "e" in text and "." not in text:
+                mantissa, exponent = text.split("e")
+                text = f"{mantissa}.0e{exponent}"  # YAML 1.1 (PyYAML) reads 1e-05 as a string, 1.0e-05 as a float
+            return text
+        if isinstance(v, str):
+            return _plain_or_quoted(v)
         try:
             return json.dumps(v)
         except (TypeError, ValueError):
             return json.dumps(repr(v))
 
-    return "".join(f"{json.dumps(str(k))}: {value(v)}\n" for k, v in data.items())
+    return "".join(f"{_plain_or_quoted(str(k))}: {value(v)}\n" for k, v in data.items())
+
+
+# A string YAML reads back as itself when written bare: a name-like word that is not one of YAML's words for true,
+# false or null (and so not a number either, as it starts with a letter or an underscore).
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_./-]*")
+_YAML_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "y", "n", "null", "nan", "inf"})
+
+
+def _plain_or_quoted(text: str) -> str:
+    if _PLAIN.fullmatch(text) and text.lower() not in _YAML_WORDS:
+        return text
+    return json.dumps(text)
 
 
 def _as_dict(hparams: Union[Mapping[str, Any], Namespace]) -> dict[str, Any]:
