@@ -103,4 +103,6 @@ class PrintEpoch(L.Callback):
     def on_validation_end(self, trainer, pl_module):
         if not trainer.sanity_checking and trainer.is_global_zero:
             m = trainer.callback_metrics
-            print(f"epoch {trainer.current_epoch}: val_loss={m['val_loss']:.4f} val_acc={m['val_acc']:.4f}")
+            # Through the module's print, which writes above the progress bar instead of tearing its line.
+            pl_module.print(f"epoch {trainer.current_epoch}: val_loss={m['val_loss']:.4f} "
+                            f"val_acc={m['val_acc']:.4f}")

@@ -467,8 +467,13 @@ class Trainer:
         self.strategy.save_checkpoint(checkpoint, filepath, storage_options)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        """``print`` on global rank zero only."""
-        if self.is_global_zero:
+        """``print`` on global rank zero only; through the progress bar (above it) while one is drawn."""
+        if not self.is_global_zero:
+            return
+        bar = self.progress_bar_callback
+        if bar is not None and bar.is_enabled:
+            bar.print(*args, **kwargs)
+        else:
             print(*args, **kwargs)
 
     def _evaluate(self, fn: TrainerFn, model: Any, dataloaders: Any, datamodule: Any, ckpt_path: Any,

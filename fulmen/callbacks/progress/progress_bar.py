@@ -27,6 +27,10 @@ class ProgressBar(Callback):
         if not trainer.is_global_zero:
             self.disable()  # one bar per run: the other processes draw nothing
 
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """Print a line without breaking the bar (a bar that draws in place overrides this); here, ``print``."""
+        print(*args, **kwargs)
+
     def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Union[int, str, float]]:
         """The values shown: ``v_num`` (the logger's version, see ``get_standard_metrics``), then
         ``progress_bar_metrics``."""

@@ -130,6 +130,14 @@ class RichProgressBar(ProgressBar):
             self.test_progress_bar_id = self.predict_progress_bar_id = None
             self._totals = {}
 
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        """Print above the live bars (through rich's console), so that they stay whole."""
+        if self.progress is None:
+            print(*args, **kwargs)
+            return
+        sep, end = kwargs.get("sep", " "), kwargs.get("end", "\n")
+        self.progress.console.print(sep.join(map(str, args)), end=end, markup=False, highlight=False)
+
     def _add(self, description: str, total: Union[int, float], visible: bool = True) -> Any:
         self._start()
         styled = f"[{self.theme.description}]{description}" if self.theme.description else description

@@ -140,6 +140,7 @@ class TQDMProgressBar(ProgressBar):
         self._last_draw: dict[str, float] = {}
         self._counts: dict[str, int] = {}  # each bar's true position (the bar itself moves only when drawn)
         self._last_metrics = float("-inf")  # the first batch shows the metrics
+        self._logging_redirect: Any = None
         self.plain = plain
         self.plain_interval = plain_interval
 
@@ -147,15 +148,52 @@ class TQDMProgressBar(ProgressBar):
     def is_enabled(self) -> bool:
         return self._enabled and self.refresh_rate > 0
 
+    def _is_plain(self) -> bool:
+        return self.plain if self.plain is not None else not (_is_terminal(sys.stdout) or _in_notebook())
+
     def _open(self, key: str, desc: str, total: Optional[int], position: int, leave: bool) -> None:
         self._close(key)
         self._last_draw.pop(key, None)
-        plain = self.plain if self.plain is not None else not _is_terminal(sys.stdout)
-        if plain:
+        if self._is_plain():
             self._bars[key] = _PlainBar(desc, total, self.plain_interval, sys.stdout)
             return
+        self._redirect_logging()
         self._bars[key] = _tqdm_class()(desc=desc, total=total, position=self.process_position + position, leave=leave,
                                dynamic_ncols=True, file=sys.stdout, smoothing=0)
+
+    def _redirect_logging(self) -> None:
+        """While bars are drawn, fulmen's own log lines (EarlyStopping's reason, the seed) are written through
+        tqdm, above the bars, instead of tearing the bar's line."""
+        if self._logging_redirect is None:
+            import logging
+
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._logging_redirect = logging_redirect_tqdm(loggers=[logging.getLogger("fulmen")],
+                                                           tqdm_class=_tqdm_class())
+            self._logging_redirect.__enter__()
+
+    def _restore_logging(self) -> None:
+        if self._logging_redirect is not None:
+            self._logging_redirect.__exit__(None, None, None)
+            self._logging_redirect = None
+
+    def _flush(self, key: str) -> Any:
+        """Bar ``key`` moved to its true position (batches that fell between draws), drawn now; None if not open."""
+        bar = self._bars.get(key)
+        if bar is not None:
+            done = self._counts.get(key, bar.n)
+            if done != bar.n:
+                bar.update(done - bar.n)
+        return bar
+
+    def print(self, *args: Any, sep: str = " ", end: str = "\n", **kwargs: Any) -> None:
+        """Print above the bars (``tqdm.write``), so that the bar's line stays whole; a plain ``print`` when no
+        bar is drawn. ``LightningModule.print`` and ``Trainer.print`` come here while the bar is on."""
+        if not self._bars or self._is_plain():
+            print(*args, sep=sep, end=end, **kwargs)
+            return
+        _tqdm_class().write(sep.join(map(str, args)), file=kwargs.get("file", sys.stdout), end=end)
 
     def _close(self, key: str) -> None:
         bar = self._bars.pop(key, None)
@@ -184,18 +222,32 @@ class TQDMProgressBar(ProgressBar):
 
     # ---- training
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        if self.is_enabled:
-            self._open("train", f"Epoch {trainer.current_epoch}", _total(trainer.num_training_batches), 0,
-                       self.leave)
+        """As Lightning: one training bar for the whole fit, reset at each epoch, which stays on screen when the
+        fit ends; with ``leave=True`` a new bar each epoch, each left on screen. Plain lines: one bar an epoch."""
+        if not self.is_enabled:
+            return
+        desc, total = f"Epoch {trainer.current_epoch}", _total(trainer.num_training_batches)
+        bar = self._bars.get("train")
+        if bar is None or self.leave or isinstance(bar, _PlainBar):
+            self._open("train", desc, total, 0, True)
+            return
+        bar.reset(total=total)
+        bar.set_description(desc, refresh=False)
+        self._counts["train"] = 0
+        self._last_draw.pop("train", None)
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._advance("train", batch_idx + 1, _total(trainer.num_training_batches), trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        bar = self._bars.get("train")
+        bar = self._flush("train")
         if bar is not None:
             bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)
-            self._close("train")
+            if self.leave or isinstance(bar, _PlainBar):
+                self._close("train")
+
+    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+        self._close("train")  # the last epoch's bar, with its metrics, stays on screen
 
     # ---- evaluation
     def _eval_start(self, trainer: Any, key: str, desc: str, totals: list[Union[int, float]]) -> None:
@@ -212,6 +264,10 @@ class TQDMProgressBar(ProgressBar):
         self._advance(key, self._eval_seen, bar.total, trainer, pl_module)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        train = self._bars.get("train")
+        if train is not None and not isinstance(train, _PlainBar):
+            self._flush("train")  # the epoch bar shows where training stands (45/45), not its last throttled draw
+            train.refresh()
         desc = "Sanity Checking" if trainer.sanity_checking else "Validation"
         totals = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
         self._eval_start(trainer, "val", desc, totals)
@@ -222,6 +278,9 @@ class TQDMProgressBar(ProgressBar):
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         self._close("val")
+        train = self._bars.get("train")
+        if train is not None and not trainer.sanity_checking:
+            train.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)  # the new val metrics
 
     def on_test_start(self, trainer: Any, pl_module: Any) -> None:
         self._eval_start(trainer, "test", "Testing", trainer.num_test_batches)
@@ -246,10 +305,21 @@ class TQDMProgressBar(ProgressBar):
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         for key in list(self._bars):
             self._close(key)
+        self._restore_logging()
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         for key in list(self._bars):
             self._close(key)
+        self._restore_logging()
+
+
+def _in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where tqdm.auto draws widget bars, and stdout is no terminal)."""
+    shell = sys.modules.get("IPython")
+    if shell is None or "ipykernel" not in sys.modules:
+        return False
+    ipython = shell.get_ipython() if hasattr(shell, "get_ipython") else None
+    return ipython is not None and type(ipython).__name__ == "ZMQInteractiveShell"
 
 
 def _is_terminal(stream: Any) -> bool:
