@@ -89,3 +89,13 @@ def test_bad_arguments(tmp_path):
         WandbLogger(save_dir=tmp_path, offline=True, log_model=True)
     with pytest.raises(ValueError, match="log_model='some'"):
         WandbLogger(save_dir=tmp_path, log_model="some")
+
+
+def test_a_default_logger_adds_no_warning_of_wandbs(tmp_path, capfd):
+    """wandb warns "The anonymous setting has no effect" whenever the setting is passed; it is passed only when
+    the user asks for anonymous logging."""
+    logger = WandbLogger(save_dir=tmp_path, offline=True)
+    _fit(logger, tmp_path, enable_checkpointing=False)
+    logger.experiment.finish()
+    captured = capfd.readouterr()
+    assert "anonymous" not in captured.err + captured.out

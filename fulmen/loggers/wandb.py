@@ -66,8 +66,9 @@ class WandbLogger(UploadsCheckpoints, Logger):
         self._experiment = experiment
         self._logged_checkpoints: dict[str, float] = {}
         self._init_kwargs: dict[str, Any] = {
-            "name": name, "project": self._project, "dir": self._save_dir, "id": self._id, "resume": "allow",
-            "anonymous": "allow" if anonymous else None, **kwargs}
+            "name": name, "project": self._project, "dir": self._save_dir, "id": self._id, "resume": "allow", **kwargs}
+        if anonymous:  # passed only when asked for: wandb warns that the setting has no effect whenever it is given
+            self._init_kwargs.setdefault("anonymous", "allow")
         if offline:
             self._init_kwargs.setdefault("mode", "offline")
 
