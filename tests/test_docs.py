@@ -50,3 +50,22 @@ def test_local_links_of_the_readme_exist():
     for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme):
         if "://" not in target:
             assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
+
+
+def test_every_hook_and_property_of_the_base_classes_has_a_description():
+    """The API pages list the Callback hooks and the LightningModule's hooks and properties with their docstrings:
+    none may be blank."""
+    import inspect
+
+    from fulmen.callbacks.callback import Callback
+    from fulmen.core.module import LightningModule
+
+    blank = []
+    for cls in (Callback, *[c for c in LightningModule.__mro__ if c.__module__.startswith("fulmen")]):
+        for name, value in vars(cls).items():
+            if name.startswith("_"):
+                continue
+            target = value.fget if isinstance(value, property) else getattr(value, "__func__", value)
+            if (callable(target) or isinstance(value, property)) and not (inspect.getdoc(target) or "").strip():
+                blank.append(f"{cls.__name__}.{name}")
+    assert blank == []

@@ -87,38 +87,48 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
 
     @property
     def on_gpu(self) -> bool:
+        """Whether the module's parameters are on a CUDA device."""
         return self.device.type == "cuda"
 
     @property
     def fabric(self) -> None:
+        """Always None: fulmen runs without Lightning Fabric (kept for Lightning's API)."""
         return None
 
     @property
     def global_rank(self) -> int:
+        """This process's rank among all processes of the run (0 without a Trainer)."""
         return self._trainer.global_rank if self._trainer is not None else 0
 
     @property
     def local_rank(self) -> int:
+        """This process's rank on its machine (0 without a Trainer)."""
         return self._trainer.local_rank if self._trainer is not None else 0
 
     @property
     def current_epoch(self) -> int:
+        """The Trainer's current epoch (0 without a Trainer)."""
         return self._trainer.current_epoch if self._trainer is not None else 0
 
     @property
     def global_step(self) -> int:
+        """The number of optimizer steps taken so far (0 without a Trainer)."""
         return self._trainer.global_step if self._trainer is not None else 0
 
     @property
     def logger(self) -> Any:
+        """The Trainer's first logger, or None."""
         return self._trainer.logger if self._trainer is not None else None
 
     @property
     def loggers(self) -> list[Any]:
+        """All of the Trainer's loggers (an empty list without a Trainer)."""
         return self._trainer.loggers if self._trainer is not None else []
 
     @property
     def example_input_array(self) -> Any:
+        """An example input of ``forward``, for the model summary's sizes and for ``to_onnx``; set it in
+        ``__init__``."""
         return self._example_input_array
 
     @example_input_array.setter
@@ -136,6 +146,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
 
     @property
     def strict_loading(self) -> bool:
+        """Whether loading a checkpoint requires its keys to match the module's exactly (True unless set)."""
         return True if self._strict_loading is None else self._strict_loading
 
     @strict_loading.setter
