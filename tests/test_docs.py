@@ -69,3 +69,13 @@ def test_every_hook_and_property_of_the_base_classes_has_a_description():
             if (callable(target) or isinstance(value, property)) and not (inspect.getdoc(target) or "").strip():
                 blank.append(f"{cls.__name__}.{name}")
     assert blank == []
+
+
+def test_code_in_tables_wraps_between_words():
+    """The errors table's messages are code spans; the site's stylesheet makes them wrap at spaces, not mid-word."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!!python", "#"))
+    assert "stylesheets/extra.css" in config.get("extra_css", [])
+    css = (ROOT / "docs" / "stylesheets" / "extra.css").read_text()
+    assert "table:not([class]) code" in css and "word-break: normal" in css
