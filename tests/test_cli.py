@@ -254,6 +254,14 @@ def test_the_fulmen_command(tmp_path):
     run = subprocess.run([*command, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0 and "fit" in run.stdout and "plot" in run.stdout
 
+    # Each Trainer option shows its description (from the Trainer's docstring), as LightningCLI's help does.
+    run = subprocess.run([*command, "fit", "--help"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr
+    help_text = " ".join(run.stdout.split())
+    assert "--trainer.max_epochs MAX_EPOCHS stop after this many epochs" in help_text, run.stdout[:3000]
+    assert "--trainer.accumulate_grad_batches ACCUMULATE_GRAD_BATCHES" in help_text
+
 
 @pytest.mark.parametrize("how", ["python -m fulmen", "fulmen"])
 def test_version_from_the_command_and_python_m(tmp_path, how):

@@ -79,3 +79,13 @@ def test_code_in_tables_wraps_between_words():
     assert "stylesheets/extra.css" in config.get("extra_css", [])
     css = (ROOT / "docs" / "stylesheets" / "extra.css").read_text()
     assert "table:not([class]) code" in css and "word-break: normal" in css
+
+
+def test_every_trainer_argument_has_a_description_in_the_docstring():
+    """What editors show on hover and ``fulmen fit --help`` prints (jsonargparse reads the docstring)."""
+    docstring_parser = pytest.importorskip("docstring_parser")
+
+    described = {p.arg_name: p.description for p in docstring_parser.parse(fulmen.Trainer.__init__.__doc__).params}
+    for name in inspect.signature(fulmen.Trainer.__init__).parameters:
+        if name != "self":
+            assert (described.get(name) or "").strip(), f"Trainer.__init__'s docstring does not describe {name}"

@@ -131,6 +131,71 @@ class Trainer:
         compile: Union[bool, dict[str, Any]] = False,
         skip_nonfinite: bool = False,
     ) -> None:
+        """Check every argument and resolve it once (strings become objects here); nothing is read or started
+        until ``fit``, ``validate``, ``test`` or ``predict``. docs/trainer.md has each with an example.
+
+        Args:
+            accelerator: ``"auto"`` takes CUDA, then MPS, then a TPU (torch_xla), then the CPU; ``"gpu"`` is CUDA or
+                MPS; ``"cpu"``, ``"cuda"``, ``"mps"``, ``"tpu"`` (one XLA device), or an ``Accelerator`` object. See
+                Devices.
+            strategy: how the devices share the work: ``"auto"``, ``"single_device"``, ``"ddp"``, ``"ddp_spawn"``,
+                ``"ddp_fork"``, ``"ddp_notebook"``, ``"ddp_find_unused_parameters_true"``, ``"fsdp"``,
+                ``"fsdp_cpu_offload"``, ``"deepspeed*"``, or a strategy object. See Distributed training.
+            devices: how many devices (or which); ``-1`` is all; ``"auto"`` is every visible GPU, or one CPU process.
+            num_nodes: machines in the job; each runs ``devices`` processes.
+            precision: ``"64-true"``, ``"32-true"``, ``"16-mixed"``, ``"bf16-mixed"``, ``"16-true"``, ``"bf16-true"``,
+                ``"transformer-engine"``, or the legacy ``64``, ``32``, ``16``, ``"bf16"``. See Precision.
+            logger: where metrics go; ``True`` is a TensorBoardLogger (or a CSVLogger without tensorboard). See Logging.
+            callbacks: one callback or a list. See Callbacks.
+            fast_dev_run: run 1 (or n) batches of training, validation and test, without loggers, checkpoints or sanity
+                check: a smoke test.
+            max_epochs: stop after this many epochs; ``-1`` never (with ``max_steps`` or ``max_time``).
+            min_epochs: early stopping cannot end the fit before this many epochs.
+            max_steps: stop after this many optimizer steps (``global_step``).
+            min_steps: early stopping cannot end the fit before this many steps.
+            max_time: stop once this much time has passed (DD:HH:MM:SS), at the next batch boundary.
+            limit_train_batches: a fraction of the training batches, or a count, per epoch; ``0`` skips training.
+            limit_val_batches: the same for each validation run; ``0`` turns validation off.
+            limit_test_batches: the same for ``test``.
+            limit_predict_batches: the same for ``predict``.
+            overfit_batches: train and validate on the same first batches (a fraction or a count), without shuffling: a
+                check that the model can learn them.
+            val_check_interval: validate every fraction of an epoch, every n training batches, or every so much time.
+            check_val_every_n_epoch: validate every n epochs; ``None`` with an int ``val_check_interval`` counts batches
+                across epochs.
+            num_sanity_val_steps: validation batches run before training to catch bugs early; ``-1`` runs all.
+            log_every_n_steps: how often step values reach the loggers.
+            enable_checkpointing: add a default ``ModelCheckpoint`` (the last epoch's weights) when none is given.
+            enable_progress_bar: a progress bar (TQDM when tqdm is installed).
+            enable_model_summary: print the layer table at the start of fit.
+            accumulate_grad_batches: sum the gradients of n batches before each optimizer step.
+            gradient_clip_val: clip the gradients before each step (after unscaling under 16-mixed).
+            gradient_clip_algorithm: clip the total norm, or each value.
+            deterministic: ``torch.use_deterministic_algorithms`` and ``CUBLAS_WORKSPACE_CONFIG``.
+            benchmark: ``torch.backends.cudnn.benchmark``.
+            inference_mode: evaluate under ``torch.inference_mode`` (``False``: ``torch.no_grad``).
+            use_distributed_sampler: give each loader a ``DistributedSampler`` when there are several processes.
+            profiler: time each hook and step. See Profiling.
+            detect_anomaly: run backward under ``torch.autograd.detect_anomaly`` (slow; finds where a NaN starts).
+            barebones: no logger, checkpointing, progress bar, summary, sanity check, anomaly detection or profiler: the
+                least overhead; turning one of them on as well is an error.
+            plugins: plugins from ``fulmen.plugins``, alone or in a list, at most one of each kind: a precision plugin,
+                a cluster environment (``KubeflowEnvironment()``, or your own; the others are found from the
+                environment), a checkpoint IO (``AsyncCheckpointIO()``, see Checkpointing), a layer sync
+                (``TorchSyncBatchNorm()``, as ``sync_batchnorm=True``).
+            sync_batchnorm: batch-norm statistics computed across processes (the strategy converts the layers).
+            reload_dataloaders_every_n_epochs: call the ``*_dataloader`` hooks again every n epochs.
+            default_root_dir: where logs and checkpoints go when their own settings do not say.
+            enable_autolog_hparams: give the module's and data module's hyperparameters to the loggers at the start.
+            model_registry: accepted for compatibility with Lightning (its model-registry upload); fulmen does not
+                upload.
+            compile: a fulmen addition: ``torch.compile`` the module's ``forward`` with these options (``True``: the
+                defaults).
+            skip_nonfinite: a fulmen addition: a batch whose loss is NaN or infinite gets no backward (as if
+                ``training_step`` returned None); each is counted in ``trainer.nonfinite_skipped``, warned about and
+                logged as ``nonfinite_skipped``. The check reads the loss on the host every step (automatic optimization
+                only).
+        """
         # ---- devices, strategy and precision: strings become objects here, once
         self._accelerator = resolve.accelerator(accelerator)
         accel_name = self._accelerator.name
