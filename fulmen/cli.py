@@ -169,8 +169,14 @@ def _key_lines(path: str) -> dict[str, int]:
 
 
 def _where(message: str, args: list[str]) -> str:
-    """`` (in FILE, line N: KEY)`` for the key the message names, looked up in the config files given."""
+    """Where the value the message is about came from: `` (on the command line: --KEY=VALUE)`` when an argument
+    given after the config files set it, else `` (in FILE, line N: KEY)`` from the config files given; nothing
+    when neither is found (no place is better than a wrong one)."""
     words = set(re.findall(r"['\"]([\w.\-]+)['\"]", message))
+    value = re.search(r"Given value: (.+)", message)
+    given = _from_command_line(words, args, value.group(1).strip() if value else None)
+    if given is not None:
+        return f"\n  (on the command line: {given})"
     for path in reversed(_config_files(args)):  # the last file given wins, as in the merge
         found = []
         for key, line in _key_lines(path).items():
@@ -185,6 +191,28 @@ def _where(message: str, args: list[str]) -> str:
             _, _, key, line = max(found)  # the deepest key: the most precise place
             return f"\n  (in {path}, line {line}: {key})"
     return ""
+
+
+def _from_command_line(words: set[str], args: list[str], value: Optional[str]) -> Optional[str]:
+    """The command-line argument (``--key=value``) that set a key the message names: one given after every config
+    file (so its value is the one parsed), or one whose value is the ``value`` the message shows; else None."""
+    last_config = max((i for i, arg in enumerate(args) if arg in ("--config", "-c") or arg.startswith("--config=")),
+                      default=-1)
+    for i in range(len(args) - 1, -1, -1):
+        arg = args[i]
+        if not arg.startswith("--") or arg.startswith("--config"):
+            continue
+        name = arg[2:].split("=", 1)[0]
+        parts = name.split(".")
+        # "trainer.max_epochs" named whole, or the option it sets ("learning_rat" of --model.learning_rat), or a
+        # longer key ending with it ("fit.trainer.max_epochs", "model.init_args.learning_rat").
+        if name in words or parts[-1] in words or any(w.endswith("." + name) or w.endswith("." + parts[-1])
+                                                      for w in words):
+            shown = arg if "=" in arg or i + 1 >= len(args) else f"{arg} {args[i + 1]}"
+            own = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else None)
+            if i > last_config or (value is not None and own == value):
+                return shown
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- saving the config

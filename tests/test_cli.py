@@ -308,3 +308,20 @@ def test_subcommand_parser_kwargs_and_a_before_and_after_hook(tmp_path):
 
     Hooked(Model, args=["fit", *small(tmp_path)], parser_kwargs={"fit": {"default_config_files": []}})
     assert calls == [("before", 0), ("after", 3)]
+
+
+@pytest.mark.parametrize("args, place", [
+    (["--config", "{config}", "--trainer.max_epochs=two"], "(on the command line: --trainer.max_epochs=two)"),
+    (["--trainer.max_epochs=two", "--config", "{config}"], "(on the command line: --trainer.max_epochs=two)"),
+    (["--config", "{config}", "--model.hiden=3"], "(on the command line: --model.hiden=3)"),
+])
+def test_a_bad_value_from_the_command_line_is_blamed_on_the_command_line(tmp_path, capsys, args, place):
+    """The config file is valid (max_epochs: 30 on its line 2); the bad value came from the command line, and the
+    error says so instead of pointing at a line of the file."""
+    config = write(tmp_path / "good.yaml", "trainer:\n  max_epochs: 30\nmodel:\n  class_path: tests.cli_models.Model\n"
+                                           "  init_args:\n    hidden: 8\n")
+    with pytest.raises(SystemExit):
+        LightningCLI(args=["fit", *[a.format(config=config) for a in args],
+                           f"--trainer.default_root_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert place in err and f"(in {config}" not in err, err[-2000:]
