@@ -17,7 +17,7 @@ import os
 import re
 import sys
 from collections import defaultdict
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 Series = dict[str, list[tuple[float, float]]]  # metric name -> [(x, value)]
 _STAGES = ("train", "training", "val", "valid", "validation", "test", "predict")
@@ -108,6 +108,21 @@ def family(name: str) -> str:
     return base
 
 
+_EVAL_STAGES = ("val", "valid", "validation", "test")
+
+
+def missing_training_note(names: Iterable[str]) -> str:
+    """A sentence for the figure when the runs hold evaluation curves only (no value logged during training
+    steps), saying why that usually is; empty when training values are there."""
+    for name in names:
+        first = re.split(r"[/_\-]", name, maxsplit=1)[0].lower()
+        if first not in _EVAL_STAGES:
+            return ""
+    return ("No training values were logged: step values reach the logger every Trainer(log_every_n_steps) "
+            "steps (50 by default), so a run with fewer steps has none. Lower log_every_n_steps, or log with "
+            "on_epoch=True.")
+
+
 def plot(paths: Sequence[str], out: Optional[str] = None, x: str = "step") -> str:
     """Draw the runs in ``paths`` into a PNG (default ``metrics.png`` in the single run's folder, else here);
     returns its path."""
@@ -129,6 +144,7 @@ def plot(paths: Sequence[str], out: Optional[str] = None, x: str = "step") -> st
                 families[family(name)].append((label, name, sorted(points)))
     if not families:
         raise ValueError(f"fulmen plot: the runs {runs} hold no metrics to draw")
+    note = missing_training_note(name for members in families.values() for _, name, _ in members)
     names = sorted(families)
     columns = min(3, len(names))
     rows = -(-len(names) // columns)
@@ -145,9 +161,12 @@ def plot(paths: Sequence[str], out: Optional[str] = None, x: str = "step") -> st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    if note:  # said in the figure, under the panels, and in the PNG's description
+        fig.subplots_adjust(bottom=0.1 + 0.12 / rows)
+        fig.text(0.5, 0.01, note, ha="center", va="bottom", fontsize=9, style="italic", wrap=True)
     target = out or (os.path.join(runs[0], "metrics.png") if len(runs) == 1 else "metrics.png")
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
-    fig.savefig(target, dpi=110)
+    fig.savefig(target, dpi=110, metadata={"Description": note} if note else None)
     plt.close(fig)
     return target
 
@@ -164,6 +183,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(err, file=sys.stderr)
         return 2
+    note = missing_training_note(name for run in find_runs(args.log_dirs) for name in read_run(run, args.x))
+    if note:
+        print(f"fulmen plot: {note}", file=sys.stderr)
     print(path)
     return 0
 

@@ -26,7 +26,7 @@ def _fit(logger):
 
 def _command(*args):
     env = dict(os.environ, PYTHONPATH=ROOT, MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.parametrize("kind", ["csv", "tensorboard"])
@@ -65,3 +65,24 @@ def test_families_and_errors(tmp_path):
     assert done.returncode == 2 and "is not a folder" in done.stderr
     done = _command("fulmen.commands", "draw")
     assert done.returncode == 2 and "unknown subcommand 'draw'" in done.stderr
+
+
+def test_a_run_shorter_than_log_every_n_steps_says_why_training_has_no_curve(tmp_path):
+    """Two steps with log_every_n_steps=50: the logger got the validation values only. The figure draws them and
+    says, under the panels (and in the PNG's description), why there is no training curve."""
+    from PIL import Image
+
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2, logger=CSVLogger(tmp_path),
+                        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(LogsLosses())
+    assert "train_loss" not in read_run(trainer.log_dir)
+    done = _command("fulmen.commands", "plot", trainer.log_dir)
+    assert done.returncode == 0, done.stderr
+    assert "log_every_n_steps" in done.stderr
+    description = Image.open(os.path.join(trainer.log_dir, "metrics.png")).text.get("Description", "")
+    assert "No training values were logged" in description and "log_every_n_steps" in description
+
+    full = _fit(CSVLogger(tmp_path / "full"))  # with training values: no note
+    done = _command("fulmen.commands", "plot", full)
+    assert done.returncode == 0 and "log_every_n_steps" not in done.stderr, done.stderr
+    assert "Description" not in Image.open(os.path.join(full, "metrics.png")).text
