@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import pytest
+import yaml
 
 import fulmen as L
 from fulmen.callbacks import ModelCheckpoint
@@ -82,9 +83,22 @@ def test_metrics_params_and_checkpoints_reach_the_server(server, tmp_path):
     assert [m.step for m in history] == list(range(8))
     assert [m.step for m in client.get_metric_history(logger.run_id, "val_loss")] == [3, 7]
     assert run.data.metrics["epoch"] == 1
-    uploaded = {os.path.basename(a.path) for a in client.list_artifacts(logger.run_id, "model/checkpoints")}
+    uploaded = {a.path for a in client.list_artifacts(logger.run_id) if a.is_dir}
     kept = {os.path.splitext(os.path.basename(p))[0] for p in checkpoint.best_k_models}
-    assert uploaded == kept and len(kept) == 2
+    assert uploaded == kept and len(kept) == 2  # Lightning's layout: one folder per checkpoint, named by its stem
+    best = os.path.splitext(os.path.basename(checkpoint.best_model_path))[0]
+    for stem in kept:
+        files = {os.path.basename(a.path) for a in client.list_artifacts(logger.run_id, stem)}
+        assert files == {f"{stem}.ckpt", "metadata.yaml", "aliases.txt"}
+        folder = client.download_artifacts(logger.run_id, stem, str(tmp_path / "down"))
+        metadata = yaml.safe_load(open(os.path.join(folder, "metadata.yaml")))
+        assert metadata["original_filename"] == f"{stem}.ckpt" and isinstance(metadata["score"], float)
+        assert metadata["Checkpoint"]["monitor"] == "val_loss" and metadata["Checkpoint"]["save_top_k"] == 2
+        aliases = open(os.path.join(folder, "aliases.txt")).read()
+        assert aliases == (str(["latest", "best"]) if stem == best else str(["latest"]))
+    # mlflow's context tags, which the UI shows as the run's source and creator
+    assert run.data.tags["mlflow.user"] and run.data.tags["mlflow.source.name"]
+    assert run.data.tags["mlflow.source.type"] == "LOCAL"
     assert logger.name == run.info.experiment_id and logger.version == run.info.run_id
     assert trainer.logger is logger
 

@@ -91,6 +91,9 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
             tags = {str(k): str(v) for k, v in self.tags.items()}
             if self._run_name is not None:
                 tags["mlflow.runName"] = self._run_name
+            # mlflow's own context tags, as Lightning adds them: mlflow.source.name/type, mlflow.user, the git
+            # commit; the UI shows them as the run's source and creator.
+            tags = _context_tags(tags)
             self._run_id = client.create_run(experiment_id=self._experiment_id, tags=tags).info.run_id
         self._client = client
         return client
@@ -165,7 +168,39 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
         self.experiment.set_terminated(self.run_id, _STATUS.get(status, status.upper()))
 
     def _log_checkpoints(self, checkpoint_callback: Any) -> None:
+        """Each new checkpoint file under ``<prefix>/<file stem>/`` (Lightning's layout), beside a ``metadata.yaml``
+        (its score, file name and the ModelCheckpoint's settings) and an ``aliases.txt`` (``['latest']``, or
+        ``['latest', 'best']`` for the best file)."""
+        import tempfile
+
+        import yaml
+
         for item in new_checkpoints(checkpoint_callback, self._logged_checkpoints):
-            stem = os.path.splitext(os.path.basename(item["path"]))[0]
-            folder = "/".join(p for p in (self._checkpoint_path_prefix, "model/checkpoints", stem) if p)
-            self.experiment.log_artifact(self.run_id, item["path"], folder)
+            path = item["path"]
+            stem = os.path.splitext(os.path.basename(path))[0]
+            folder = "/".join(p for p in (self._checkpoint_path_prefix, stem) if p)
+            self.experiment.log_artifact(self.run_id, path, folder)
+            settings = {name: getattr(checkpoint_callback, name) for name in _CHECKPOINT_SETTINGS
+                        if hasattr(checkpoint_callback, name)}
+            metadata = {"score": item["score"], "original_filename": os.path.basename(path), "Checkpoint": settings}
+            aliases = ["latest", "best"] if path == checkpoint_callback.best_model_path else ["latest"]
+            with tempfile.TemporaryDirectory() as tmp:
+                with open(os.path.join(tmp, "metadata.yaml"), "w") as f:
+                    yaml.safe_dump(metadata, f, default_flow_style=False)
+                with open(os.path.join(tmp, "aliases.txt"), "w") as f:
+                    f.write(str(aliases))
+                self.experiment.log_artifacts(self.run_id, tmp, folder)
+
+
+# The ModelCheckpoint settings that metadata.yaml records, under Lightning's attribute names.
+_CHECKPOINT_SETTINGS = ("monitor", "mode", "save_last", "save_top_k", "save_weights_only", "_every_n_train_steps",
+                        "_every_n_val_epochs")
+
+
+def _context_tags(tags: dict[str, str]) -> dict[str, str]:
+    """``tags`` with mlflow's context tags added (the user's win), through mlflow's tag registry."""
+    try:
+        from mlflow.tracking.context.registry import resolve_tags
+    except ImportError:  # an mlflow without the registry: the user's tags only
+        return tags
+    return resolve_tags(tags)
