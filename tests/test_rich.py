@@ -85,3 +85,27 @@ def test_missing_rich_names_the_extra(monkeypatch):
         RichProgressBar()
     with pytest.raises(ModuleNotFoundError, match=r"fulmen\[rich\]"):
         RichModelSummary()
+
+
+def test_output_to_a_file_is_one_whole_line_per_bar(tmp_path):
+    """Rich bars sent to a file (not a terminal): no live frames wrapped at 80 columns, but one whole line per bar
+    when its stage ends, with the counts, the times, the speed and the metrics together."""
+    out = io.StringIO()  # not a terminal
+    bar = RichProgressBar(console_kwargs={"file": out})
+
+    class Logs(BoringModel):
+        def training_step(self, batch, batch_idx):
+            result = super().training_step(batch, batch_idx)
+            self.log("train_loss", result["loss"], prog_bar=True)
+            return result
+
+    trainer = fulmen.Trainer(max_epochs=2, limit_train_batches=10, limit_val_batches=3, logger=False,
+                             enable_checkpointing=False, enable_model_summary=False, callbacks=[bar],
+                             default_root_dir=tmp_path)
+    trainer.fit(Logs())
+    lines = [line.rstrip() for line in out.getvalue().splitlines() if line.strip()]
+    assert [line.split(" ━")[0] for line in lines] == ["Sanity Checking", "Validation", "Epoch 0/1", "Validation",
+                                                       "Epoch 1/1"], lines
+    for line in lines:
+        assert " • " in line and "it/s" in line, line
+    assert "10/10" in lines[2] and "train_loss: " in lines[2]

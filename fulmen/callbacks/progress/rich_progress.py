@@ -72,6 +72,7 @@ class RichProgressBar(ProgressBar):
         self._loader_idx: Optional[int] = None
         self._totals: dict[Any, Union[int, float]] = {}  # task id -> its number of batches
         self._last_metrics = float("-inf")
+        self._lines = False  # printing whole lines instead of live bars (set when the display starts)
 
     @property
     def refresh_rate(self) -> int:
@@ -94,6 +95,12 @@ class RichProgressBar(ProgressBar):
         from rich.text import Text
 
         theme = self.theme
+        console = Console(**self._console_kwargs)
+        # Not a terminal (a log file, a pipe): no live frames, which a file keeps as a wrapped jumble; one whole
+        # line per bar when its stage ends, as TQDMProgressBar's plain lines.
+        self._lines = not console.is_terminal
+        if self._lines and "width" not in self._console_kwargs:
+            console = Console(**{**self._console_kwargs, "width": 400})
 
         class Counts(ProgressColumn):
             def render(self, task: Any) -> Text:
@@ -118,7 +125,7 @@ class RichProgressBar(ProgressBar):
             BarColumn(complete_style=theme.progress_bar, finished_style=theme.progress_bar_finished,
                       pulse_style=theme.progress_bar_pulse),
             Counts(), Times(), Speed(), TextColumn("{task.fields[metrics]}", style=theme.metrics),
-            console=Console(**self._console_kwargs), auto_refresh=True,
+            console=console, auto_refresh=not self._lines, transient=self._lines,
             refresh_per_second=self._refresh_rate)
         self.progress.start()
 
@@ -145,6 +152,14 @@ class RichProgressBar(ProgressBar):
                                       metrics="")
         self._totals[task] = total
         return task
+
+    def _print_line(self, task: Any) -> None:
+        """Without a terminal: bar ``task`` as one line of text (its description, counts, times, speed, metrics)."""
+        if not self._lines or self.progress is None or task is None:
+            return
+        found = [t for t in self.progress.tasks if t.id == task and t.visible]
+        if found:
+            self.progress.console.print(self.progress.make_tasks_table(found))
 
     def _hide(self, task: Any) -> None:
         if self.progress is not None and task is not None:
@@ -197,9 +212,11 @@ class RichProgressBar(ProgressBar):
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         self._show_metrics(trainer, pl_module, force=True)
+        self._print_line(self.train_progress_bar_id)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def on_sanity_check_end(self, trainer: Any, pl_module: Any) -> None:
+        self._print_line(self.val_sanity_progress_bar_id)
         self._hide(self.val_sanity_progress_bar_id)
 
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
@@ -223,6 +240,8 @@ class RichProgressBar(ProgressBar):
         self._advance(task, batch_idx + 1)
 
     def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.sanity_checking:
+            self._print_line(self.val_progress_bar_id)
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._hide(self.val_progress_bar_id)
 
@@ -243,6 +262,9 @@ class RichProgressBar(ProgressBar):
                           dataloader_idx: int = 0) -> None:
         self._advance(self.test_progress_bar_id, batch_idx + 1)
 
+    def on_test_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._print_line(self.test_progress_bar_id)
+
     def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         self._loader_idx = None
 
@@ -255,6 +277,9 @@ class RichProgressBar(ProgressBar):
     def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                              dataloader_idx: int = 0) -> None:
         self._advance(self.predict_progress_bar_id, batch_idx + 1)
+
+    def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        self._print_line(self.predict_progress_bar_id)
 
     # ------------------------------------------------------------------------------------------ the end
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
