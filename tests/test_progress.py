@@ -1,5 +1,9 @@
 """The default progress bar draws the stages and reads logged values on a clock, not on every step."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 import fulmen
@@ -8,6 +12,7 @@ from fulmen.demos.boring_classes import BoringModel
 from fulmen.utilities.exceptions import MisconfigurationException
 
 pytest.importorskip("tqdm")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Logs(BoringModel):
@@ -17,9 +22,27 @@ class Logs(BoringModel):
         return out
 
 
-def test_default_bar_shows_stages_and_metrics(capsys):
-    trainer = fulmen.Trainer(max_epochs=1, limit_train_batches=10, limit_val_batches=3, enable_model_summary=False)
-    assert isinstance(trainer.progress_bar_callback, TQDMProgressBar)
+def test_the_default_bar_and_summary_are_riches_when_rich_is_installed_as_in_lightning():
+    pytest.importorskip("rich")
+    from fulmen.callbacks import RichModelSummary, RichProgressBar
+
+    trainer = fulmen.Trainer(logger=False)
+    assert isinstance(trainer.progress_bar_callback, RichProgressBar)
+    assert [type(cb).__name__ for cb in trainer.callbacks if "Summary" in type(cb).__name__] == ["RichModelSummary"]
+    assert isinstance(next(cb for cb in trainer.callbacks if "Summary" in type(cb).__name__), RichModelSummary)
+    # Without rich: tqdm's bar and the plain table.
+    code = ("import sys; sys.modules['rich'] = None\n"
+            "import fulmen\n"
+            "t = fulmen.Trainer(logger=False)\n"
+            "print(sorted(type(c).__name__ for c in t.callbacks))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    assert out.stdout.strip() == str(sorted(["ModelCheckpoint", "ModelSummary", "TQDMProgressBar"])), out.stderr
+
+
+def test_the_tqdm_bar_shows_stages_and_metrics(capsys):
+    trainer = fulmen.Trainer(max_epochs=1, limit_train_batches=10, limit_val_batches=3, enable_model_summary=False,
+                             callbacks=[TQDMProgressBar()])
     model = Logs()
     trainer.fit(model)
     trainer.test(model, verbose=False)

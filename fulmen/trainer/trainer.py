@@ -166,8 +166,10 @@ class Trainer:
             num_sanity_val_steps: validation batches run before training to catch bugs early; ``-1`` runs all.
             log_every_n_steps: how often step values reach the loggers.
             enable_checkpointing: add a default ``ModelCheckpoint`` (the last epoch's weights) when none is given.
-            enable_progress_bar: a progress bar (TQDM when tqdm is installed).
-            enable_model_summary: print the layer table at the start of fit.
+            enable_progress_bar: a progress bar: ``RichProgressBar`` when rich is installed, else ``TQDMProgressBar``
+                when tqdm is.
+            enable_model_summary: print the layer table at the start of fit (``RichModelSummary`` when rich is
+                installed).
             accumulate_grad_batches: sum the gradients of n batches before each optimizer step.
             gradient_clip_val: clip the gradients before each step (after unscaling under 16-mixed).
             gradient_clip_algorithm: clip the total norm, or each value.
@@ -411,9 +413,12 @@ class Trainer:
         from fulmen.callbacks.model_summary import ModelSummary
         from fulmen.callbacks.progress.progress_bar import ProgressBar
 
+        # As Lightning: with rich installed, the default bar and summary are rich's; else tqdm's bar (an optional
+        # extra too; without it, no default bar) and the plain summary table.
+        rich = _installed("rich")
         bars = [cb for cb in items if isinstance(cb, ProgressBar)]
         if summary is not False and not any(isinstance(cb, ModelSummary) for cb in items):
-            if bars and type(bars[0]).__name__ == "RichProgressBar":  # as in Lightning, a rich bar gets a rich table
+            if rich:
                 from fulmen.callbacks.rich_model_summary import RichModelSummary
 
                 items.insert(0, RichModelSummary())
@@ -429,10 +434,11 @@ class Trainer:
                 f"Trainer(enable_progress_bar=False) but callbacks holds {type(bars[0]).__name__}; remove one of them"
             )
         if not bars and progress is not False:
-            import importlib.util
+            if rich:
+                from fulmen.callbacks.progress.rich_progress import RichProgressBar
 
-            # tqdm is an optional extra; without it there is no default bar.
-            if importlib.util.find_spec("tqdm") is not None:
+                items.append(RichProgressBar())
+            elif _installed("tqdm"):
                 from fulmen.callbacks.progress.tqdm_progress import TQDMProgressBar
 
                 items.append(TQDMProgressBar())
@@ -1247,6 +1253,15 @@ class Trainer:
     @property
     def distributed_sampler_kwargs(self) -> Optional[dict[str, int]]:
         return None
+
+
+def _installed(package: str) -> bool:
+    """Whether ``package`` can be imported (without importing it); one set to None in sys.modules is not."""
+    if package in sys.modules:
+        return sys.modules[package] is not None
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
 
 
 def _slurm_job_id() -> Optional[int]:
