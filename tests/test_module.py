@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fulmen
-from fulmen.callbacks import Callback
+from fulmen.callbacks import Callback, ModelSummary
 from fulmen.demos.boring_classes import BoringModel, RandomDataset
 
 
@@ -111,7 +111,8 @@ def test_model_summary_is_logged(caplog):
         logger = logging.getLogger("fulmen")
         logger.propagate = True
         try:
-            fulmen.Trainer(max_steps=1, limit_val_batches=0).fit(BoringModel())
+            # The plain table is logged (the default with rich installed is RichModelSummary, drawn by rich).
+            fulmen.Trainer(max_steps=1, limit_val_batches=0, callbacks=[ModelSummary()]).fit(BoringModel())
         finally:
             logger.propagate = False
     text = caplog.text
