@@ -45,16 +45,13 @@ def tqdm_screenshot() -> None:
 def rich_screenshot() -> None:
     import fulmen as L
     from fulmen.callbacks import Callback, RichProgressBar
-    from fulmen.demos.boring_classes import BoringModel
 
-    class Model(BoringModel):
-        def training_step(self, batch, batch_idx):
-            out = super().training_step(batch, batch_idx)
-            self.log("train_loss", out["loss"], prog_bar=True)
-            return out
+    from tests.test_terminal import PROGRAM
 
-        def validation_step(self, batch, batch_idx):
-            self.log("val_loss", 1.0 / (self.current_epoch + 1), prog_bar=True)
+    # The terminal picture's model (PROGRAM's class, up to where it starts the fit), so both show the same run.
+    namespace: dict = {}
+    exec(PROGRAM.split("L.seed_everything")[0], namespace)
+    Model = namespace["Model"]
 
     class Snapshot(Callback):
         """The bars as they stand when training ends, printed once into a recording console."""
