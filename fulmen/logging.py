@@ -9,13 +9,13 @@ second at most), or user code reading ``trainer.callback_metrics``.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
 
 from fulmen.core.hooks import LOG_OPTIONS, TRAINING_STEP_HOOKS
+from fulmen.utilities.metric_state import is_metric, submodule
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -36,12 +36,6 @@ def parse_reduce_fx(reduce_fx: Union[str, Callable[..., Any]]) -> str:
             "or torch.mean / torch.sum / torch.max / torch.min"
         )
     return name
-
-
-def is_metric(value: Any) -> bool:
-    """Whether ``value`` is a torchmetrics Metric, without importing torchmetrics (if it is not loaded, it is not)."""
-    tm = sys.modules.get("torchmetrics")
-    return tm is not None and isinstance(value, tm.Metric)
 
 
 class LogMeta(NamedTuple):
@@ -204,7 +198,7 @@ class MetricStore:
             meta = LogMeta(**item["meta"])
             metric = None
             if item.get("metric"):
-                metric = _submodule(module, meta.metric_attribute)
+                metric = submodule(module, meta.metric_attribute)
                 if not is_metric(metric):
                     continue
             entry = Entry(meta, metric)
@@ -268,7 +262,7 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
             f"self.log({name!r}) was called outside the Trainer's hooks; log from training_step, validation_step, "
             "test_step or a hook the Trainer calls"
         )
-    if store is None or fx not in LOG_OPTIONS:
+    if store is None:
         raise MisconfigurationException(cannot_log(fx))
     dl_idx = store.dataloader_idx
     # Without the dataloader suffix, every loader logs into one entry (and may not, as its loader differs below).
@@ -360,6 +354,8 @@ def _validate(module: Any, fx: str, name: str, value: Any, prog_bar: bool, logge
               on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, sync_dist: bool,
               sync_dist_group: Any, add_dataloader_idx: bool, dataloader_idx: Optional[int],
               metric_attribute: Optional[str], rank_zero_only: bool, metric: Any) -> LogMeta:
+    if fx not in LOG_OPTIONS:
+        raise MisconfigurationException(cannot_log(fx))
     options = LOG_OPTIONS[fx]
     assert options is not None
     if not isinstance(name, str):
@@ -395,42 +391,6 @@ def _validate(module: Any, fx: str, name: str, value: Any, prog_bar: bool, logge
     return LogMeta(fx, name, bool(prog_bar), True if logger is None else bool(logger), bool(on_step), bool(on_epoch),
                    reduce, bool(sync_dist), sync_dist_group, bool(add_dataloader_idx), dataloader_idx,
                    metric_attribute, bool(rank_zero_only))
-
-
-def _submodule(module: Any, name: str) -> Any:
-    try:
-        return module.get_submodule(name) if module is not None else None
-    except AttributeError:
-        return None
-
-
-def metric_states(module: Any) -> dict[str, dict[str, Any]]:
-    """The accumulated state of every torchmetrics Metric in ``module`` (by attribute path), as tensors and
-    numbers: what ``Metric.state_dict`` leaves out by default, and what its ``compute`` reads."""
-    if sys.modules.get("torchmetrics") is None or module is None:
-        return {}
-    out: dict[str, dict[str, Any]] = {}
-    for name, metric in module.named_modules():
-        if name and is_metric(metric):
-            state = {key: [t.detach().clone() for t in value] if isinstance(value, list) else value.detach().clone()
-                     for key, value in metric.metric_state.items()}
-            out[name] = {"state": state, "update_count": int(metric._update_count)}
-    return out
-
-
-def load_metric_states(module: Any, saved: dict[str, dict[str, Any]]) -> None:
-    """Put back what ``metric_states`` saved, on each Metric's device; Metrics the module no longer has are
-    skipped."""
-    for name, item in saved.items():
-        metric = _submodule(module, name)
-        if not is_metric(metric):
-            continue
-        device = metric.device
-        for key, value in item["state"].items():
-            if key in metric._defaults:
-                setattr(metric, key, [t.to(device) for t in value] if isinstance(value, list) else value.to(device))
-        metric._update_count = int(item["update_count"])
-        metric._computed = None  # the cached value of compute() belonged to the state before
 
 
 def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:

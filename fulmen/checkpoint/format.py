@@ -21,9 +21,9 @@ import torch
 
 from fulmen.checkpoint.plain import check_loadable, plain_numbers, to_plain
 from fulmen.core.hooks import overrides, set_hook_name
-from fulmen.logging import load_metric_states
 from fulmen.utilities.compile import keys_for, plain_keys
 from fulmen.utilities.exceptions import MisconfigurationException
+from fulmen.utilities.metric_state import load_metric_states
 from fulmen.utilities.rank_zero import rank_zero_warn
 
 # The Lightning release whose checkpoint layout fulmen writes. Lightning reads this key to decide which of its

@@ -28,9 +28,9 @@ from typing import Any, Optional, Union
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from fulmen.logging import metric_states
 from fulmen.loops.fetchers import with_sampler
 from fulmen.trainer.states import RunningStage, TrainerFn
+from fulmen.utilities.metric_state import metric_states
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import capture_rng, restore_rng
 

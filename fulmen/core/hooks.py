@@ -56,14 +56,14 @@ _STEP = LogOptions((False, True), (False, True), True, False)
 _EVAL_STEP = LogOptions((False, True), (False, True), False, True)
 _EPOCH_ONLY = LogOptions((False,), (True,), False, True)
 
-# Hooks absent from this table (or mapped to None) may not log: predict, setup/teardown, configure_*, the
-# *_dataloader and batch-transfer hooks, checkpoint hooks, lr_scheduler_step, the *_end of fit/train/eval stages.
 # The hooks of one training step (where a logged value is a step value of training, such as the loss).
 TRAINING_STEP_HOOKS = frozenset(
     ("training_step", "on_train_batch_start", "on_train_batch_end", "on_before_backward", "backward",
      "on_after_backward", "on_before_optimizer_step", "optimizer_step", "configure_gradient_clipping",
      "clip_gradients", "on_before_zero_grad", "optimizer_zero_grad"))
 
+# Hooks absent from this table (or mapped to None) may not log: predict, setup/teardown, configure_*, the
+# *_dataloader and batch-transfer hooks, checkpoint hooks, lr_scheduler_step, the *_end of fit/train/eval stages.
 LOG_OPTIONS: dict[str, Optional[LogOptions]] = {
     **dict.fromkeys(TRAINING_STEP_HOOKS, _STEP),
     **dict.fromkeys(

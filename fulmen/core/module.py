@@ -416,13 +416,9 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
     def print(self, *args: Any, **kwargs: Any) -> None:
         """``print`` on global rank zero only; while a progress bar is drawn, through the bar (above it), so that
         the bar's line stays whole."""
-        if self.global_rank != 0:
-            return
-        trainer = self._trainer
-        bar = trainer.progress_bar_callback if trainer is not None else None
-        if bar is not None and bar.is_enabled:
-            bar.print(*args, **kwargs)
-        else:
+        if self._trainer is not None:
+            self._trainer.print(*args, **kwargs)
+        elif self.global_rank == 0:
             print(*args, **kwargs)
 
     def freeze(self) -> None:

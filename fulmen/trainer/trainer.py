@@ -45,6 +45,7 @@ from fulmen.core.optimizer import (LightningOptimizer, LRSchedulerConfig, needs_
 from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
 from fulmen.utilities.exceptions import MisconfigurationException, SIGTERMException, TunerExit
+from fulmen.utilities.imports import module_available
 from fulmen.utilities.argparse import _defaults_from_env_vars
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only, rank_zero_warn
 
@@ -415,7 +416,7 @@ class Trainer:
 
         # As Lightning: with rich installed, the default bar and summary are rich's; else tqdm's bar (an optional
         # extra too; without it, no default bar) and the plain summary table.
-        rich = _installed("rich")
+        rich = module_available("rich")
         bars = [cb for cb in items if isinstance(cb, ProgressBar)]
         if summary is not False and not any(isinstance(cb, ModelSummary) for cb in items):
             if rich:
@@ -438,7 +439,7 @@ class Trainer:
                 from fulmen.callbacks.progress.rich_progress import RichProgressBar
 
                 items.append(RichProgressBar())
-            elif _installed("tqdm"):
+            elif module_available("tqdm"):
                 from fulmen.callbacks.progress.tqdm_progress import TQDMProgressBar
 
                 items.append(TQDMProgressBar())
@@ -1253,15 +1254,6 @@ class Trainer:
     @property
     def distributed_sampler_kwargs(self) -> Optional[dict[str, int]]:
         return None
-
-
-def _installed(package: str) -> bool:
-    """Whether ``package`` can be imported (without importing it); one set to None in sys.modules is not."""
-    if package in sys.modules:
-        return sys.modules[package] is not None
-    import importlib.util
-
-    return importlib.util.find_spec(package) is not None
 
 
 def _slurm_job_id() -> Optional[int]:
