@@ -34,6 +34,7 @@ import fulmen
 from fulmen.callbacks.callback import Callback
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
+from fulmen.core.saving import instantiate_module
 from fulmen.trainer.trainer import Trainer
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.hparams import given_hyperparameters
@@ -635,16 +636,3 @@ def _set_nested(data: dict[str, Any], dotted: str, value: Any) -> None:
     for key in parents:
         data = data.setdefault(key, {})
     data[last] = value
-
-
-def instantiate_module(class_type: type, config: dict[str, Any]) -> Any:
-    """Build ``class_type`` (or the subclass in ``config["_class_path"]``) from the flat config that the CLI saved
-    as its hyperparameters; ``load_from_checkpoint`` calls this for checkpoints written under the CLI."""
-    parser = ArgumentParser(exit_on_error=False)
-    if "_class_path" in config:
-        parser.add_subclass_arguments(class_type, "module", fail_untyped=False)
-        config = {"class_path": config["_class_path"],
-                  "dict_kwargs": {k: v for k, v in config.items() if k != "_class_path"}}
-    else:
-        parser.add_class_arguments(class_type, "module", fail_untyped=False)
-    return parser.instantiate(parser.parse_object({"module": config})).module

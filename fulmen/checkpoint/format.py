@@ -14,17 +14,16 @@ is checked after the ``on_save_checkpoint`` hooks, before anything is written.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
-import torch
 
+from fulmen.callbacks.callback import Callback
 from fulmen.checkpoint.plain import check_loadable, plain_numbers, to_plain
+from fulmen.checkpoint.resume import plan_from_checkpoint, position_of, resume_record, take_own_record
 from fulmen.core.hooks import overrides, set_hook_name
-from fulmen.utilities.compile import keys_for, plain_keys
+from fulmen.core.saving import load_module_state, plain_keys
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.metric_state import load_metric_states
-from fulmen.utilities.rank_zero import rank_zero_warn
 
 # The Lightning release whose checkpoint layout fulmen writes. Lightning reads this key to decide which of its
 # legacy upgrades to apply to a file; with a 2.x version it applies none, which is right for this layout.
@@ -111,8 +110,6 @@ def hparams_entries(obj: Any, name_key: str, params_key: str) -> dict[str, Any]:
 
 def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
     """The checkpoint of the Trainer's current state (see the module docstring for the layout)."""
-    from fulmen.checkpoint.resume import position_of, resume_record
-
     module = trainer.lightning_module
     datamodule = trainer.datamodule
     position = position_of(trainer)
@@ -153,7 +150,7 @@ def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
     if not weights_only:
         checkpoint[FULMEN_KEY] = plain_numbers(resume_record(trainer, position))
         for cb in trainer.callbacks:
-            if overrides(cb, _callback_base(), "on_save_checkpoint"):
+            if overrides(cb, Callback, "on_save_checkpoint"):
                 cb.on_save_checkpoint(trainer, module, checkpoint)
     if datamodule is not None and hasattr(datamodule, "on_save_checkpoint"):
         datamodule.on_save_checkpoint(checkpoint)
@@ -163,41 +160,6 @@ def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
     set_hook_name(module, previous)
     check_loadable(checkpoint)  # what the hooks added too: refused here, before any file is touched
     return checkpoint
-
-
-def _callback_base() -> type:
-    from fulmen.callbacks.callback import Callback
-
-    return Callback
-
-
-def load_module_state(module: torch.nn.Module, checkpoint: dict[str, Any], strict: bool, source: str,
-                      strategy: Any = None) -> None:
-    """Load ``state_dict`` into ``module`` (through ``strategy``, which may hold it sharded); on a mismatch, list the
-    missing and unexpected keys."""
-    if "state_dict" not in checkpoint:
-        raise KeyError(f"{source} has no 'state_dict' entry (keys: {sorted(checkpoint)}); it is not a model "
-                       "checkpoint written by fulmen or Lightning")
-    # Saved without the "_orig_mod." of compiled submodules (as fulmen saves) or with it (as Lightning does): either
-    # loads into a module that is compiled the same way or not.
-    state = keys_for(module, checkpoint["state_dict"])
-    if strategy is None:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    else:
-        missing, unexpected = strategy.load_module_state_dict(module, state, strict=False)
-    if strict and (missing or unexpected):
-        raise RuntimeError(
-            f"The weights in {source} do not fit {type(module).__name__}: missing keys {list(missing)}, unexpected "
-            f"keys {list(unexpected)}. Check that the model is built the same way, or pass strict=False to load "
-            "the keys that match"
-        )
-    if missing or unexpected:
-        rank_zero_warn(f"Loaded {source} with strict=False: missing keys {list(missing)}, unexpected keys "
-                       f"{list(unexpected)}")
-
-
-def source_name(path: Any) -> str:
-    return repr(os.fspath(path))
 
 
 # ---------------------------------------------------------------------------------------------- loading into a run
@@ -217,9 +179,8 @@ def restore_modules(trainer: Any, checkpoint: dict[str, Any], source: str) -> No
             datamodule.load_state_dict(checkpoint[key])
         if hasattr(datamodule, "on_load_checkpoint"):
             datamodule.on_load_checkpoint(checkpoint)
-    base = _callback_base()
     for cb in trainer.callbacks:
-        if overrides(cb, base, "on_load_checkpoint"):
+        if overrides(cb, Callback, "on_load_checkpoint"):
             cb.on_load_checkpoint(trainer, module, checkpoint)
     states = checkpoint.get("callbacks") or {}
     for cb in trainer.callbacks:
@@ -232,8 +193,6 @@ def restore_modules(trainer: Any, checkpoint: dict[str, Any], source: str) -> No
 
 def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> None:
     """Precision state, optimizers, schedulers, and the loop position (see ``checkpoint/resume.py``)."""
-    from fulmen.checkpoint.resume import plan_from_checkpoint, take_own_record
-
     if isinstance(checkpoint.get(FULMEN_KEY), dict):
         take_own_record(checkpoint[FULMEN_KEY], trainer.global_rank, trainer.world_size)
 

@@ -27,17 +27,37 @@ with several processes agrees the same way (``EvalAgreement``), and once more at
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
-from typing import Any
+from typing import Any, Optional
 
-from fulmen.checkpoint.select import next_hpc_path, slurm_managed
+from fulmen.checkpoint import io
 from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.exceptions import SIGTERMException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 PREEMPTED_NAME = "preempted.ckpt"
+_HPC = re.compile(r"hpc_ckpt_(\d+)\.ckpt$")
+
+
+def slurm_managed() -> bool:
+    """Whether SLURM started this process as a batch job step (not an interactive shell)."""
+    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+def hpc_checkpoint(folder: str) -> Optional[str]:
+    """The newest ``hpc_ckpt_<N>.ckpt`` in ``folder`` (highest N), as SLURM requeue saves them."""
+    found = [(int(m.group(1)), p) for p in io.listdir(folder) if (m := _HPC.search(os.path.basename(p)))]
+    return max(found)[1] if found else None
+
+
+def next_hpc_path(folder: str) -> str:
+    """``folder/hpc_ckpt_<N+1>.ckpt`` after the newest one there (``hpc_ckpt_1.ckpt`` for the first)."""
+    newest = hpc_checkpoint(folder)
+    number = int(_HPC.search(os.path.basename(newest)).group(1)) if newest else 0  # type: ignore[union-attr]
+    return os.path.join(folder, f"hpc_ckpt_{number + 1}.ckpt")
 
 
 def watched_signals() -> list[signal.Signals]:
@@ -192,7 +212,7 @@ def _inside_engine_window(trainer: Any) -> bool:
     waits for the window's end (at most ``accumulate_grad_batches - 1`` more batches)."""
     state = trainer.state
     accumulate = trainer.accumulate_grad_batches
-    return (getattr(trainer.strategy, "holds_window_gradients", False) and state.fn == TrainerFn.FITTING
+    return (trainer.strategy.holds_window_gradients and state.fn == TrainerFn.FITTING
             and state.in_epoch and accumulate > 1 and not state.is_last_batch
             and (state.batch_idx + 1) % accumulate != 0)
 

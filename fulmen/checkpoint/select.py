@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any, Optional
 
+from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.checkpoint import io
+from fulmen.checkpoint.preemption import PREEMPTED_NAME, hpc_checkpoint, preempted_folder, slurm_managed
 from fulmen.utilities.rank_zero import rank_zero_warn
-
-_HPC = re.compile(r"hpc_ckpt_(\d+)\.ckpt$")
-
-
-def slurm_managed() -> bool:
-    """Whether SLURM started this process as a batch job step (not an interactive shell)."""
-    return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
-
-
-def hpc_checkpoint(folder: str) -> Optional[str]:
-    """The newest ``hpc_ckpt_<N>.ckpt`` in ``folder`` (highest N), as SLURM requeue saves them."""
-    found = [(int(m.group(1)), p) for p in io.listdir(folder) if (m := _HPC.search(os.path.basename(p)))]
-    return max(found)[1] if found else None
-
-
-def next_hpc_path(folder: str) -> str:
-    """``folder/hpc_ckpt_<N+1>.ckpt`` after the newest one there (``hpc_ckpt_1.ckpt`` for the first)."""
-    newest = hpc_checkpoint(folder)
-    number = int(_HPC.search(os.path.basename(newest)).group(1)) if newest else 0  # type: ignore[union-attr]
-    return os.path.join(folder, f"hpc_ckpt_{number + 1}.ckpt")
 
 
 def _exception_checkpoints(trainer: Any) -> list[Any]:
-    from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
-
     return [cb for cb in trainer.callbacks if isinstance(cb, OnExceptionCheckpoint)]
 
 
@@ -101,8 +80,6 @@ def _load_last(trainer: Any, fn: str, on_exception: list[Any],
                weights_only: Optional[bool]) -> tuple[Optional[str], Optional[dict[str, Any]]]:
     """The newest complete checkpoint of the checkpoint callbacks (and of a preemption); one that fails to load is
     skipped."""
-    from fulmen.checkpoint.preemption import PREEMPTED_NAME, preempted_folder
-
     candidates: set[str] = {os.path.join(preempted_folder(trainer), PREEMPTED_NAME)}
     hpc = hpc_checkpoint(trainer.default_root_dir)
     if hpc is not None:

@@ -291,13 +291,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
                 "manual_backward is for manual optimization; set `self.automatic_optimization = False` in "
                 "__init__, or return the loss from training_step and let the Trainer call backward"
             )
-        engine_backward = getattr(self.trainer.strategy, "manual_backward", None)
-        if engine_backward is not None:  # DeepSpeed: its engine runs backward
-            engine_backward(self.trainer, loss)
-            return
-        from fulmen.loops.optimization.automatic import run_backward
-
-        run_backward(self.trainer, loss, *args, **kwargs)
+        self.trainer.strategy.manual_backward(self.trainer, loss, *args, **kwargs)
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Compute gradients; override to customise (the loss is already scaled under mixed precision)."""
@@ -346,7 +340,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         Unset arguments fall back to the Trainer's ``gradient_clip_val`` / ``gradient_clip_algorithm``.
         """
         trainer = self.trainer
-        if getattr(trainer.strategy, "engine", None) is not None:
+        if trainer.strategy.clips_gradients_itself:
             raise MisconfigurationException(
                 "clip_gradients under DeepSpeedStrategy: the engine holds the gradients (partitioned) and clips them "
                 "in its step; set DeepSpeedStrategy(config={..., 'gradient_clipping': 1.0}) instead")

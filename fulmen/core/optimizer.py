@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch.optim import Optimizer
 
+from fulmen.core.step import before_optimizer_step
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.types import LRSchedulerConfig
@@ -221,8 +222,6 @@ class LightningOptimizer:
         trainer = self._trainer
         if trainer is None:
             return optimizer.step(closure=closure, **kwargs) if closure else optimizer.step(**kwargs)
-        from fulmen.loops.optimization.automatic import before_optimizer_step
-
         if getattr(closure, "runs_pre_step_hooks", False):
             full = closure
         else:
@@ -232,7 +231,7 @@ class LightningOptimizer:
                 return result
 
         precision = trainer.precision_plugin
-        engine_step = getattr(trainer.strategy, "manual_optimizer_step", None)
+        engine_step = trainer.strategy.manual_optimizer_step
         if engine_step is not None:  # DeepSpeed: its engine steps the optimizer it wraps
             out = engine_step(full)
         # Without a grad scaler, step directly: one frame less between the user's step and the closure.

@@ -49,7 +49,6 @@ def build_from_checkpoint(cls: type, path: Any, map_location: Any, hparams_file:
     import inspect
 
     from fulmen.checkpoint import io
-    from fulmen.checkpoint.format import load_module_state, source_name
 
     if not isinstance(cls, type):
         raise TypeError("load_from_checkpoint is a class method: call MyModule.load_from_checkpoint(path), not "
@@ -119,9 +118,27 @@ def _instantiator(cls: type, name: Any, hparams: dict[str, Any], trusted: bool =
                     f"{str(path).rpartition('.')[0] or path!r} before loading, or, if you trust the file, pass "
                     "weights_only=False to load_from_checkpoint"
                 )
-    from fulmen.cli import instantiate_module
-
     return instantiate_module
+
+
+def instantiate_module(class_type: type, config: dict[str, Any]) -> Any:
+    """Build ``class_type`` (or the subclass in ``config["_class_path"]``) from the flat config that the CLI saved
+    as its hyperparameters; ``load_from_checkpoint`` calls this for checkpoints written under the CLI (its public
+    name is ``fulmen.cli.instantiate_module``, as in Lightning)."""
+    try:
+        from jsonargparse import ArgumentParser
+    except ImportError as err:
+        raise ModuleNotFoundError("This checkpoint was written under LightningCLI; rebuilding its module needs "
+                                  "jsonargparse: pip install 'fulmen[cli]'") from err
+
+    parser = ArgumentParser(exit_on_error=False)
+    if "_class_path" in config:
+        parser.add_subclass_arguments(class_type, "module", fail_untyped=False)
+        config = {"class_path": config["_class_path"],
+                  "dict_kwargs": {k: v for k, v in config.items() if k != "_class_path"}}
+    else:
+        parser.add_class_arguments(class_type, "module", fail_untyped=False)
+    return parser.instantiate(parser.parse_object({"module": config})).module
 
 
 def _imported_class(path: Any) -> Any:
@@ -310,3 +327,49 @@ def update_hparams(hparams: dict[str, Any], updates: Mapping[str, Any]) -> None:
             update_hparams(hparams[key], value)
         else:
             hparams[key] = value
+
+
+def load_module_state(module: torch.nn.Module, checkpoint: dict[str, Any], strict: bool, source: str,
+                      strategy: Any = None) -> None:
+    """Load ``state_dict`` into ``module`` (through ``strategy``, which may hold it sharded); on a mismatch, list the
+    missing and unexpected keys."""
+    if "state_dict" not in checkpoint:
+        raise KeyError(f"{source} has no 'state_dict' entry (keys: {sorted(checkpoint)}); it is not a model "
+                       "checkpoint written by fulmen or Lightning")
+    # Saved without the "_orig_mod." of compiled submodules (as fulmen saves) or with it (as Lightning does): either
+    # loads into a module that is compiled the same way or not.
+    state = keys_for(module, checkpoint["state_dict"])
+    if strategy is None:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    else:
+        missing, unexpected = strategy.load_module_state_dict(module, state, strict=False)
+    if strict and (missing or unexpected):
+        raise RuntimeError(
+            f"The weights in {source} do not fit {type(module).__name__}: missing keys {list(missing)}, unexpected "
+            f"keys {list(unexpected)}. Check that the model is built the same way, or pass strict=False to load "
+            "the keys that match"
+        )
+    if missing or unexpected:
+        rank_zero_warn(f"Loaded {source} with strict=False: missing keys {list(missing)}, unexpected keys "
+                       f"{list(unexpected)}")
+
+
+def source_name(path: Any) -> str:
+    return repr(os.fspath(path))
+
+
+def plain_keys(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` with the ``_orig_mod.`` of compiled submodules taken out of the keys."""
+    if not any("_orig_mod." in k for k in state):
+        return state
+    return {_plain(k): v for k, v in state.items()}
+
+
+def keys_for(module: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (plain keys or not) under the keys ``module`` has, where they differ by ``_orig_mod.`` alone."""
+    actual = {_plain(k): k for k in module.state_dict()}
+    return {actual.get(_plain(k), _plain(k)): v for k, v in state.items()}
+
+
+def _plain(key: str) -> str:
+    return key.replace("._orig_mod.", ".").removeprefix("_orig_mod.")

@@ -13,15 +13,19 @@ import logging
 import os
 import pickle
 from datetime import timedelta
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+import torch
 from torch import nn
 
 from fulmen.checkpoint.io import ENGINE_FOLDER, ENGINE_STATE
-from fulmen.core.hooks import set_hook_name
+from fulmen.core.step import NO_CONTEXT, begin_training_step, training_step_loss
 from fulmen.strategies.ddp import StepRunner
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 # Lightning's registry: name -> arguments of DeepSpeedStrategy.
 DEFAULTS: dict[str, Any] = dict(
@@ -144,15 +148,11 @@ def engine_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step:
     (which divides the loss by the accumulation count) and its step, which updates the weights only at the end of
     an accumulation window (``step``; the engine is told so, rather than counting batches itself, so that the
     windows are the Trainer's, short last window of an epoch included)."""
-    from fulmen.loops.optimization.automatic import training_step_loss
-
     engine = trainer.strategy.engine
     hooks = trainer._hooks
     optimizer = trainer.optimizers[0]
-    module = trainer.lightning_module
     engine.set_gradient_accumulation_boundary(step)
-    set_hook_name(module, "training_step")
-    with trainer.precision_plugin.forward_context():
+    with begin_training_step(trainer) or NO_CONTEXT:
         output = trainer._training_step(batch, batch_idx)
     loss, outputs = training_step_loss(output, 1, trainer._wants_outputs)
     if loss is None:
@@ -160,9 +160,7 @@ def engine_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step:
                                         "counts every batch of an accumulation window (returning None skips one)")
     if zero_grad:
         hooks.on_before_zero_grad(optimizer)  # (the engine clears the gradients itself after each update)
-    hooks.on_before_backward(loss)
-    engine.backward(loss)
-    hooks.on_after_backward()
+    trainer.strategy.manual_backward(trainer, loss)
     if step:
         hooks.on_before_optimizer_step(optimizer)
     engine.step()
@@ -219,6 +217,12 @@ class DeepSpeedStrategy(ParallelStrategy):
         self.logging_level = logging_level
         self.engine: Any = None
         self._runner: Any = None
+        self.manual_optimizer_step = self._engine_optimizer_step
+
+    @property
+    def clips_gradients_itself(self) -> bool:  # type: ignore[override]
+        """Once the engine runs, it holds the (partitioned) gradients and clips them in its step."""
+        return self.engine is not None
 
     @property
     def zero_stage(self) -> int:
@@ -275,7 +279,7 @@ class DeepSpeedStrategy(ParallelStrategy):
         return self._through_engine(step)
 
     # ------------------------------------------------------------------------------------------ manual optimization
-    def manual_backward(self, trainer: Any, loss: Any) -> None:
+    def manual_backward(self, trainer: "Trainer", loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """``self.manual_backward(loss)``: the backward hooks around the engine's backward, which reduces (ZeRO-2, 3:
         partitions) the gradients."""
         hooks = trainer._hooks
@@ -283,7 +287,7 @@ class DeepSpeedStrategy(ParallelStrategy):
         self.engine.backward(loss)
         hooks.on_after_backward()
 
-    def manual_optimizer_step(self, closure: Callable[[], Any]) -> Any:
+    def _engine_optimizer_step(self, closure: Callable[[], Any]) -> Any:
         """``optimizer.step(closure)`` under manual optimization: the closure (with the pre-step hooks), then the
         engine's step, which updates the weights (and clips them by the configuration's ``gradient_clipping``) and
         clears the gradients."""

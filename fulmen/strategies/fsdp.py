@@ -15,7 +15,7 @@ from fulmen.strategies.ddp import StepRunner
 from fulmen.plugins.environments import ClusterEnvironment
 from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.parallel import ParallelStrategy
-from fulmen.strategies.single_device import load_optimizer_state
+from fulmen.strategies.strategy import load_optimizer_state
 from fulmen.utilities.exceptions import MisconfigurationException
 
 SHARDING = {"FULL_SHARD": True, "SHARD_GRAD_OP": False}  # -> fully_shard(reshard_after_forward=...)

@@ -17,7 +17,6 @@ from torch import nn
 from fulmen.plugins.environments import ClusterEnvironment, LightningEnvironment, detect
 from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.launchers.subprocess_script import SubprocessLauncher
-from fulmen.strategies.single_device import load_optimizer_state
 from fulmen.strategies.strategy import Strategy
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_only
@@ -109,19 +108,6 @@ class ParallelStrategy(Strategy):
                        f"{self.world_size}")
         dist.init_process_group(backend, init_method=f"tcp://{env.main_address}:{env.main_port}",
                                 world_size=self.world_size, rank=self.global_rank, timeout=self.timeout)
-
-    def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
-        """The weights to save: the LightningModule's own (every rank holds the same)."""
-        return module.state_dict()
-
-    def optimizer_state(self, module: nn.Module, optimizer: Any) -> dict[str, Any]:
-        return optimizer.state_dict()
-
-    def load_module_state_dict(self, module: nn.Module, state: dict[str, Any], strict: bool) -> Any:
-        return module.load_state_dict(state, strict=strict)
-
-    def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
-        load_optimizer_state(module, optimizer, state)
 
     def save_folder(self, filepath: Any, meta: dict[str, Any], write: Callable[[str], None]) -> None:
         """Write a checkpoint folder atomically: every rank calls ``write(folder)`` on a new folder, rank 0 adds

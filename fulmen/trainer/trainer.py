@@ -40,6 +40,7 @@ from fulmen.loops.optimization.closure import closure_step
 from fulmen.loops.optimization.manual import manual_step
 from fulmen.loops.prediction_loop import _PredictionLoop, run_predict
 from fulmen.core.module import LightningModule
+from fulmen.core.saving import source_name
 from fulmen.core.optimizer import (LightningOptimizer, LRSchedulerConfig, needs_closure, parse_optimizers,
                                    warn_foreign_parameters)
 from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
@@ -210,8 +211,7 @@ class Trainer:
         if given.checkpoint_io is not None:
             self.strategy.checkpoint_io = given.checkpoint_io
         self.precision_plugin = resolve.precision(precision, accel_name, given.precision)
-        if hasattr(self.strategy, "check_precision"):
-            self.strategy.check_precision(self.precision_plugin.precision)
+        self.strategy.check_precision(self.precision_plugin.precision)
 
         # ---- loop limits
         self.fast_dev_run = resolve.fast_dev_run(fast_dev_run)
@@ -633,7 +633,7 @@ class Trainer:
             self.precision_plugin.convert_module(model)
             model.zero_grad()  # before a checkpoint can bring back the gradients of an accumulation window
             self.ckpt_path, checkpoint = select_checkpoint(self, fn.value, ckpt_path, model_provided, weights_only)
-            source = ckpt_format.source_name(self.ckpt_path) if self.ckpt_path else ""
+            source = source_name(self.ckpt_path) if self.ckpt_path else ""
             if checkpoint is not None:
                 ckpt_format.restore_modules(self, checkpoint, source)
             if fn == TrainerFn.FITTING:
@@ -703,7 +703,7 @@ class Trainer:
     @property
     def _spawns(self) -> bool:
         """Whether runs start their processes with torch.multiprocessing (ddp_spawn, ddp_fork, ddp_notebook)."""
-        return isinstance(getattr(self.strategy, "launcher", None), SpawnLauncher)
+        return isinstance(self.strategy.launcher, SpawnLauncher)
 
     def _spawn(self, fn: TrainerFn, model: Any, *args: Any) -> Any:
         """Run in new processes (this one only waits), then take rank 0's results into this Trainer and model,
@@ -739,7 +739,7 @@ class Trainer:
         """After a failure here: end the processes this one started, and say which of them died first, if one did
         (its death is then the likely cause of this failure, a collective whose peer went away). ``graceful``: they
         are stopping too (a preemption), so give them a minute to save and exit."""
-        launcher = getattr(self.strategy, "launcher", None)
+        launcher = self.strategy.launcher
         if launcher is None or not launcher.procs:
             return None
         if graceful:
@@ -947,7 +947,7 @@ class Trainer:
             self._lightning_optimizers.append(lopt)
         if not automatic:
             self._step_fn = manual_step
-        elif getattr(self.strategy, "automatic_step", None) is not None:  # an engine's own (DeepSpeed)
+        elif self.strategy.automatic_step is not None:  # an engine's own (DeepSpeed)
             self._step_fn = self.strategy.automatic_step
         elif overrides(model, LightningModule, "optimizer_step") or needs_closure(self.optimizers[0]):
             self._step_fn = closure_step

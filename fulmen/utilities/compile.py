@@ -1,5 +1,5 @@
-"""torch.compile and LightningModules: a compiled module given to the Trainer, ``Trainer(compile=...)``, and
-state-dict keys without the ``_orig_mod.`` that compiled submodules add."""
+"""torch.compile and LightningModules: a compiled module given to the Trainer, and ``Trainer(compile=...)``. (State-dict
+keys without the ``_orig_mod.`` that compiled submodules add are ``core/saving.py``'s ``plain_keys``.)"""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from typing import Any, Optional
 
 import torch
+
+from fulmen.core.module import LightningModule
 
 _STEPS = ("forward", "training_step", "validation_step", "test_step", "predict_step")
 
@@ -22,8 +24,6 @@ def from_compiled(model: Any) -> Any:
     """The LightningModule inside ``torch.compile(module)``, with its forward and step methods compiled the same
     way (as Lightning's ``from_compiled``): the Trainer runs the module itself, so its hooks, ``self.log`` and its
     state dict stay as they are."""
-    from fulmen.core.module import LightningModule
-
     module = model._orig_mod
     if not isinstance(module, LightningModule):
         raise TypeError(f"The Trainer got torch.compile({type(module).__name__}); compile a fulmen LightningModule, "
@@ -59,20 +59,3 @@ def to_uncompiled(model: Any) -> Any:
             model.__dict__.pop(name, None)  # the class's method shows again
         object.__setattr__(model, "_compiler_ctx", None)
     return model
-
-
-def plain_keys(state: dict[str, Any]) -> dict[str, Any]:
-    """``state`` with the ``_orig_mod.`` of compiled submodules taken out of the keys."""
-    if not any("_orig_mod." in k for k in state):
-        return state
-    return {_plain(k): v for k, v in state.items()}
-
-
-def keys_for(module: torch.nn.Module, state: dict[str, Any]) -> dict[str, Any]:
-    """``state`` (plain keys or not) under the keys ``module`` has, where they differ by ``_orig_mod.`` alone."""
-    actual = {_plain(k): k for k in module.state_dict()}
-    return {actual.get(_plain(k), _plain(k)): v for k, v in state.items()}
-
-
-def _plain(key: str) -> str:
-    return key.replace("._orig_mod.", ".").removeprefix("_orig_mod.")

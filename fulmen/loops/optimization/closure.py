@@ -8,8 +8,8 @@ from typing import Any, Optional
 from torch import Tensor
 
 from fulmen.core.hooks import set_hook_name
-from fulmen.loops.optimization.automatic import (before_optimizer_step, finite_or_none, run_backward,
-                                                 training_step_loss, zero_gradients)
+from fulmen.core.step import (NO_CONTEXT, before_optimizer_step, begin_training_step, finite_or_none,
+                                    run_backward, training_step_loss, zero_gradients)
 
 
 def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
@@ -21,8 +21,7 @@ def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step
     # The closure repeats the first half of automatic_step on purpose: a helper shared by both would put one more
     # frame between Trainer.fit and training_step on each path (the budgets are 4 and 6).
     def closure() -> Optional[Tensor]:
-        with trainer.precision_plugin.forward_context():
-            set_hook_name(module, "training_step")
+        with begin_training_step(trainer) or NO_CONTEXT:
             output = trainer._training_step(batch, batch_idx)
         loss, result[0] = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
         if trainer.skip_nonfinite and loss is not None:

@@ -6,15 +6,13 @@ from typing import Any
 
 from torch import Tensor
 
-from fulmen.core.hooks import set_hook_name
+from fulmen.core.step import NO_CONTEXT, begin_training_step
 from fulmen.utilities.exceptions import MisconfigurationException
 
 
 def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
     """Manual optimization: ``training_step`` steps its optimizers itself (through ``self.optimizers()``)."""
-    module = trainer.lightning_module
-    with trainer.precision_plugin.forward_context():
-        set_hook_name(module, "training_step")
+    with begin_training_step(trainer) or NO_CONTEXT:
         output = trainer._training_step(batch, batch_idx)
     if output is None:
         return {}
