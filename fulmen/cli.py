@@ -29,6 +29,7 @@ try:
 except ImportError as _err:  # pragma: no cover - the message is the point
     raise ModuleNotFoundError(
         "fulmen.cli needs jsonargparse with its signatures extra: pip install 'fulmen[cli]'") from _err
+from typing_extensions import override
 
 import fulmen
 from fulmen.callbacks.callback import Callback
@@ -128,6 +129,7 @@ class LightningArgumentParser(ArgumentParser):
         else:
             self.add_class_arguments(classes, nested_key, sub_configs=True, **kwargs)
 
+    @override
     def error(self, message: str, ex: Optional[Exception] = None) -> Any:
         """Report a parsing error, naming the config file and line of the key at fault where one is found."""
         args = _parsing.get()
@@ -232,7 +234,8 @@ class SaveConfigCallback(Callback):
         self.overwrite, self.multifile, self.save_to_log_dir = overwrite, multifile, save_to_log_dir
         self.already_saved = False
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         if self.already_saved:
             return
         if self.save_to_log_dir:
@@ -254,7 +257,7 @@ class SaveConfigCallback(Callback):
             self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)
 
-    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    def save_config(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         """Override to save the config somewhere else as well (runs on global rank 0 only, so no collectives);
         ``self.parser.dump(self.config, skip_none=False)`` gives it as YAML text."""
 

@@ -9,7 +9,7 @@ second at most), or user code reading ``trainer.callback_metrics``.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor
@@ -18,6 +18,9 @@ from fulmen.core.hooks import LOG_OPTIONS, TRAINING_STEP_HOOKS
 from fulmen.utilities.metric_state import is_metric, submodule
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 _REDUCE_NAMES = {"mean": "mean", "avg": "mean", "sum": "sum", "max": "max", "min": "min"}
 _REDUCE_FNS: dict[Any, str] = {torch.mean: "mean", torch.sum: "sum", torch.max: "max", torch.min: "min", sum: "sum",
@@ -405,7 +408,7 @@ class MetricViews:
     that values survive the store's reset and nothing is computed in the step unless someone asks.
     """
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         self.trainer = trainer
         self.callback: dict[str, Tensor] = {}
         self.logged: dict[str, Tensor] = {}

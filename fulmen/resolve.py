@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 
 import torch
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Literal, NamedTuple, Optional, Union, overload
 
 from fulmen.accelerators import devices as hardware
 from fulmen.accelerators import registry
@@ -25,6 +25,10 @@ PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-t
 _LEGACY_PRECISION = {64: "64-true", "64": "64-true", 32: "32-true", "32": "32-true", 16: "16-mixed",
                      "16": "16-mixed", "bf16": "bf16-mixed"}
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+@overload
+def check_int(name: str, value: Any, minimum: int, allow_none: Literal[False] = False) -> int: ...
+@overload
+def check_int(name: str, value: Any, minimum: int, allow_none: bool) -> Optional[int]: ...
 def check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> Optional[int]:
     """An int >= ``minimum`` (bools are refused: ``max_epochs=True`` is a mistake, not 1)."""
     if value is None and allow_none:

@@ -58,7 +58,7 @@ def test_the_plain_step_and_the_step_with_hooks_train_alike(accumulate):
                                accumulate_grad_batches=accumulate, callbacks=[_ClipsFromEpochOne(), *extra])
         trainer.fit(model)
         weights.append([p.detach().clone() for p in model.parameters()])
-        plain.append(trainer._plain_step)
+        plain.append(trainer.state.plain_step)
     assert plain == [True, False]
     for a, b in zip(*weights):
         torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class Accelerator:
@@ -16,7 +19,7 @@ class Accelerator:
     def setup_device(self, device: torch.device) -> None:
         """Prepare ``device`` before the module is moved there."""
 
-    def setup(self, trainer: Any) -> None:
+    def setup(self, trainer: "Trainer") -> None:
         """Called once a run has its module and strategy."""
 
     def teardown(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Union
 
 import torch
+from typing_extensions import override
 
 from fulmen.accelerators.accelerator import Accelerator
 
@@ -14,15 +15,18 @@ class CPUAccelerator(Accelerator):
 
     name = "cpu"
 
+    @override
     def get_device_stats(self, device: Union[str, torch.device]) -> dict[str, Any]:
         return get_cpu_stats()
 
     @staticmethod
+    @override
     def get_parallel_devices(devices: Any) -> list[torch.device]:
         count = devices if isinstance(devices, int) else len(devices)
         return [torch.device("cpu")] * count
 
     @staticmethod
+    @override
     def is_available() -> bool:
         return True
 

@@ -8,6 +8,7 @@ import subprocess
 from typing import Any, Union
 
 import torch
+from typing_extensions import override
 
 from fulmen.accelerators import devices
 from fulmen.accelerators.accelerator import Accelerator
@@ -20,24 +21,29 @@ class CUDAAccelerator(Accelerator):
 
     name = "cuda"
 
+    @override
     def setup_device(self, device: torch.device) -> None:
         if device.type != "cuda":
             raise MisconfigurationException(f"CUDAAccelerator got device {device}, which is not a CUDA device")
         _tensor_core_hint(device)
         torch.cuda.set_device(device)
 
+    @override
     def teardown(self) -> None:
         torch.cuda.empty_cache()  # give the cached blocks back, so a later run in this process starts clean
 
+    @override
     def get_device_stats(self, device: Union[str, torch.device]) -> dict[str, Any]:
         # The caching allocator's counters: read on the host, no device sync.
         return dict(torch.cuda.memory_stats(device))
 
     @staticmethod
+    @override
     def auto_device_count() -> int:
         return devices.cuda_count()
 
     @staticmethod
+    @override
     def is_available() -> bool:
         return devices.cuda_count() > 0
 

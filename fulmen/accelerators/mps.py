@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Union
 
 import torch
+from typing_extensions import override
 
 from fulmen.accelerators import devices
 from fulmen.accelerators.accelerator import Accelerator
@@ -15,11 +16,13 @@ class MPSAccelerator(Accelerator):
 
     name = "mps"
 
+    @override
     def get_device_stats(self, device: Union[str, torch.device]) -> dict[str, Any]:
         return {"mps.current_allocated_bytes": float(torch.mps.current_allocated_memory()),
                 "mps.driver_allocated_bytes": float(torch.mps.driver_allocated_memory())}
 
     @staticmethod
+    @override
     def is_available() -> bool:
         return devices.mps_available()
 

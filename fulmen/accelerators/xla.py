@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Union
 
 import torch
+from typing_extensions import override
 
 from fulmen.accelerators import devices
 from fulmen.accelerators.accelerator import Accelerator
@@ -15,6 +16,7 @@ class XLAAccelerator(Accelerator):
 
     name = "xla"
 
+    @override
     def get_device_stats(self, device: Union[str, torch.device]) -> dict[str, Any]:
         import torch_xla.core.xla_model as xm
 
@@ -25,9 +27,11 @@ class XLAAccelerator(Accelerator):
         return {f"xla.{key}": float(value) for key, value in info.items()}
 
     @staticmethod
+    @override
     def auto_device_count() -> int:
         return devices.xla_count()
 
     @staticmethod
+    @override
     def is_available() -> bool:
         return devices.xla_count() > 0

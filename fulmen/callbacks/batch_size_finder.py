@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.exceptions import MisconfigurationException, TunerExit
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class BatchSizeFinder(Callback):
@@ -41,7 +45,8 @@ class BatchSizeFinder(Callback):
         self._exit_after = False  # set by the Tuner: its run ends after the search
         self.optimal_batch_size: Optional[int] = init_val
 
-    def setup(self, trainer: Any, pl_module: Any, stage: Optional[str] = None) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: Optional[str] = None) -> None:
         from fulmen.utilities.parsing import lightning_hasattr
 
         if trainer.world_size > 1:
@@ -64,7 +69,7 @@ class BatchSizeFinder(Callback):
             rank_zero_warn(f"{type(pl_module).__name__} has both self.{self._batch_arg_name} and "
                            f"self.hparams.{self._batch_arg_name}; the search starts from the attribute and sets both")
 
-    def scale_batch_size(self, trainer: Any, pl_module: Any) -> None:
+    def scale_batch_size(self, trainer: "Trainer", pl_module: Any) -> None:
         """Run the search now, for the Trainer method running."""
         from fulmen.loops.data import eval_data
         from fulmen.tuner.batch_size_scaling import find_batch_size
@@ -87,15 +92,19 @@ class BatchSizeFinder(Callback):
         if self._exit_after:
             raise TunerExit()
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self.scale_batch_size(trainer, pl_module)
 
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING and not trainer.sanity_checking:
             self.scale_batch_size(trainer, pl_module)
 
-    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self.scale_batch_size(trainer, pl_module)
 
-    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_predict_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self.scale_batch_size(trainer, pl_module)

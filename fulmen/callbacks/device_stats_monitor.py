@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+from typing_extensions import override
 
 from fulmen.accelerators.cpu import get_cpu_stats as cpu_stats
 from fulmen.accelerators.registry import device_stats
 from fulmen.callbacks.callback import Callback
+from fulmen.loops.rules import should_log_step
 from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class DeviceStatsMonitor(Callback):
@@ -29,7 +34,8 @@ class DeviceStatsMonitor(Callback):
         self._cpu_stats = cpu_stats
         self._eval_batches = 0  # batches of the running evaluation: which of them log
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
         if not trainer.loggers:
@@ -38,47 +44,55 @@ class DeviceStatsMonitor(Callback):
         if self._cpu_stats or (self._cpu_stats is None and trainer.strategy.root_device.type == "cpu"):
             cpu_stats()  # psutil missing: say so now, not at the first logged batch
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if trainer._should_log_step():
+    @override
+    def on_train_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if should_log_step(trainer):
             self._log(trainer, "on_train_batch_start")
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if trainer._should_log_step():
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if should_log_step(trainer):
             self._log(trainer, "on_train_batch_end")
 
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._eval_batches = 0
 
-    def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+    @override
+    def on_validation_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int,
                                   dataloader_idx: int = 0) -> None:
         self._eval_batches += 1
         if self._eval_step_logs(trainer):
             self._log(trainer, "on_validation_batch_start")
 
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_validation_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
         if self._eval_step_logs(trainer):
             self._log(trainer, "on_validation_batch_end")
 
-    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._eval_batches = 0
 
-    def on_test_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+    @override
+    def on_test_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int,
                             dataloader_idx: int = 0) -> None:
         self._eval_batches += 1
         if self._eval_step_logs(trainer):
             self._log(trainer, "on_test_batch_start")
 
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_test_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
         if self._eval_step_logs(trainer):
             self._log(trainer, "on_test_batch_end")
 
-    def _eval_step_logs(self, trainer: Any) -> bool:
+    def _eval_step_logs(self, trainer: "Trainer") -> bool:
         every = trainer.log_every_n_steps
         return bool(every) and (self._eval_batches % every == 0 or trainer.should_stop)
 
-    def _log(self, trainer: Any, hook: str) -> None:
+    def _log(self, trainer: "Trainer", hook: str) -> None:
         device = trainer.strategy.root_device
         if self._cpu_stats is False and device.type == "cpu":
             return

@@ -10,14 +10,18 @@ from __future__ import annotations
 import logging
 import math
 from enum import Enum
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 log = logging.getLogger("fulmen")
 
@@ -101,6 +105,7 @@ class EarlyStopping(Callback):
         self.stopping_reason_message: Optional[str] = None
 
     @property
+    @override
     def state_key(self) -> str:
         return self._generate_state_key(monitor=self.monitor, mode=self.mode)
 
@@ -110,19 +115,23 @@ class EarlyStopping(Callback):
         return self.mode_dict[self.mode]
 
     # ------------------------------------------------------------------------------------------ hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         if self._check_on_train_epoch_end_arg is None:
             self._check_on_train_epoch_end = (trainer.val_check_interval == 1.0
                                               and trainer.check_val_every_n_epoch == 1)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._check_on_train_epoch_end and not self._skip(trainer):
             self._run_early_stopping_check(trainer)
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if not self._check_on_train_epoch_end and not self._skip(trainer):
             self._run_early_stopping_check(trainer)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {
             "wait_count": self.wait_count, "stopped_epoch": self.stopped_epoch, "best_score": self.best_score,
@@ -130,6 +139,7 @@ class EarlyStopping(Callback):
             "stopping_reason_message": self.stopping_reason_message,
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.wait_count = state_dict["wait_count"]
         self.stopped_epoch = state_dict["stopped_epoch"]
@@ -141,10 +151,10 @@ class EarlyStopping(Callback):
 
     # ------------------------------------------------------------------------------------------ the check
     @staticmethod
-    def _skip(trainer: Any) -> bool:
+    def _skip(trainer: "Trainer") -> bool:
         return trainer.state.fn != "fit" or trainer.sanity_checking or bool(trainer.fast_dev_run)
 
-    def _run_early_stopping_check(self, trainer: Any) -> None:
+    def _run_early_stopping_check(self, trainer: "Trainer") -> None:
         metrics = trainer.callback_metrics
         value = metrics.get(self.monitor)
         if value is None:
@@ -200,7 +210,7 @@ class EarlyStopping(Callback):
                           f"(patience={self.patience}, best {self.best_score.item():.3f}); stopping the fit")
         return False, None
 
-    def _log_info(self, trainer: Any, message: str) -> None:
+    def _log_info(self, trainer: "Trainer", message: str) -> None:
         rank = trainer.global_rank if trainer.world_size > 1 else None
         if rank is None:
             log.info(message)

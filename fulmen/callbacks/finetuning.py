@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim import Optimizer
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 log = logging.getLogger("fulmen")
 Modules = Union[nn.Module, Iterable[Union[nn.Module, Iterable[Any]]]]
@@ -119,11 +123,13 @@ class BaseFinetuning(Callback):
             optimizer.add_param_group({"params": params, "lr": group_lr})
 
     # ------------------------------------------------------------------------------------------ hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         self._module = pl_module
         self.freeze_before_training(pl_module)
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._restarting:
             # Rebuild the groups the saved optimizer state was written for (it is loaded right after this hook).
             named = dict(pl_module.named_parameters())
@@ -143,18 +149,21 @@ class BaseFinetuning(Callback):
                     named[name].requires_grad = True
             self._restarting = False
 
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: "Trainer", pl_module: Any) -> None:
         for index, optimizer in enumerate(trainer.optimizers):
             before = len(optimizer.param_groups)
             self.finetune_function(pl_module, trainer.current_epoch, optimizer)
             self._record(pl_module, index, before, optimizer.param_groups)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"internal_optimizer_metadata": self._internal_optimizer_metadata}
         if self._module is not None:
             state["frozen_parameters"] = [n for n, p in self._module.named_parameters() if not p.requires_grad]
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restarting = True
         self._internal_optimizer_metadata = state_dict.get("internal_optimizer_metadata", state_dict)
@@ -203,13 +212,16 @@ class BackboneFinetuning(BaseFinetuning):
         self.rounding = rounding
         self.previous_backbone_lr: Optional[float] = None
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "previous_backbone_lr": self.previous_backbone_lr}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.previous_backbone_lr = state_dict["previous_backbone_lr"]
         super().load_state_dict(state_dict)
 
+    @override
     def freeze_before_training(self, pl_module: Any) -> None:
         # Checked here, in setup, so the run stops before any training with a message rather than an AttributeError.
         if not isinstance(getattr(pl_module, "backbone", None), nn.Module):
@@ -218,6 +230,7 @@ class BackboneFinetuning(BaseFinetuning):
                 "unfreeze later; add it, or subclass BaseFinetuning for another layout")
         self.freeze(pl_module.backbone)
 
+    @override
     def finetune_function(self, pl_module: Any, epoch: int, optimizer: Optimizer) -> None:
         current = optimizer.param_groups[0]["lr"]
         if epoch == self.unfreeze_backbone_at_epoch:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.core.hooks import overrides
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class GradientAccumulationScheduler(Callback):
@@ -37,7 +41,8 @@ class GradientAccumulationScheduler(Callback):
         """The factor for ``epoch``: that of the last scheduled epoch at or before it."""
         return self.scheduling[max(e for e in self.epochs if e <= epoch)]
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_start(self, trainer: "Trainer", pl_module: Any) -> None:
         from fulmen.core.module import LightningModule
 
         if not pl_module.automatic_optimization:
@@ -53,5 +58,6 @@ class GradientAccumulationScheduler(Callback):
                 f"Trainer(accumulate_grad_batches={trainer.accumulate_grad_batches}) and a "
                 "GradientAccumulationScheduler both set the accumulation; remove one of them")
 
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: "Trainer", pl_module: Any) -> None:
         trainer.accumulate_grad_batches = self.get_accumulate_grad_batches(trainer.current_epoch)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import TunerExit
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class LearningRateFinder(Callback):
@@ -39,7 +43,7 @@ class LearningRateFinder(Callback):
         self._exit_after = False  # set by the Tuner: its run ends after the test
         self.optimal_lr: Any = None
 
-    def lr_find(self, trainer: Any, pl_module: Any) -> None:
+    def lr_find(self, trainer: "Trainer", pl_module: Any) -> None:
         """Run the range test now (training must be set up: call it from on_fit_start or a later hook)."""
         from fulmen.tuner.lr_finder import find_lr, lr_attr_name
         from fulmen.utilities.parsing import lightning_setattr
@@ -61,5 +65,6 @@ class LearningRateFinder(Callback):
         if self._exit_after:
             raise TunerExit()
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self.lr_find(trainer, pl_module)

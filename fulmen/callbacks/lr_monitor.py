@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
+from fulmen.loops.rules import should_log_step
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class LearningRateMonitor(Callback):
@@ -42,7 +47,8 @@ class LearningRateMonitor(Callback):
         self.last_momentum_values: dict[str, Optional[float]] = {}
         self.last_weight_decay_values: dict[str, Optional[float]] = {}
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if not trainer.loggers:
             raise MisconfigurationException(
                 "LearningRateMonitor needs a logger to write to, and this Trainer has logger=False; pass a logger or "
@@ -57,16 +63,18 @@ class LearningRateMonitor(Callback):
         self.last_momentum_values = {f"{name}-momentum": None for name in names}
         self.last_weight_decay_values = {f"{name}-weight_decay": None for name in names}
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
-        if self.logging_interval != "epoch" and trainer._should_log_step():
+    @override
+    def on_train_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self.logging_interval != "epoch" and should_log_step(trainer):
             self._log(trainer, "step" if self.logging_interval is None else "any")
 
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if self.logging_interval != "step":
             self._log(trainer, "epoch" if self.logging_interval is None else "any")
 
     # ------------------------------------------------------------------------------------------ internals
-    def _sources(self, trainer: Any) -> list[tuple[Any, list[str], Optional[str]]]:
+    def _sources(self, trainer: "Trainer") -> list[tuple[Any, list[str], Optional[str]]]:
         """(optimizer, a name per parameter group, the scheduler's interval or None) for the schedulers' optimizers
         first, then the optimizers without a scheduler."""
         out: list[tuple[Any, list[str], Optional[str]]] = []
@@ -99,7 +107,7 @@ class LearningRateMonitor(Callback):
                 out.append((optimizer, named(optimizer, f"lr-{type(optimizer).__name__}", True), None))
         return out
 
-    def _log(self, trainer: Any, interval: str) -> None:
+    def _log(self, trainer: "Trainer", interval: str) -> None:
         stats: dict[str, float] = {}
         for optimizer, names, scheduler_interval in self._sources(trainer):
             if scheduler_interval is not None and interval not in (scheduler_interval, "any"):

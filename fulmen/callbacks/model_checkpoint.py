@@ -14,15 +14,19 @@ import os
 import re
 import time
 from datetime import timedelta
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from fulmen.callbacks.checkpoint import Checkpoint
 from fulmen.checkpoint import io
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 _GROUP = re.compile(r"\{([^{}:]+)(:[^{}]*)?\}")
 
@@ -158,6 +162,7 @@ class ModelCheckpoint(Checkpoint):
         self._defer_save_until_validation = False
 
     @property
+    @override
     def state_key(self) -> str:
         return self._generate_state_key(
             monitor=self.monitor, mode=self.mode, every_n_train_steps=self._every_n_train_steps,
@@ -168,7 +173,8 @@ class ModelCheckpoint(Checkpoint):
         return self._every_n_epochs
 
     # ------------------------------------------------------------------------------------------ hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         self.dirpath = trainer.strategy.broadcast(self.resolve_dirpath(trainer))  # rank 0's log version decides
         if self.save_last == "link" and io.is_url(self.dirpath):
             raise ValueError(f"ModelCheckpoint(save_last='link') needs a local folder, got dirpath={self.dirpath!r}; "
@@ -178,10 +184,12 @@ class ModelCheckpoint(Checkpoint):
         if stage == "fit" and trainer.is_global_zero and self.save_top_k != 0 and io.listdir(self.dirpath):
             rank_zero_warn(f"Checkpoint directory {self.dirpath} exists and is not empty.")
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._last_time_checked = time.monotonic()
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Save every ``every_n_train_steps`` steps or ``train_time_interval``."""
         due_step = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
         due_time = False
@@ -203,12 +211,14 @@ class ModelCheckpoint(Checkpoint):
         self._save_topk(trainer, candidates)
         self._save_last(trainer, candidates)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._skip(trainer) or not self._saves_on_train_epoch_end(trainer):
             return
         self._save_at_epoch_boundary(trainer)
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._skip(trainer) or self._saves_on_train_epoch_end(trainer):
             return
         if self._defer_save_until_validation:
@@ -219,7 +229,8 @@ class ModelCheckpoint(Checkpoint):
             return
         self._save_at_epoch_boundary(trainer)
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+    @override
+    def on_exception(self, trainer: "Trainer", pl_module: Any, exception: BaseException) -> None:
         if (not self.save_on_exception or trainer.fast_dev_run or trainer.sanity_checking
                 or self._last_global_step_saved == trainer.global_step):
             return
@@ -229,10 +240,12 @@ class ModelCheckpoint(Checkpoint):
         self._save_last(trainer, candidates)
         rank_zero_info(f"{type(exception).__name__} ({exception}) ended the run; saved checkpoint {filepath}")
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self.save_last and not self._last_checkpoint_saved and not trainer.fast_dev_run:
             self._save_last(trainer, self._monitor_candidates(trainer))
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor, "best_model_score": self.best_model_score,
@@ -241,6 +254,7 @@ class ModelCheckpoint(Checkpoint):
             "kth_value": self.kth_value, "last_model_path": self.last_model_path,
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         saved_dir = state_dict.get("dirpath", self.dirpath)
         if saved_dir == self.dirpath:
@@ -256,27 +270,27 @@ class ModelCheckpoint(Checkpoint):
         self.best_model_path = state_dict["best_model_path"]
 
     # ------------------------------------------------------------------------------------------ decisions
-    def _skip(self, trainer: Any) -> bool:
+    def _skip(self, trainer: "Trainer") -> bool:
         return (bool(trainer.fast_dev_run) or trainer.state.fn != "fit" or trainer.sanity_checking
                 or self._last_global_step_saved == trainer.global_step)
 
-    def _saves_on_train_epoch_end(self, trainer: Any) -> bool:
+    def _saves_on_train_epoch_end(self, trainer: "Trainer") -> bool:
         if self._save_on_train_epoch_end is not None:
             return self._save_on_train_epoch_end
-        if trainer._val_time_interval is not None or trainer.check_val_every_n_epoch != 1:
+        if trainer.state.val_time_interval is not None or trainer.check_val_every_n_epoch != 1:
             return False
-        if sum(trainer.num_val_batches) == 0 or not trainer._val_enabled:
+        if sum(trainer.num_val_batches) == 0 or not trainer.state.val_enabled:
             return True  # no validation: the epoch end is the only boundary
         return trainer.val_check_interval == 1.0
 
-    def _validation_follows(self, trainer: Any) -> bool:
+    def _validation_follows(self, trainer: "Trainer") -> bool:
         """Whether validation runs right after this (last) batch, so the monitored value is about to change."""
-        if self._saves_on_train_epoch_end(trainer) or not trainer.is_last_batch or not trainer._val_enabled:
+        if self._saves_on_train_epoch_end(trainer) or not trainer.is_last_batch or not trainer.state.val_enabled:
             return False
         n = trainer.check_val_every_n_epoch
         return sum(trainer.num_val_batches) > 0 and (n is None or (trainer.current_epoch + 1) % n == 0)
 
-    def _save_at_epoch_boundary(self, trainer: Any) -> None:
+    def _save_at_epoch_boundary(self, trainer: "Trainer") -> None:
         candidates = self._monitor_candidates(trainer)
         if self._every_n_epochs >= 1 and (trainer.current_epoch + 1) % self._every_n_epochs == 0:
             self._save_topk(trainer, candidates)
@@ -284,7 +298,7 @@ class ModelCheckpoint(Checkpoint):
                 self.save_last == "link" and self._last_checkpoint_saved):
             self._save_last(trainer, candidates)
 
-    def _monitor_candidates(self, trainer: Any) -> dict[str, Tensor]:
+    def _monitor_candidates(self, trainer: "Trainer") -> dict[str, Tensor]:
         candidates = {k: v.detach().clone() if isinstance(v, Tensor) else v
                       for k, v in trainer.callback_metrics.items()}
         epoch, step = candidates.get("epoch"), candidates.get("step")
@@ -292,19 +306,19 @@ class ModelCheckpoint(Checkpoint):
         candidates["step"] = step.int() if isinstance(step, Tensor) else torch.tensor(trainer.global_step)
         return candidates
 
-    def _missing(self, trainer: Any, name: str, candidates: dict[str, Tensor], what: str) -> None:
+    def _missing(self, trainer: "Trainer", name: str, candidates: dict[str, Tensor], what: str) -> None:
         """A metric the configuration names is not in ``candidates``: an error once validation has run (or when
         there is none, so it can never come); before that, Lightning's behaviour (warn, or format it as 0)."""
         logged = sorted(k for k in candidates if k not in ("epoch", "step"))
         message = (f"ModelCheckpoint({what}) names {name!r}, which was not logged; logged metrics: {logged}. "
                    f"Log it with self.log({name!r}, value), or change {what.split('=')[0]}")
-        if trainer.state.val_runs > 0 or not trainer._val_enabled:
+        if trainer.state.val_runs > 0 or not trainer.state.val_enabled:
             raise MisconfigurationException(message)
         rank_zero_warn(message)
 
     # ------------------------------------------------------------------------------------------ saving
     @_unchanged_if_it_fails
-    def _save_topk(self, trainer: Any, candidates: dict[str, Tensor]) -> None:
+    def _save_topk(self, trainer: "Trainer", candidates: dict[str, Tensor]) -> None:
         if self.save_top_k == 0:
             return
         if self.monitor is None:
@@ -331,7 +345,7 @@ class ModelCheckpoint(Checkpoint):
         better = current < kth if self.mode == "min" else current > kth
         return bool(better)
 
-    def _update_best_and_save(self, current: Tensor, trainer: Any, candidates: dict[str, Tensor]) -> None:
+    def _update_best_and_save(self, current: Tensor, trainer: "Trainer", candidates: dict[str, Tensor]) -> None:
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
         dropped = None
         if len(self.best_k_models) == k:
@@ -359,7 +373,7 @@ class ModelCheckpoint(Checkpoint):
             trainer.strategy.remove_checkpoint(dropped)
 
     @_unchanged_if_it_fails
-    def _save_last(self, trainer: Any, candidates: dict[str, Tensor]) -> None:
+    def _save_last(self, trainer: "Trainer", candidates: dict[str, Tensor]) -> None:
         if not self.save_last:
             return
         filepath = self.format_checkpoint_name(candidates, self.CHECKPOINT_NAME_LAST)
@@ -377,7 +391,7 @@ class ModelCheckpoint(Checkpoint):
         if previous and self._may_remove(trainer, previous, filepath):
             trainer.strategy.remove_checkpoint(previous)
 
-    def _save(self, trainer: Any, filepath: str) -> None:
+    def _save(self, trainer: "Trainer", filepath: str) -> None:
         trainer.save_checkpoint(filepath, self.save_weights_only)
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
@@ -386,7 +400,7 @@ class ModelCheckpoint(Checkpoint):
                 logger.after_save_checkpoint(self)
 
     @staticmethod
-    def _link(trainer: Any, target: str, linkpath: str) -> None:
+    def _link(trainer: "Trainer", target: str, linkpath: str) -> None:
         """Point ``linkpath`` at ``target`` with a relative symlink, replaced atomically, once ``target`` is written
         (a background writer may still be at it: a link must never point at a file that is not there)."""
         trainer.strategy.checkpoint_io.wait()
@@ -398,7 +412,7 @@ class ModelCheckpoint(Checkpoint):
             os.replace(tmp, linkpath)
         trainer.strategy.barrier()
 
-    def _may_remove(self, trainer: Any, previous: str, current: str) -> bool:
+    def _may_remove(self, trainer: "Trainer", previous: str, current: str) -> bool:
         """Delete ``previous`` only if it is another file, inside this callback's folder, and not the checkpoint
         the run resumed from."""
         if previous == current or not trainer.is_global_zero:  # one process deletes, the one that writes
@@ -412,7 +426,7 @@ class ModelCheckpoint(Checkpoint):
         return os.path.abspath(previous).startswith(folder + os.sep)
 
     # ------------------------------------------------------------------------------------------ names
-    def _free_name(self, candidates: dict[str, Tensor], trainer: Any, replacing: Optional[str] = None) -> str:
+    def _free_name(self, candidates: dict[str, Tensor], trainer: "Trainer", replacing: Optional[str] = None) -> str:
         filepath = self.format_checkpoint_name(candidates, trainer=trainer)
         if self._enable_version_counter:
             version = self.STARTING_VERSION
@@ -423,7 +437,7 @@ class ModelCheckpoint(Checkpoint):
 
     def format_checkpoint_name(self, metrics: dict[str, Any], filename: Optional[str] = None,
                                ver: Optional[int] = None, prefix: Optional[str] = None,
-                               trainer: Any = None) -> str:
+                               trainer: Optional["Trainer"] = None) -> str:
         """The path for a checkpoint with ``metrics``: the template filled in (``{epoch}`` -> ``epoch=3``), the
         ``-v<ver>`` suffix, ``.ckpt``, inside ``dirpath``."""
         template = filename or self.filename or "{epoch}" + self.CHECKPOINT_JOIN_CHAR + "{step}"
@@ -449,7 +463,7 @@ class ModelCheckpoint(Checkpoint):
         return f"{self.dirpath.rstrip('/')}/{name}" if self.dirpath and io.is_url(self.dirpath) else (
             os.path.join(self.dirpath, name) if self.dirpath else name)
 
-    def resolve_dirpath(self, trainer: Any) -> str:
+    def resolve_dirpath(self, trainer: "Trainer") -> str:
         """``dirpath`` if given, else the first logger's version folder + ``checkpoints``, else
         ``default_root_dir/checkpoints``."""
         if self._dirpath_given and self.dirpath is not None:
@@ -462,7 +476,7 @@ class ModelCheckpoint(Checkpoint):
             return os.path.join(save_dir, str(logger.name), version, "checkpoints")
         return os.path.join(trainer.default_root_dir, "checkpoints")
 
-    def last_checkpoints(self, trainer: Any) -> list[str]:
+    def last_checkpoints(self, trainer: "Trainer") -> list[str]:
         """Every complete checkpoint in this callback's folder (for ``ckpt_path="last"``)."""
         folder = self.resolve_dirpath(trainer)
         return [p for p in io.listdir(folder)

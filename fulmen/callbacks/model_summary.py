@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.model_summary.model_summary import ModelSummary as Summary
 from fulmen.utilities.model_summary.model_summary import summarize
 from fulmen.utilities.rank_zero import rank_zero_info
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 __all__ = ["ModelSummary", "summarize"]
 
@@ -20,7 +24,8 @@ class ModelSummary(Callback):
         self._max_depth = max_depth
         self._summarize_kwargs = summarize_kwargs
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._max_depth == 0 or not trainer.is_global_zero:
             return
         rank_zero_info("\n" + str(Summary(pl_module, self._max_depth)))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+from typing_extensions import override
 
 from fulmen.callbacks.checkpoint import Checkpoint
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class OnExceptionCheckpoint(Checkpoint):
@@ -25,6 +29,7 @@ class OnExceptionCheckpoint(Checkpoint):
         """Where the checkpoint goes."""
         return os.path.join(self.dirpath, self.filename + self.FILE_EXTENSION)
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+    @override
+    def on_exception(self, trainer: "Trainer", pl_module: Any, exception: BaseException) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             trainer.save_checkpoint(self.ckpt_path)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.enums import LightningEnum
 from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class WriteInterval(LightningEnum):
@@ -47,27 +51,29 @@ class BasePredictionWriter(Callback):
                 f"{[i.value for i in WriteInterval]}")
         self.interval = WriteInterval(write_interval)
 
-    def write_on_batch_end(self, trainer: Any, pl_module: Any, prediction: Any,
+    def write_on_batch_end(self, trainer: "Trainer", pl_module: Any, prediction: Any,
                            batch_indices: Optional[Sequence[int]], batch: Any, batch_idx: int,
                            dataloader_idx: int) -> None:
         """Write one batch's ``prediction`` (``batch_indices``: its samples' dataset indices)."""
         raise NotImplementedError(f"{type(self).__name__}(write_interval={self.interval.value!r}) must implement "
                                   "write_on_batch_end")
 
-    def write_on_epoch_end(self, trainer: Any, pl_module: Any, predictions: Sequence[Any],
+    def write_on_epoch_end(self, trainer: "Trainer", pl_module: Any, predictions: Sequence[Any],
                            batch_indices: Sequence[Any]) -> None:
         """Write all the predictions of the run (a list per loader when there are several, as ``predict``
         returns them) with the dataset indices of each batch."""
         raise NotImplementedError(f"{type(self).__name__}(write_interval={self.interval.value!r}) must implement "
                                   "write_on_epoch_end")
 
-    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_predict_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                              dataloader_idx: int = 0) -> None:
         if self.interval.on_batch:
             self.write_on_batch_end(trainer, pl_module, outputs, trainer.predict_loop.current_batch_indices, batch,
                                     batch_idx, dataloader_idx)
 
-    def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_predict_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self.interval.on_epoch:
             loop = trainer.predict_loop
             self.write_on_epoch_end(trainer, pl_module, loop.predictions, loop.epoch_batch_indices)

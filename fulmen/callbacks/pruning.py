@@ -7,14 +7,18 @@ import copy
 import inspect
 import logging
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch.nn.utils.prune as torch_prune
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_only
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 log = logging.getLogger("fulmen")
 
@@ -208,7 +212,8 @@ class ModelPruning(Callback):
             self._log_sparsity(before, [self._pruned_stats(m, n) for m, n in self._parameters_to_prune], amount)
 
     # ------------------------------------------------------------------------------------------ hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         found = self.sanitize_parameters_to_prune(pl_module, self._parameters_to_prune, self._parameter_names)
         self._parameters_to_prune = self.filter_parameters_to_prune(found)
         paths = {id(m): path for path, m in pl_module.named_modules()}
@@ -219,29 +224,35 @@ class ModelPruning(Callback):
                 entry = self._original_layers.setdefault(id(module), (copy.deepcopy(module), []))
                 entry[1].append((index, name))
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         # After configure_optimizers and before the optimizer state is loaded: the optimizer was built over the
         # unpruned parameters, as in the run that wrote the checkpoint.
         if self._restored is not None:
             self._reapply(self._restored)
             self._restored = None
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._prune_on_train_epoch_end:
             self._run_pruning(pl_module.current_epoch)
 
-    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if not trainer.sanity_checking and not self._prune_on_train_epoch_end:
             self._run_pruning(pl_module.current_epoch)
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._make_pruning_permanent:
             self.make_pruning_permanent(pl_module)
 
-    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+    @override
+    def on_save_checkpoint(self, trainer: "Trainer", pl_module: Any, checkpoint: dict[str, Any]) -> None:
         if self._make_pruning_permanent:
             checkpoint["state_dict"] = self._permanent_state_dict(pl_module)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         if not self._make_pruning_permanent or not self._names:
             return {}
@@ -256,6 +267,7 @@ class ModelPruning(Callback):
                                  for original, names in self._original_layers.values() for i, n in names}
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restored = dict(state_dict) if state_dict else None
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from typing_extensions import override
 
 from fulmen.callbacks.model_summary import ModelSummary
 from fulmen.callbacks.progress.rich_progress import require_rich
 from fulmen.utilities.model_summary.model_summary import ModelSummary as Summary
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 _RIGHT = {"Params", "FLOPs", "In sizes", "Out sizes"}
 
@@ -20,7 +24,8 @@ class RichModelSummary(ModelSummary):
         require_rich("RichModelSummary")
         super().__init__(max_depth, **summarize_kwargs)
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._max_depth == 0 or not trainer.is_global_zero:
             return
         from rich import get_console

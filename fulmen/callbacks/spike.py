@@ -8,12 +8,16 @@ import math
 import os
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.utilities.exceptions import TrainingSpikeException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class SpikeDetection(Callback):
@@ -52,7 +56,8 @@ class SpikeDetection(Callback):
         self._recent: deque[float] = deque(maxlen=window)
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if isinstance(outputs, torch.Tensor):
             loss = outputs
         elif isinstance(outputs, Mapping) and "loss" in outputs:
@@ -85,7 +90,7 @@ class SpikeDetection(Callback):
         far_enough = self.atol is None or abs(value - mean) >= abs(self.atol)
         return far_enough and (self.rtol is None or abs(value - mean) >= abs(self.rtol * mean))
 
-    def _handle_spike(self, trainer: Any, batch_idx: int) -> None:
+    def _handle_spike(self, trainer: "Trainer", batch_idx: int) -> None:
         # The batch before is skipped too: its update may be what made this loss jump.
         self.bad_batches.extend([batch_idx - 1, batch_idx])
         if trainer.is_global_zero:
@@ -95,11 +100,13 @@ class SpikeDetection(Callback):
                 json.dump(self.bad_batches, f, indent=4)
         raise TrainingSpikeException(batch_idx=batch_idx)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"last_val": self.last_val, "mode": self.mode, "warmup": self.warmup, "atol": self.atol,
                 "rtol": self.rtol, "bad_batches": list(self.bad_batches), "bad_batches_path": self.exclude_batches_path,
                 "recent": list(self._recent)}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.last_val = float(state_dict["last_val"])
         self.mode, self.warmup = state_dict["mode"], state_dict["warmup"]

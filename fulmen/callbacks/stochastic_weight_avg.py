@@ -5,16 +5,20 @@ re-estimated for them in one extra epoch)."""
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import SWALR
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.core.optimizer import LRSchedulerConfig
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 AverageFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -101,11 +105,13 @@ class StochasticWeightAveraging(Callback):
         return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in pl_module.modules())
 
     # ------------------------------------------------------------------------------------------ hooks
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         if stage == "fit":
             self._average_model = copy.deepcopy(pl_module)
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if len(trainer.optimizers) != 1:
             raise MisconfigurationException(
                 f"StochasticWeightAveraging works with one optimizer; configure_optimizers returned "
@@ -133,7 +139,8 @@ class StochasticWeightAveraging(Callback):
             # The SWA scheduler is made again (and its state loaded) when its first epoch starts.
             trainer.lr_scheduler_configs.clear()
 
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: "Trainer", pl_module: Any) -> None:
         epoch = trainer.current_epoch
         if not self._initialized and self.swa_start <= epoch <= self.swa_end:
             self._initialized = True
@@ -154,11 +161,13 @@ class StochasticWeightAveraging(Callback):
 
             self._train_step_fn, trainer._step_fn = trainer._step_fn, forward_only_step
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._train_step_fn is not None:
             trainer._step_fn, self._train_step_fn = self._train_step_fn, None
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_end(self, trainer: "Trainer", pl_module: Any) -> None:
         # The epoch counter has already moved past the last epoch here.
         if self._model_contains_batch_norm and self._max_epochs != -1 and trainer.current_epoch - 1 == self.swa_end + 1:
             self.reset_momenta()
@@ -169,6 +178,7 @@ class StochasticWeightAveraging(Callback):
         if self._model_contains_batch_norm and self._max_epochs != -1:
             trainer.max_epochs = self._max_epochs
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {
             "n_averaged": 0 if self.n_averaged is None else int(self.n_averaged.item()),
@@ -178,6 +188,7 @@ class StochasticWeightAveraging(Callback):
             "batch_norm_update": self._batch_norm_update,
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._init_n_averaged = state_dict["n_averaged"]
         self._latest_update_epoch = state_dict["latest_update_epoch"]
@@ -186,7 +197,8 @@ class StochasticWeightAveraging(Callback):
         if self._average_model is not None and state_dict["average_model_state"] is not None:
             self._average_model.load_state_dict(state_dict["average_model_state"])
 
-    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+    @override
+    def on_load_checkpoint(self, trainer: "Trainer", pl_module: Any, checkpoint: dict[str, Any]) -> None:
         state = (checkpoint.get("callbacks") or {}).get(self.state_key) or {}
         if state.get("scheduler_state") is not None:
             # The checkpoint's scheduler is this callback's SWALR, which it restores itself from its own state once
@@ -239,7 +251,7 @@ class StochasticWeightAveraging(Callback):
                 self.momenta[module] = module.momentum
                 module.momentum = None
 
-    def _start_swa(self, trainer: Any, pl_module: Any) -> None:
+    def _start_swa(self, trainer: "Trainer", pl_module: Any) -> None:
         """Move the average to its device and put the SWA scheduler in place of the module's."""
         assert self._average_model is not None
         self._average_model = self._average_model.to(self._device or pl_module.device)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
+from fulmen.loops.rules import should_log_step
 from fulmen.trainer.states import RunningStage
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 from fulmen.utilities.throughput import Throughput, available_flops_of
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 _STAGE_OF = {"fit": RunningStage.TRAINING, "validate": RunningStage.VALIDATING, "test": RunningStage.TESTING,
              "predict": RunningStage.PREDICTING}
@@ -58,7 +63,8 @@ class ThroughputMonitor(Callback):
         self._run_batches: dict[RunningStage, int] = {}  # this evaluation run's batches: its log step
         self._module_has_flops: Optional[bool] = None
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         self.available_flops = available_flops_of(trainer)
         stages = [_STAGE_OF[stage]]
         if stage == "fit" and trainer.enable_validation:
@@ -69,29 +75,34 @@ class ThroughputMonitor(Callback):
 
     # ------------------------------------------------------------------------------------------ hooks
     @rank_zero_only
-    def on_train_start(self, trainer: Any, *_: Any) -> None:
+    @override
+    def on_train_start(self, trainer: "Trainer", *_: Any) -> None:
         self._start(trainer, RunningStage.TRAINING)
 
     @rank_zero_only
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._update(trainer, pl_module, batch, RunningStage.TRAINING)
         # Only at the end of an accumulation window, so that the time includes the optimizer step.
         window_end = trainer.is_last_batch or (batch_idx + 1) % trainer.accumulate_grad_batches == 0
-        if window_end and trainer._should_log_step():
+        if window_end and should_log_step(trainer):
             self._compute(trainer, RunningStage.TRAINING, None)
 
     @rank_zero_only
-    def on_validation_start(self, trainer: Any, *_: Any) -> None:
+    @override
+    def on_validation_start(self, trainer: "Trainer", *_: Any) -> None:
         if not trainer.sanity_checking:
             self._start(trainer, RunningStage.VALIDATING)
 
     @rank_zero_only
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+    @override
+    def on_validation_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
         if not trainer.sanity_checking:
             self._eval_batch_end(trainer, pl_module, batch, RunningStage.VALIDATING)
 
     @rank_zero_only
-    def on_validation_end(self, trainer: Any, *_: Any) -> None:
+    @override
+    def on_validation_end(self, trainer: "Trainer", *_: Any) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         # Move the training clock's start forward by the time from the last training update to the end of this
@@ -102,23 +113,27 @@ class ThroughputMonitor(Callback):
         self._t0s[RunningStage.TRAINING] += val_end - train_end
 
     @rank_zero_only
-    def on_test_start(self, trainer: Any, *_: Any) -> None:
+    @override
+    def on_test_start(self, trainer: "Trainer", *_: Any) -> None:
         self._start(trainer, RunningStage.TESTING)
 
     @rank_zero_only
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+    @override
+    def on_test_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
         self._eval_batch_end(trainer, pl_module, batch, RunningStage.TESTING)
 
     @rank_zero_only
-    def on_predict_start(self, trainer: Any, *_: Any) -> None:
+    @override
+    def on_predict_start(self, trainer: "Trainer", *_: Any) -> None:
         self._start(trainer, RunningStage.PREDICTING)
 
     @rank_zero_only
-    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+    @override
+    def on_predict_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
         self._eval_batch_end(trainer, pl_module, batch, RunningStage.PREDICTING)
 
     # ------------------------------------------------------------------------------------------ internals
-    def _start(self, trainer: Any, stage: RunningStage) -> None:
+    def _start(self, trainer: "Trainer", stage: RunningStage) -> None:
         # A fit starts the counts afresh; repeated validate/test/predict calls add to theirs (as in Lightning).
         if trainer.state.fn == "fit" or stage not in self._samples:
             self._throughputs[stage].reset()
@@ -127,7 +142,7 @@ class ThroughputMonitor(Callback):
         self._t0s[stage] = time.perf_counter()
 
     @torch.inference_mode()  # batch_size_fn and length_fn need no autograd record
-    def _update(self, trainer: Any, pl_module: Any, batch: Any, stage: RunningStage) -> None:
+    def _update(self, trainer: "Trainer", pl_module: Any, batch: Any, stage: RunningStage) -> None:
         if trainer.strategy.root_device.type == "cuda":
             torch.cuda.synchronize()  # the clock must see the batch's work finished, not just queued
         elapsed = time.perf_counter() - self._t0s[stage]
@@ -145,7 +160,7 @@ class ThroughputMonitor(Callback):
             lengths=None if self.length_fn is None else self._lengths[stage],
             flops=pl_module.flops_per_batch if self._module_has_flops else None)
 
-    def _eval_batch_end(self, trainer: Any, pl_module: Any, batch: Any, stage: RunningStage) -> None:
+    def _eval_batch_end(self, trainer: "Trainer", pl_module: Any, batch: Any, stage: RunningStage) -> None:
         self._update(trainer, pl_module, batch, stage)
         self._run_batches[stage] += 1
         step = self._run_batches[stage]
@@ -153,7 +168,7 @@ class ThroughputMonitor(Callback):
         if every and (step % every == 0 or trainer.should_stop):
             self._compute(trainer, stage, step)
 
-    def _compute(self, trainer: Any, stage: RunningStage, step: Optional[int]) -> None:
+    def _compute(self, trainer: "Trainer", stage: RunningStage, step: Optional[int]) -> None:
         throughput = self._throughputs[stage]
         metrics = {f"{stage.value}{throughput.separator}{k}": v for k, v in throughput.compute().items()}
         trainer._metrics.log_metrics(metrics, step=step)

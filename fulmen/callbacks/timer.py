@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.resolve import max_time
 from fulmen.utilities.enums import LightningEnum
 from fulmen.utilities.rank_zero import rank_zero_info
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class Interval(LightningEnum):
@@ -62,38 +66,47 @@ class Timer(Callback):
     def _finish(self, stage: str) -> None:
         self._end[stage] = time.monotonic()
 
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._begin("train")
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._finish("train")
 
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._begin("validate")
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._finish("validate")
 
-    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._begin("test")
 
-    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._finish("test")
 
-    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_fit_start(self, trainer: "Trainer", pl_module: Any) -> None:
         # Check right away: a resumed run may have spent its budget already.
         if self._duration is not None and self._offset >= self._duration:
             trainer.should_stop = True
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self._interval == "step":
             self._check(trainer)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._interval == "epoch":
             self._check(trainer)
 
-    def _check(self, trainer: Any) -> None:
+    def _check(self, trainer: "Trainer") -> None:
         if self._duration is None or self.time_elapsed("train") < self._duration:
             return
         trainer.should_stop = True
@@ -101,8 +114,10 @@ class Timer(Callback):
             rank_zero_info(f"Time limit reached. Elapsed time is {timedelta(seconds=int(self.time_elapsed()))}. "
                            "Signaling Trainer to stop.")
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"time_elapsed": {stage: self.time_elapsed(stage) for stage in self._start}}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._offset = float(state_dict.get("time_elapsed", {}).get("train", 0.0))

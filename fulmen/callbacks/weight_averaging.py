@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.core.hooks import overrides
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class WeightAveraging(Callback):
@@ -47,7 +51,8 @@ class WeightAveraging(Callback):
         epoch ``epoch_idx`` (one of the two is given). Default: after every step, not at epoch ends."""
         return step_idx is not None
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         if stage != "fit":
             return
         from fulmen.core.module import LightningModule
@@ -62,36 +67,44 @@ class WeightAveraging(Callback):
         self._average_model = AveragedModel(model=pl_module, device=device, use_buffers=self._use_buffers,
                                             **self._kwargs)
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         # Once per optimizer step: batches inside an accumulation window leave global_step unchanged.
         if trainer.global_step > self._latest_update_step and self.should_update(step_idx=trainer.global_step - 1):
             self._average().update_parameters(pl_module)
             self._latest_update_step = trainer.global_step
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if trainer.current_epoch > self._latest_update_epoch and self.should_update(epoch_idx=trainer.current_epoch):
             self._average().update_parameters(pl_module)
             self._latest_update_epoch = trainer.current_epoch
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_end(self, trainer: "Trainer", pl_module: Any) -> None:
         for average, current in self._pairs(pl_module):
             current.data.copy_(average.data)
 
-    def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_epoch_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._average_model is not None:
             self._swap(pl_module)
 
-    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if self._average_model is not None:
             self._swap(pl_module)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"latest_update_step": self._latest_update_step}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._latest_update_step = state_dict["latest_update_step"]
 
-    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+    @override
+    def on_save_checkpoint(self, trainer: "Trainer", pl_module: Any, checkpoint: dict[str, Any]) -> None:
         if self._average_model is None:
             rank_zero_info("WeightAveraging: a checkpoint saved outside fit holds the model's weights only (after fit "
                            "they are the averaged ones)")
@@ -101,7 +114,8 @@ class WeightAveraging(Callback):
         checkpoint["state_dict"] = {k[len("module."):]: v for k, v in state.items() if k.startswith("module.")}
         checkpoint["averaging_state"] = {k: v for k, v in state.items() if not k.startswith("module.")}
 
-    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+    @override
+    def on_load_checkpoint(self, trainer: "Trainer", pl_module: Any, checkpoint: dict[str, Any]) -> None:
         if self._average_model is None:
             rank_zero_warn("WeightAveraging: the averaging state is restored only by fit; for validate, test or "
                            "predict the checkpoint's (averaged) weights are used as they are")
@@ -151,6 +165,7 @@ class EMAWeightAveraging(WeightAveraging):
         self.update_starting_at_step = update_starting_at_step
         self.update_starting_at_epoch = update_starting_at_epoch
 
+    @override
     def should_update(self, step_idx: Optional[int] = None, epoch_idx: Optional[int] = None) -> bool:
         if step_idx is not None:
             started = self.update_starting_at_step is None or step_idx >= self.update_starting_at_step

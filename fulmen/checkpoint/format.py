@@ -14,7 +14,7 @@ is checked after the ``on_save_checkpoint`` hooks, before anything is written.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 
 from fulmen.callbacks.callback import Callback
@@ -22,8 +22,12 @@ from fulmen.checkpoint.plain import check_loadable, plain_numbers, to_plain
 from fulmen.checkpoint.resume import plan_from_checkpoint, position_of, resume_record, take_own_record
 from fulmen.core.hooks import overrides, set_hook_name
 from fulmen.core.saving import load_module_state, plain_keys
+from fulmen.trainer.states import LoopPhase
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.metric_state import load_metric_states
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 # The Lightning release whose checkpoint layout fulmen writes. Lightning reads this key to decide which of its
 # legacy upgrades to apply to a file; with a 2.x version it applies none, which is right for this layout.
@@ -56,16 +60,16 @@ def _batch_progress(current: int, total: int, pending: bool = False, is_last: Op
     return out
 
 
-def lightning_loops(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
+def lightning_loops(trainer: "Trainer", position: dict[str, Any]) -> dict[str, Any]:
     """The ``loops`` entry in Lightning's form, computed from the run state, so that Lightning resumes from a
     fulmen checkpoint at the same epoch and step. (fulmen itself resumes from its own record, which is exact.)"""
     state = trainer.state
     epoch, done = position["epoch"], position["batches_done"]
-    in_epoch = position["phase"] != "between_epochs"
-    pending = position["phase"] == "batch_end"
+    in_epoch = position["phase"] != LoopPhase.BETWEEN_EPOCHS
+    pending = position["phase"] == LoopPhase.BATCH_END
     epochs = _progress(epoch + 1 if in_epoch else epoch, epoch, started=epoch + 1 if in_epoch else epoch,
                        processed=epoch)
-    steps, epoch_steps = state.global_step, state.global_step - trainer._epoch_start_step
+    steps, epoch_steps = state.global_step, state.global_step - trainer.state.epoch_step_start
     automatic = trainer.lightning_module.automatic_optimization if trainer.lightning_module is not None else True
     auto_steps, auto_epoch_steps = (steps, epoch_steps) if automatic else (0, 0)
     manual_steps, manual_epoch_steps = (0, 0) if automatic else (steps, epoch_steps)
@@ -88,7 +92,7 @@ def lightning_loops(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
         "epoch_loop.val_loop.state_dict": {},
         "epoch_loop.val_loop.batch_progress": trainer.fit_loop.epoch_loop.val_loop.batch_progress.state_dict(),
         # The fit loop's own counters, exact in the hook that saves (a preemption save fixed its position).
-        "epoch_progress": (_both(dict(epochs), dict(epochs)) if trainer._save_position is not None
+        "epoch_progress": (_both(dict(epochs), dict(epochs)) if trainer.state.save_position is not None
                            else trainer.fit_loop.epoch_progress.state_dict()),
     }
     idle = {"state_dict": {}, "batch_progress": _batch_progress(0, 0, is_last=False)}
@@ -108,7 +112,7 @@ def hparams_entries(obj: Any, name_key: str, params_key: str) -> dict[str, Any]:
     return out
 
 
-def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
+def dump(trainer: "Trainer", weights_only: bool = False) -> dict[str, Any]:
     """The checkpoint of the Trainer's current state (see the module docstring for the layout)."""
     module = trainer.lightning_module
     datamodule = trainer.datamodule
@@ -163,7 +167,7 @@ def dump(trainer: Any, weights_only: bool = False) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- loading into a run
-def restore_modules(trainer: Any, checkpoint: dict[str, Any], source: str) -> None:
+def restore_modules(trainer: "Trainer", checkpoint: dict[str, Any], source: str) -> None:
     """Weights (after the module's ``on_load_checkpoint``), datamodule state, then callbacks: Lightning's order."""
     module = trainer.lightning_module
     previous = module._current_fx_name
@@ -191,7 +195,7 @@ def restore_modules(trainer: Any, checkpoint: dict[str, Any], source: str) -> No
             cb.load_state_dict(dict(state))
 
 
-def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> None:
+def restore_training(trainer: "Trainer", checkpoint: dict[str, Any], source: str) -> None:
     """Precision state, optimizers, schedulers, and the loop position (see ``checkpoint/resume.py``)."""
     if isinstance(checkpoint.get(FULMEN_KEY), dict):
         take_own_record(checkpoint[FULMEN_KEY], trainer.global_rank, trainer.world_size)
@@ -226,7 +230,7 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
     state = trainer.state
     for name, value in counters.items():
         if name == "epoch_start_step":
-            trainer._epoch_start_step = value
+            trainer.state.epoch_step_start = value
         else:
             setattr(state, name, value)
     _restore_loop_counts(trainer, checkpoint, plan)
@@ -239,7 +243,7 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
     metrics = record.get("callback_metrics")
     if metrics:
         trainer._metrics.callback.update(metrics)
-    if plan.mid_epoch or plan.phase == "epoch_end":  # the epoch's aggregates so far (between epochs: none)
+    if plan.mid_epoch or plan.phase == LoopPhase.EPOCH_END:  # the epoch's aggregates so far (between epochs: none)
         trainer._train_store.load_state_dict(record.get("train_metrics") or [], trainer.strategy.root_device,
                                              trainer.lightning_module)
         load_metric_states(trainer.lightning_module, record.get("metric_states") or {})
@@ -256,10 +260,10 @@ def restore_training(trainer: Any, checkpoint: dict[str, Any], source: str) -> N
 
                     grad = DTensor.from_local(grad, param.device_mesh, param.placements)
                 param.grad = grad
-    trainer._resume_plan = plan
+    trainer.state.resume_plan = plan
 
 
-def _restore_loop_counts(trainer: Any, checkpoint: dict[str, Any], plan: Any) -> None:
+def _restore_loop_counts(trainer: "Trainer", checkpoint: dict[str, Any], plan: Any) -> None:
     """Where the checkpoint's epoch counts started (the loop objects' ``current`` counters), and the scheduler
     steps, from Lightning's ``loops`` entry (fulmen writes it too)."""
     state = trainer.state
@@ -274,10 +278,10 @@ def _restore_loop_counts(trainer: Any, checkpoint: dict[str, Any], plan: Any) ->
 
     batches = completed("epoch_loop.batch_progress", "current")
     state.is_last_batch = bool(fit_loop.get("epoch_loop.batch_progress", {}).get("is_last_batch", False))
-    state.epoch_batches_start = state.total_batch_idx - (batches if batches is not None and plan.phase != "between_epochs"
+    state.epoch_batches_start = state.total_batch_idx - (batches if batches is not None and plan.phase != LoopPhase.BETWEEN_EPOCHS
                                                          else plan.batches_done)
     steps = completed("epoch_loop.automatic_optimization.optim_progress", "current", "optimizer", "step")
-    state.epoch_step_start = state.global_step - steps if steps else trainer._epoch_start_step
+    state.epoch_step_start = state.global_step - steps if steps else trainer.state.epoch_step_start
     val = fit_loop.get("epoch_loop.val_loop.batch_progress", {})
     if isinstance(val, dict) and "total" in val:
         counts = state.eval_counts["fit_validation"]

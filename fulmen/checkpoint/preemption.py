@@ -31,12 +31,15 @@ import re
 import signal
 import subprocess
 import threading
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fulmen.checkpoint import io
-from fulmen.trainer.states import RunningStage, TrainerFn
+from fulmen.trainer.states import LoopPhase, RunningStage, TrainerFn
 from fulmen.utilities.exceptions import SIGTERMException
 from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 PREEMPTED_NAME = "preempted.ckpt"
 _HPC = re.compile(r"hpc_ckpt_(\d+)\.ckpt$")
@@ -71,11 +74,11 @@ def watched_signals() -> list[signal.Signals]:
 class SignalWatcher:
     """Installs the handlers for a run and puts the previous ones back at its end.
 
-    A handler only stores the signal number in ``trainer._signal``, then calls the handler that was there before
+    A handler only stores the signal number in ``trainer.state.signal``, then calls the handler that was there before
     (if it was a Python function), as Lightning chains them.
     """
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         self.trainer = trainer
         self.previous: dict[int, Any] = {}
         self.pid = os.getpid()
@@ -95,8 +98,8 @@ class SignalWatcher:
     def _handle(self, signum: int, frame: Any) -> None:
         if os.getpid() != self.pid:
             return  # a forked DataLoader worker: the main process decides, and shuts the workers down
-        if self.trainer._signal is None:
-            self.trainer._signal = signum
+        if self.trainer.state.signal is None:
+            self.trainer.state.signal = signum
         previous = self.previous.get(signum)
         if callable(previous):
             previous(signum, frame)
@@ -108,7 +111,7 @@ AGREE_EVERY = 16
 class SignalAgreement:
     """Makes the processes of a multi-process fit stop for a signal at the same batch (see the module docstring)."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         self.trainer = trainer
         self.pending: Any = None  # the result function of the exchange started AGREE_EVERY batches ago
         self.stopping = False  # agreed on a signal, and waiting for the end of an accumulation window (DeepSpeed)
@@ -121,12 +124,12 @@ class SignalAgreement:
         if batches_done % AGREE_EVERY:
             return
         self._settle()
-        self.pending = self.trainer.strategy.start_max(self.trainer._signal or 0)
+        self.pending = self.trainer.strategy.start_max(self.trainer.state.signal or 0)
 
     def at_epoch_end(self) -> None:
         """Between epochs: agree right away."""
         self._settle()
-        self.pending = self.trainer.strategy.start_max(self.trainer._signal or 0)
+        self.pending = self.trainer.strategy.start_max(self.trainer.state.signal or 0)
         self._settle()
 
     def close(self) -> None:
@@ -140,7 +143,7 @@ class SignalAgreement:
             return
         agreed, self.pending = self.pending(), None
         if agreed:
-            self.trainer._signal = self.trainer._signal or agreed  # the ranks that got no signal stop too
+            self.trainer.state.signal = self.trainer.state.signal or agreed  # the ranks that got no signal stop too
             self.stopping = True
             stop_for_signal(self.trainer)
 
@@ -151,7 +154,7 @@ class EvalAgreement:
     ``AGREE_EVERY`` batches only while every rank still has batches (up to the smallest count, found by one
     all-reduce at the start), and once more at the end of the run, which every rank reaches."""
 
-    def __init__(self, trainer: Any, batches: float) -> None:
+    def __init__(self, trainer: "Trainer", batches: float) -> None:
         big = 2 ** 62  # a loader without a length: no periodic exchange for it
         own = big if batches == float("inf") else int(batches)
         self.common = -trainer.strategy.start_max(-own)()
@@ -169,7 +172,7 @@ class EvalAgreement:
         self.agreement.at_epoch_end()  # the exchange in flight, then one more at once: stops if a signal came
 
 
-def eval_agreement(trainer: Any, batches: float) -> "EvalAgreement | None":
+def eval_agreement(trainer: "Trainer", batches: float) -> "EvalAgreement | None":
     """An EvalAgreement for a stand-alone evaluation or predict run with several processes, else None (one process
     stops by itself; a validation inside fit follows the fit's agreement)."""
     if trainer.world_size == 1 or trainer.state.fn == TrainerFn.FITTING:
@@ -177,21 +180,21 @@ def eval_agreement(trainer: Any, batches: float) -> "EvalAgreement | None":
     return EvalAgreement(trainer, batches)
 
 
-def stop_for_signal(trainer: Any) -> None:
+def stop_for_signal(trainer: "Trainer") -> None:
     """Called by a loop at a batch boundary once a signal was recorded: save if fitting, then raise
     ``SIGTERMException`` (a SystemExit, so the process ends with a message unless the caller catches it)."""
     if _inside_engine_window(trainer):
         return  # called again at the next batch ends, until the window ends
-    signum = trainer._signal
+    signum = trainer.state.signal
     name = signal.Signals(signum).name
     state = trainer.state
     path = None
     if state.fn == TrainerFn.FITTING and state.stage != RunningStage.SANITY_CHECKING:
         if state.stage == RunningStage.VALIDATING:
             # Abandon this validation: the checkpoint is the state at the end of the batch that started it.
-            trainer._save_position = {"phase": "batch_end", "rng": trainer._rng_before_validation}
+            trainer.state.save_position = {"phase": LoopPhase.BATCH_END, "rng": trainer.state.rng_before_validation}
         elif state.in_epoch:
-            trainer._save_position = {"phase": "batch_end_done", "rng": None}
+            trainer.state.save_position = {"phase": LoopPhase.BATCH_END_DONE, "rng": None}
         path = _checkpoint_path(trainer)
         trainer.save_checkpoint(path)
         if signum == getattr(signal, "SIGUSR1", None) and slurm_managed() and trainer.is_global_zero:
@@ -206,7 +209,7 @@ def stop_for_signal(trainer: Any) -> None:
     raise SIGTERMException(message)
 
 
-def _inside_engine_window(trainer: Any) -> bool:
+def _inside_engine_window(trainer: "Trainer") -> bool:
     """Whether a fit is inside an accumulation window whose gradients the strategy's engine keeps where no
     checkpoint reaches them (DeepSpeed's ZeRO buffers): a checkpoint now could not resume exactly, so the stop
     waits for the window's end (at most ``accumulate_grad_batches - 1`` more batches)."""
@@ -217,13 +220,13 @@ def _inside_engine_window(trainer: Any) -> bool:
             and (state.batch_idx + 1) % accumulate != 0)
 
 
-def _checkpoint_path(trainer: Any) -> str:
+def _checkpoint_path(trainer: "Trainer") -> str:
     if slurm_managed():
         return next_hpc_path(trainer.default_root_dir)
     return os.path.join(preempted_folder(trainer), PREEMPTED_NAME)
 
 
-def preempted_folder(trainer: Any) -> str:
+def preempted_folder(trainer: "Trainer") -> str:
     """Where ``preempted.ckpt`` goes: the first ModelCheckpoint's folder, else ``<default_root_dir>/checkpoints``."""
     callbacks = trainer.checkpoint_callbacks
     if callbacks:

@@ -1,16 +1,9 @@
 """Exact resume: where a checkpoint was taken, what the run must redo, and how the data picks up at that batch.
 
-A checkpoint is taken at some point of the loop (a *phase*), found from the hook that is running:
-
-    between_epochs   before an epoch starts (or after fit): resume starts that epoch
-    epoch_end        in on_train_epoch_end: resume finishes the epoch (epoch-interval plateau schedulers), goes on
-    batch_end        in on_train_batch_end of batch k: resume finishes batch k (validation if due, plateau step
-                     schedulers, counters) and goes on at batch k+1
-    batch_end_done   after batch k was finished (a preemption checkpoint, or Lightning's mid-epoch files):
-                     resume goes on at batch k+1
-    validation_end   in on_validation_end of the validation after batch k: as batch_end, without the validation
-    batch_start      in on_train_batch_start or inside the step of batch k: resume runs batch k again (not exact:
-                     part of its randomness was already drawn)
+A checkpoint records where the fit loop was (``TrainerState.phase``, a ``LoopPhase``; the fit loop sets it as it
+passes each point, and a preemption fixes it in ``save_position``). What resume does for each phase is in
+``LoopPhase``'s docstring (``fulmen/trainer/states.py``): start the epoch, run batch k again, finish batch k, go on
+at batch k+1, or finish the epoch.
 
 The record holds the random states (python, numpy, torch, CUDA, XLA) at the checkpoint and at the start of the epoch,
 the accumulated gradients when the checkpoint falls inside an accumulation window, and the last callback metrics
@@ -23,19 +16,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from fulmen.loops.fetchers import with_sampler
-from fulmen.trainer.states import RunningStage, TrainerFn
+from fulmen.trainer.states import LoopPhase, TrainerFn
 from fulmen.utilities.metric_state import metric_states
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.seed import capture_rng, restore_rng
 
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
 RECORD_VERSION = 1
-MID_EPOCH_PHASES = ("batch_end", "batch_end_done", "validation_end", "batch_start")
 
 
 # ---------------------------------------------------------------------------------------------- random states
@@ -72,63 +67,53 @@ def capture_epoch_start(loader: Any) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- position
-def position_of(trainer: Any, phase: Optional[str] = None) -> dict[str, Any]:
-    """Where the loop is now, as the phase table in the module docstring names it."""
+def position_of(trainer: "Trainer", phase: Optional[LoopPhase] = None) -> dict[str, Any]:
+    """Where the loop is now: its phase (``LoopPhase``) and the batch counts that go with it, as plain data."""
     state = trainer.state
-    module = trainer.lightning_module
-    fx = module._current_fx_name if module is not None else None
-    if phase is None and trainer._save_position is not None:  # a preemption checkpoint fixed it
-        phase = trainer._save_position["phase"]
+    if phase is None and state.save_position is not None:  # a preemption checkpoint fixed it
+        phase = state.save_position["phase"]
     if phase is None:
         # in_epoch (not the status) decides: on_exception checkpoints are taken after the status became INTERRUPTED.
-        if state.fn != TrainerFn.FITTING or not state.in_epoch:
-            phase = "between_epochs"
-        elif state.stage == RunningStage.VALIDATING:
-            phase = "validation_end" if fx == "on_validation_end" else "batch_end"
-        elif fx == "on_train_epoch_end":
-            phase = "epoch_end"
-        elif fx == "on_train_epoch_start":
-            phase = "between_epochs"
-        elif fx == "on_train_batch_end":
-            phase = "batch_end"
-        else:
-            phase = "batch_start"
-    if phase in ("batch_end", "validation_end"):
+        in_fit_epoch = state.fn == TrainerFn.FITTING and state.in_epoch
+        phase = state.phase if in_fit_epoch else LoopPhase.BETWEEN_EPOCHS
+    if phase.batch_unfinished:
         done, total, is_last = state.batch_idx + 1, state.total_batch_idx + 1, state.is_last_batch
-    elif phase == "batch_end_done":
+    elif phase == LoopPhase.BATCH_END_DONE:
         done, total, is_last = state.batch_idx + 1, state.total_batch_idx, state.is_last_batch
-    elif phase == "epoch_end":
+    elif phase == LoopPhase.EPOCH_END:
         done, total, is_last = state.batch_idx + 1, state.total_batch_idx, True
-    elif phase == "batch_start":
+    elif phase == LoopPhase.BATCH_START:
         done, total, is_last = state.batch_idx, state.total_batch_idx, False
     else:
         done, total, is_last = 0, state.total_batch_idx, False
-    return {"phase": phase, "epoch": state.epoch, "batches_done": done, "total_batches_done": total,
+    return {"phase": LoopPhase(phase), "epoch": state.epoch, "batches_done": done, "total_batches_done": total,
             "is_last_batch": is_last}
 
 
-def resume_record(trainer: Any, position: dict[str, Any]) -> dict[str, Any]:
+def resume_record(trainer: "Trainer", position: dict[str, Any]) -> dict[str, Any]:
     """fulmen's ``fulmen`` checkpoint entry: the position, random states, window gradients, callback metrics."""
     record: dict[str, Any] = {
         "version": RECORD_VERSION,
-        "position": {**position, **trainer.state.state_dict(), "epoch_start_step": trainer._epoch_start_step},
+        # (the phase as its plain string: a checkpoint holds no enum)
+        "position": {**position, "phase": position["phase"].value, **trainer.state.state_dict(),
+                     "epoch_start_step": trainer.state.epoch_step_start},
         "rng": plain_rng(_rng_to_save(trainer)),
-        "epoch_start": _plain_epoch_start(trainer._epoch_start) if position["phase"] in MID_EPOCH_PHASES else None,
+        "epoch_start": _plain_epoch_start(trainer.state.epoch_start) if position["phase"].mid_epoch else None,
         "callback_metrics": {k: v.detach().clone() for k, v in trainer.callback_metrics.items()
                              if isinstance(v, torch.Tensor)},
     }
     module = trainer.lightning_module
     accumulate = trainer.accumulate_grad_batches
     if (module is not None and module.automatic_optimization and accumulate > 1
-            and position["phase"] in MID_EPOCH_PHASES and position["batches_done"] % accumulate):
+            and position["phase"].mid_epoch and position["batches_done"] % accumulate):
         # Inside an accumulation window: the gradients summed so far are part of the state.
         record["grads"] = {name: local_tensor(p.grad).detach().clone() for name, p in module.named_parameters()
                            if p.grad is not None}
-    if position["phase"] in MID_EPOCH_PHASES or position["phase"] == "epoch_end":
+    if position["phase"].mid_epoch or position["phase"] == LoopPhase.EPOCH_END:
         record["train_metrics"] = trainer._train_store.state_dict()  # the epoch aggregates so far
         record["metric_states"] = metric_states(module)  # torchmetrics objects: what their compute() reads
     loader = trainer.train_dataloader
-    if _is_stateful(loader) and position["phase"] in MID_EPOCH_PHASES:
+    if _is_stateful(loader) and position["phase"].mid_epoch:
         record["loader"] = loader.state_dict()
     if trainer.world_size > 1:
         # Each process has its own random states, data position, local gradients (inside an accumulation window,
@@ -160,8 +145,8 @@ def take_own_record(record: dict[str, Any], rank: int, world_size: int) -> None:
     record.update(per_rank[rank])
 
 
-def _rng_to_save(trainer: Any) -> dict[str, Any]:
-    fixed = trainer._save_position
+def _rng_to_save(trainer: "Trainer") -> dict[str, Any]:
+    fixed = trainer.state.save_position
     if fixed is not None and fixed.get("rng") is not None:
         return fixed["rng"]  # from before the validation that a preemption abandoned
     return capture_rng()
@@ -183,7 +168,7 @@ class ResumePlan:
     """What the fit loop does differently in the first epoch after a checkpoint is loaded."""
 
     epoch: int
-    phase: str
+    phase: LoopPhase
     batches_done: int
     is_last_batch: bool
     rng: Optional[dict[str, Any]] = None
@@ -195,12 +180,12 @@ class ResumePlan:
 
     @property
     def mid_epoch(self) -> bool:
-        return self.phase in MID_EPOCH_PHASES
+        return self.phase.mid_epoch
 
     @property
     def tail(self) -> bool:
         """Whether the last consumed batch still has its end of batch to finish (validation, counters)."""
-        return self.phase in ("batch_end", "validation_end")
+        return self.phase.batch_unfinished
 
 
 def plan_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[str, int]]:
@@ -220,7 +205,7 @@ def _plan(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[str, int]]:
         pos = record["position"]
         counters = {k: int(pos[k]) for k in ("epoch", "global_step", "batches_that_stepped", "batch_idx",
                                              "total_batch_idx", "val_runs", "epoch_start_step") if k in pos}
-        plan = ResumePlan(int(pos["epoch"]), pos["phase"], int(pos["batches_done"]), bool(pos["is_last_batch"]),
+        plan = ResumePlan(int(pos["epoch"]), LoopPhase(pos["phase"]), int(pos["batches_done"]), bool(pos["is_last_batch"]),
                           record.get("rng"), record.get("epoch_start"), record.get("loader"))
         return plan, counters
     return _plan_from_lightning(checkpoint)
@@ -243,9 +228,9 @@ def _plan_from_lightning(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[s
         next_epoch = epoch + 1 if in_epoch and processed else epoch
         counters["epoch"] = next_epoch
         counters["epoch_start_step"] = counters["global_step"]
-        return ResumePlan(next_epoch, "between_epochs", 0, False), counters
+        return ResumePlan(next_epoch, LoopPhase.BETWEEN_EPOCHS, 0, False), counters
     counters["batch_idx"] = processed - 1
-    return ResumePlan(epoch, "batch_end_done", processed, False), counters
+    return ResumePlan(epoch, LoopPhase.BATCH_END_DONE, processed, False), counters
 
 
 # ---------------------------------------------------------------------------------------------- the data

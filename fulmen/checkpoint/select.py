@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fulmen.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
 from fulmen.checkpoint import io
 from fulmen.checkpoint.preemption import PREEMPTED_NAME, hpc_checkpoint, preempted_folder, slurm_managed
 from fulmen.utilities.rank_zero import rank_zero_warn
 
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
-def _exception_checkpoints(trainer: Any) -> list[Any]:
+
+def _exception_checkpoints(trainer: "Trainer") -> list[Any]:
     return [cb for cb in trainer.callbacks if isinstance(cb, OnExceptionCheckpoint)]
 
 
-def select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
+def select(trainer: "Trainer", fn: str, ckpt_path: Any, model_provided: bool,
            weights_only: Optional[bool]) -> tuple[Optional[str], Optional[dict[str, Any]]]:
     """The checkpoint a run starts from, and its contents (None, None for none). With several processes, rank 0
     chooses the file and every rank loads that one."""
@@ -28,7 +31,7 @@ def select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
     return path, checkpoint
 
 
-def _select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
+def _select(trainer: "Trainer", fn: str, ckpt_path: Any, model_provided: bool,
             weights_only: Optional[bool]) -> tuple[Optional[str], Optional[dict[str, Any]]]:
     if ckpt_path is None and slurm_managed() and hpc_checkpoint(trainer.default_root_dir):
         ckpt_path = "hpc"
@@ -58,7 +61,7 @@ def _select(trainer: Any, fn: str, ckpt_path: Any, model_provided: bool,
     return path, trainer.strategy.load_checkpoint(path, weights_only=weights_only)
 
 
-def _load_best(trainer: Any, fn: str, weights_only: Optional[bool]) -> tuple[str, dict[str, Any]]:
+def _load_best(trainer: "Trainer", fn: str, weights_only: Optional[bool]) -> tuple[str, dict[str, Any]]:
     callbacks = trainer.checkpoint_callbacks
     if not callbacks:
         raise ValueError(f"Trainer.{fn}(ckpt_path='best') needs a ModelCheckpoint callback, and this Trainer has "
@@ -76,7 +79,7 @@ def _load_best(trainer: Any, fn: str, weights_only: Optional[bool]) -> tuple[str
     return best, trainer.strategy.load_checkpoint(best, weights_only=weights_only)
 
 
-def _load_last(trainer: Any, fn: str, on_exception: list[Any],
+def _load_last(trainer: "Trainer", fn: str, on_exception: list[Any],
                weights_only: Optional[bool]) -> tuple[Optional[str], Optional[dict[str, Any]]]:
     """The newest complete checkpoint of the checkpoint callbacks (and of a preemption); one that fails to load is
     skipped."""

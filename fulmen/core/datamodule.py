@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset
+from typing_extensions import override
 
 from fulmen.core.hooks import CheckpointHooks, DataHooks
 from fulmen.core.mixins.hparams_mixin import HyperparametersMixin
 from fulmen.core.saving import _class_only
 from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class LightningDataModule(DataHooks, CheckpointHooks, HyperparametersMixin):
@@ -27,20 +31,23 @@ class LightningDataModule(DataHooks, CheckpointHooks, HyperparametersMixin):
 
     def __init__(self) -> None:
         super().__init__()
-        self.trainer: Any = None
+        self.trainer: Optional["Trainer"] = None
 
+    @override
     def train_dataloader(self) -> Any:
         """The training data."""
         raise MisconfigurationException(
             f"{type(self).__name__} has no `train_dataloader()`; define it to fit with this datamodule"
         )
 
+    @override
     def test_dataloader(self) -> Any:
         """The test data."""
         raise MisconfigurationException(
             f"{type(self).__name__} has no `test_dataloader()`; define it to test with this datamodule"
         )
 
+    @override
     def predict_dataloader(self) -> Any:
         """The prediction data."""
         raise MisconfigurationException(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator, Mapping
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
+from typing_extensions import override
 
 from fulmen.core.hooks import CheckpointHooks, DataHooks, ModelHooks
 from fulmen.core.optimizer import LightningOptimizer
@@ -17,6 +18,9 @@ from fulmen.core.saving import _class_only
 from fulmen.logging import is_metric, log_value
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 # What ``LightningModule.optimizers()`` returns: one optimizer, or a list of them.
@@ -38,7 +42,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._trainer: Any = None
+        self._trainer: Optional["Trainer"] = None
         self._current_fx_name: Optional[str] = None
         self._automatic_optimization = True
         self._strict_loading: Optional[bool] = None
@@ -55,7 +59,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         return self._trainer
 
     @trainer.setter
-    def trainer(self, trainer: Any) -> None:
+    def trainer(self, trainer: "Trainer") -> None:
         for child in self.modules():
             if isinstance(child, LightningModule):
                 child._trainer = trainer
@@ -233,6 +237,7 @@ class LightningModule(HyperparametersMixin, ModelHooks, DataHooks, CheckpointHoo
         return build_from_checkpoint(cls, checkpoint_path, map_location, hparams_file, strict, weights_only,
                                      kwargs)
 
+    @override
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Same as ``nn.Module.forward``; override it."""
         return super().forward(*args, **kwargs)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch.optim import Optimizer
+from typing_extensions import override
 
 from fulmen.core.step import before_optimizer_step
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.types import LRSchedulerConfig
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 _FORMATS = (
     "an Optimizer; a list of Optimizers; ([optimizers], [schedulers or scheduler dicts]); "
@@ -27,15 +31,19 @@ class _NoOptimizer(Optimizer):
         self.state: dict[Any, Any] = {}
         self.defaults: dict[str, Any] = {}
 
+    @override
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:  # type: ignore[override]
         return closure() if closure is not None else None
 
+    @override
     def zero_grad(self, set_to_none: bool = True) -> None:
         return None
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # type: ignore[override]
         return None
 
@@ -201,7 +209,7 @@ class LightningOptimizer:
         # Share the optimizer's attributes (param_groups, state, defaults) rather than copying them.
         self.__dict__ = {k: v for k, v in optimizer.__dict__.items() if k not in ("step", "__del__")}
         self._optimizer = optimizer
-        self._trainer: Any = None  # set by the Trainer; without one, step() is the plain optimizer step
+        self._trainer: Optional["Trainer"] = None  # set by the Trainer; without one, step() is the plain optimizer step
         self.__class__ = _wrapper_class(type(optimizer))
 
     @property

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
+from typing_extensions import override
 
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.module import LightningModule
@@ -65,6 +66,7 @@ class BoringModel(LightningModule):
         super().__init__()
         self.layer = nn.Linear(32, 2)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return self.layer(x)
 
@@ -76,28 +78,36 @@ class BoringModel(LightningModule):
     def step(self, batch: Any) -> Tensor:
         return self.loss(self(batch))
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         return {"loss": self.step(batch)}
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         return {"x": self.step(batch)}
 
+    @override
     def test_step(self, batch: Any, batch_idx: int) -> dict[str, Tensor]:
         return {"y": self.step(batch)}
 
+    @override
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.SGD(self.parameters(), lr=0.1)
         return [optimizer], [torch.optim.lr_scheduler.StepLR(optimizer, step_size=1)]
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return DataLoader(RandomDataset(32, 64))
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return DataLoader(RandomDataset(32, 64))
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return DataLoader(RandomDataset(32, 64))
 
+    @override
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(RandomDataset(32, 64))
 
@@ -109,6 +119,7 @@ class ManualOptimBoringModel(BoringModel):
         super().__init__()
         self.automatic_optimization = False
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         opt = self.optimizers()
         loss = self.step(batch)
@@ -125,6 +136,7 @@ class BoringDataModule(LightningDataModule):
         super().__init__()
         self.random_full = RandomDataset(32, 64 * 4)
 
+    @override
     def setup(self, stage: str) -> None:
         full = self.random_full
         if stage == "fit":
@@ -136,15 +148,19 @@ class BoringDataModule(LightningDataModule):
         if stage == "predict":
             self.random_predict = torch.utils.data.Subset(full, range(192, 256))
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.random_train)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.random_val)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.random_test)
 
+    @override
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(self.random_predict)
 
@@ -155,6 +171,7 @@ class BoringDataModuleNoLen(BoringDataModule):
     def __init__(self) -> None:
         LightningDataModule.__init__(self)  # no random_full: these datasets draw their samples as they are read
 
+    @override
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self.random_train = RandomIterableDataset(32, 512)
@@ -170,6 +187,7 @@ class IterableBoringDataModule(LightningDataModule):
     """Two loaders per stage, one over a map-style and one over an iterable dataset of 4 features (16 samples each
     for training, 32 for validation, 64 for test, 128 for predict)."""
 
+    @override
     def setup(self, stage: str) -> None:
         def pair(length: int) -> list[Any]:
             return [RandomDataset(4, length), RandomIterableDataset(4, length)]
@@ -183,15 +201,19 @@ class IterableBoringDataModule(LightningDataModule):
         if stage == "predict":
             self.predict_datasets = pair(128)
 
+    @override
     def train_dataloader(self) -> list[DataLoader]:
         return [DataLoader(ds) for ds in self.train_datasets]
 
+    @override
     def val_dataloader(self) -> list[DataLoader]:
         return [DataLoader(ds) for ds in self.val_datasets]
 
+    @override
     def test_dataloader(self) -> list[DataLoader]:
         return [DataLoader(ds) for ds in self.test_datasets]
 
+    @override
     def predict_dataloader(self) -> list[DataLoader]:
         return [DataLoader(ds) for ds in self.predict_datasets]
 
@@ -205,12 +227,15 @@ class DemoModel(LightningModule):
         self.l1 = torch.nn.Linear(32, out_dim)
         self.learning_rate = learning_rate
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return torch.relu(self.l1(x.view(x.size(0), -1)))
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self(batch).sum()
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.learning_rate)
 
@@ -228,6 +253,7 @@ class Net(nn.Module):
         self.fc1 = nn.Linear(9216, 128)
         self.fc2 = nn.Linear(128, 10)
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.conv2(F.relu(self.conv1(x))))
         x = self.dropout1(F.max_pool2d(x, 2))

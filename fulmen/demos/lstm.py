@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
+from typing_extensions import override
 
 from fulmen.core.module import LightningModule
 from fulmen.demos.transformer import WikiText2
@@ -37,6 +38,7 @@ class SimpleLSTM(nn.Module):
         nn.init.zeros_(self.decoder.bias)
         nn.init.uniform_(self.decoder.weight, -0.1, 0.1)
 
+    @override
     def forward(self, input: Tensor, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         output, hidden = self.rnn(self.drop(self.encoder(input)), hidden)
         decoded = self.decoder(self.drop(output)).view(-1, self.vocab_size)
@@ -78,9 +80,11 @@ class LightningLSTM(LightningModule):
         self.model = SimpleLSTM(vocab_size=vocab_size)
         self.hidden: Optional[tuple[Tensor, Tensor]] = None
 
+    @override
     def on_train_epoch_end(self) -> None:
         self.hidden = None
 
+    @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         input, target = batch
         if self.hidden is None:
@@ -91,12 +95,15 @@ class LightningLSTM(LightningModule):
         self.log("train_loss", loss, prog_bar=True)
         return loss
 
+    @override
     def prepare_data(self) -> None:
         WikiText2(download=True)
 
+    @override
     def train_dataloader(self) -> DataLoader:
         dataset = WikiText2()
         return DataLoader(dataset, batch_sampler=SequenceSampler(dataset, batch_size=20))
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=20.0)

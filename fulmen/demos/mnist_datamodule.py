@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, random_split
+from typing_extensions import override
 
 from fulmen.core.datamodule import LightningDataModule
 
@@ -95,10 +96,12 @@ class MNISTDataModule(LightningDataModule):
     def _dataset(self, train: bool, download: bool = False) -> MNIST:
         return MNIST(self.data_dir, train=train, download=download, normalize=(0.5, 0.5) if self.normalize else None)
 
+    @override
     def prepare_data(self) -> None:
         """Fetch the files into ``data_dir`` (once per node)."""
         self._dataset(train=True, download=True)
 
+    @override
     def setup(self, stage: str) -> None:
         dataset = self._dataset(train=True)
         self.dataset_train, self.dataset_val = random_split(
@@ -108,11 +111,14 @@ class MNISTDataModule(LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           drop_last=True, pin_memory=torch.cuda.is_available())
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.dataset_train, shuffle=True)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset_val, shuffle=False)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._dataset(train=False), shuffle=False)

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from fulmen.core.module import LightningModule
 
@@ -42,6 +43,7 @@ class Transformer(nn.Module):
         """A ``size`` x ``size`` mask with -inf above the diagonal: no position sees the ones after it."""
         return torch.full((size, size), float("-inf")).triu(diagonal=1)
 
+    @override
     def forward(self, inputs: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         length = inputs.shape[1]
         if self.src_mask is None or self.src_mask.size(0) != length:
@@ -69,6 +71,7 @@ class PositionalEncoding(nn.Module):
         # Built on the first forward, on the input's device; not a buffer, so that it is not in the state dict.
         self.pe: Optional[Tensor] = None
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         if self.pe is None:
             self.pe = self._table(x.device)
@@ -158,18 +161,23 @@ class LightningTransformer(LightningModule):
         super().__init__()
         self.model = Transformer(vocab_size=vocab_size)
 
+    @override
     def forward(self, inputs: Tensor, target: Tensor) -> Tensor:
         return self.model(inputs, target)
 
+    @override
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         inputs, target = batch
         return F.nll_loss(self(inputs, target), target.view(-1))
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.model.parameters(), lr=0.1)
 
+    @override
     def prepare_data(self) -> None:
         WikiText2(download=True)
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return DataLoader(WikiText2())

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fulmen.loggers.logger import Logger, params_as_dict, rank_zero_experiment
 from fulmen.utilities.imports import module_available
@@ -111,11 +112,13 @@ class CometLogger(Logger):
         return self._experiment
 
     @rank_zero_only
+    @override
     def log_hyperparams(self, params: Union[dict[str, Any], Namespace], *args: Any, **kwargs: Any) -> None:
         self.experiment.__internal_api__log_parameters__(parameters=params_as_dict(params), framework=FRAMEWORK_NAME,
                                                          flatten_nested=True, source="manual")
 
     @rank_zero_only
+    @override
     def log_metrics(self, metrics: Mapping[str, Union[Tensor, float]], step: Optional[int] = None) -> None:
         values = {k: v.detach().cpu() if isinstance(v, Tensor) else v for k, v in metrics.items()}
         epoch = values.pop("epoch", None)  # Comet keeps the epoch beside the step, not as a metric
@@ -123,27 +126,32 @@ class CometLogger(Logger):
                                                       framework=FRAMEWORK_NAME)
 
     @rank_zero_only
+    @override
     def log_graph(self, model: nn.Module, input_array: Optional[Tensor] = None) -> None:
         if self._experiment is not None:
             self._experiment.__internal_api__set_model_graph__(graph=model, framework=FRAMEWORK_NAME)
 
     @rank_zero_only
+    @override
     def finalize(self, status: str) -> None:
         """Send (or, offline, keep) what was logged; the experiment stays open for use after the run."""
         if self._experiment is not None:
             self._experiment.flush()
 
     @property
+    @override
     def save_dir(self) -> Optional[str]:
         """Where an offline experiment's archive is written."""
         return self._comet_config.offline_directory
 
     @property
+    @override
     def name(self) -> Optional[str]:
         """The project's name."""
         return self._project_name
 
     @property
+    @override
     def version(self) -> Optional[str]:
         """The experiment's key."""
         return self._experiment.get_key() if self._experiment is not None else None

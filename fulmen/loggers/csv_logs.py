@@ -6,6 +6,7 @@ import csv
 import os
 from argparse import Namespace
 from typing import Any, Optional, Union
+from typing_extensions import override
 
 from fulmen.checkpoint.io import makedirs
 from fulmen.core.saving import to_yaml
@@ -97,11 +98,13 @@ class CSVLogger(VersionedFolder, Logger):
         return os.path.join(self.log_dir, self.NAME_METRICS_FILE)
 
     @rank_zero_only
+    @override
     def log_hyperparams(self, params: Optional[Union[dict[str, Any], Namespace]] = None, *args: Any,
                         **kwargs: Any) -> None:
         self.experiment.log_hparams(params_as_dict(params))
 
     @rank_zero_only
+    @override
     def log_metrics(self, metrics: dict[str, float], step: Optional[int] = None) -> None:
         self.experiment.log_metrics({f"{self._prefix}-{k}" if self._prefix else k: v for k, v in metrics.items()},
                                     step)
@@ -109,8 +112,10 @@ class CSVLogger(VersionedFolder, Logger):
             self.save()
 
     @rank_zero_only
+    @override
     def save(self) -> None:
         self.experiment.save()
 
+    @override
     def finalize(self, status: str) -> None:
         self.save()

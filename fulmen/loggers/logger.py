@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from argparse import Namespace
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional, Union
+from typing_extensions import override
 
 from fulmen.checkpoint.io import cannot_create, makedirs
 from fulmen.utilities.rank_zero import rank_zero_only
@@ -115,17 +116,21 @@ class DummyLogger(Logger):
     def experiment(self) -> _DummyExperiment:
         return self._experiment
 
+    @override
     def log_metrics(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    @override
     def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
         return None
 
     @property
+    @override
     def name(self) -> str:
         return ""
 
     @property
+    @override
     def version(self) -> str:
         return ""
 

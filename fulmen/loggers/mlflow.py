@@ -14,6 +14,7 @@ from argparse import Namespace
 from typing import Any, Optional, Union
 
 from torch import Tensor
+from typing_extensions import override
 
 from fulmen.loggers.logger import Logger, UploadsCheckpoints, flatten_params, new_checkpoints, params_as_dict
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
@@ -109,16 +110,19 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
         return self._experiment_id
 
     @property
+    @override
     def name(self) -> Optional[str]:
         """The experiment id (as in Lightning)."""
         return self.experiment_id
 
     @property
+    @override
     def version(self) -> Optional[str]:
         """The run id."""
         return self.run_id
 
     @property
+    @override
     def save_dir(self) -> Optional[str]:
         """The store's folder for a ``file:`` tracking URI, else None."""
         if self._tracking_uri and self._tracking_uri.startswith(LOCAL_FILE_URI_PREFIX):
@@ -126,6 +130,7 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
         return None
 
     @rank_zero_only
+    @override
     def log_hyperparams(self, params: Optional[Union[dict[str, Any], Namespace]] = None, *args: Any,
                         **kwargs: Any) -> None:
         from mlflow.entities import Param
@@ -137,6 +142,7 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
             self.experiment.log_batch(run_id=self.run_id, params=items[start:start + 100], **self._batch_kwargs)
 
     @rank_zero_only
+    @override
     def log_metrics(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
         from mlflow.entities import Metric
 
@@ -160,6 +166,7 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
             self.experiment.log_batch(run_id=self.run_id, metrics=items, **self._batch_kwargs)
 
     @rank_zero_only
+    @override
     def finalize(self, status: str = "success") -> None:
         if self._client is None:
             return  # nothing was logged: no run to close
@@ -167,6 +174,7 @@ class MLFlowLogger(UploadsCheckpoints, Logger):
             self._log_checkpoints(self._checkpoint_callback)
         self.experiment.set_terminated(self.run_id, _STATUS.get(status, status.upper()))
 
+    @override
     def _log_checkpoints(self, checkpoint_callback: Any) -> None:
         """Each new checkpoint file under ``<prefix>/<file stem>/`` (Lightning's layout), beside a ``metadata.yaml``
         (its score, file name and the ModelCheckpoint's settings) and an ``aliases.txt`` (``['latest']``, or

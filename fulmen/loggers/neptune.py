@@ -13,6 +13,7 @@ from argparse import Namespace
 from typing import Any, Optional, Union
 
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fulmen.__about__ import __version__
 from fulmen.loggers.logger import Logger, params_as_dict, rank_zero_experiment
@@ -81,6 +82,7 @@ class NeptuneLogger(Logger):
         return self._run_instance
 
     @rank_zero_only
+    @override
     def log_hyperparams(self, params: Union[dict[str, Any], Namespace], *args: Any, **kwargs: Any) -> None:
         """Record the hyperparameters under ``<prefix>/hyperparams`` (values Neptune cannot store as strings)."""
         from neptune.utils import stringify_unsupported
@@ -88,6 +90,7 @@ class NeptuneLogger(Logger):
         self.run[self._path(self.PARAMETERS_KEY)] = stringify_unsupported(params_as_dict(params))
 
     @rank_zero_only
+    @override
     def log_metrics(self, metrics: dict[str, Union[Tensor, float]], step: Optional[int] = None) -> None:
         """Append each value to the series ``<prefix>/<name>`` at ``step``."""
         for key, value in metrics.items():
@@ -96,6 +99,7 @@ class NeptuneLogger(Logger):
             self.run[self._path(key)].append(value, step=step)
 
     @rank_zero_only
+    @override
     def log_graph(self, model: nn.Module, input_array: Optional[Tensor] = None) -> None:
         """Neptune shows no graphs: nothing to record."""
 
@@ -110,6 +114,7 @@ class NeptuneLogger(Logger):
         self.run[self._path("model/summary")] = File.from_content(content=text, extension="txt")
 
     @rank_zero_only
+    @override
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Upload the checkpoints the callback keeps (last, top-k, best) under ``<prefix>/model/checkpoints/<name>``,
         delete the ones it has removed, and record the best path and score."""
@@ -138,6 +143,7 @@ class NeptuneLogger(Logger):
         self._uploaded = kept
 
     @rank_zero_only
+    @override
     def finalize(self, status: str) -> None:
         """Record the run's end status under ``<prefix>/status``; the run itself stays open."""
         if self._run_instance is None:
@@ -147,16 +153,19 @@ class NeptuneLogger(Logger):
         super().finalize(status)
 
     @property
+    @override
     def save_dir(self) -> Optional[str]:
         """Where the neptune client keeps its files: ``.neptune`` in the working folder."""
         return os.path.join(os.getcwd(), ".neptune")
 
     @property
+    @override
     def name(self) -> Optional[str]:
         """The run's name."""
         return self._name
 
     @property
+    @override
     def version(self) -> Optional[str]:
         """The run's short id ("PROJ-123"; "OFFLINE-<n>" offline and in debug mode), which names the checkpoint
         folder. Asking for it makes the run (on global rank zero; None elsewhere)."""

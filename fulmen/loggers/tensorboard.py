@@ -13,6 +13,7 @@ from argparse import Namespace
 from typing import Any, Optional, Union
 
 from torch import Tensor
+from typing_extensions import override
 
 from fulmen.core.saving import to_yaml
 from fulmen.checkpoint.io import makedirs
@@ -81,6 +82,7 @@ class TensorBoardLogger(VersionedFolder, Logger):
         return self._experiment
 
     @rank_zero_only
+    @override
     def log_metrics(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
         for key, value in metrics.items():
             name = f"{self._prefix}{self.LOGGER_JOIN_CHAR}{key}" if self._prefix else key
@@ -95,6 +97,7 @@ class TensorBoardLogger(VersionedFolder, Logger):
             self.experiment.add_scalar(name, value, step)
 
     @rank_zero_only
+    @override
     def log_hyperparams(self, params: Optional[Union[dict[str, Any], Namespace]] = None,
                         metrics: Optional[Union[dict[str, Any], float]] = None, step: Optional[int] = None) -> None:
         """Record hyperparameters (flattened with "/" and made plain), with ``metrics`` for the HPARAMS tab."""
@@ -115,6 +118,7 @@ class TensorBoardLogger(VersionedFolder, Logger):
             writer.add_summary(summary, step)
 
     @rank_zero_only
+    @override
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         if not self._log_graph:
             return
@@ -136,6 +140,7 @@ class TensorBoardLogger(VersionedFolder, Logger):
         self.experiment.add_graph(model, input_array)
 
     @rank_zero_only
+    @override
     def save(self) -> None:
         """Flush the event file (creating it, as Lightning does, even when nothing was logged yet); write
         hparams.yaml next to it the first time."""
@@ -146,6 +151,7 @@ class TensorBoardLogger(VersionedFolder, Logger):
                 f.write(to_yaml(self.hparams))
 
     @rank_zero_only
+    @override
     def finalize(self, status: str) -> None:
         if self._experiment is not None:
             self._experiment.flush()

@@ -12,6 +12,7 @@ from argparse import Namespace
 from typing import Any, Optional, Union
 
 from torch import Tensor
+from typing_extensions import override
 
 from fulmen.loggers.logger import Logger, UploadsCheckpoints, new_checkpoints, params_as_dict
 from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
@@ -93,20 +94,24 @@ class WandbLogger(UploadsCheckpoints, Logger):
         return self._experiment
 
     @property
+    @override
     def name(self) -> str:
         """The project (as in Lightning)."""
         return self._project
 
     @property
+    @override
     def version(self) -> Optional[str]:
         """The run id."""
         return self._experiment.id if self._experiment is not None else self._id
 
     @property
+    @override
     def save_dir(self) -> str:
         return self._save_dir
 
     @rank_zero_only
+    @override
     def log_hyperparams(self, params: Optional[Union[dict[str, Any], Namespace]] = None, *args: Any,
                         **kwargs: Any) -> None:
         values = {k: (v.__name__ if callable(v) and hasattr(v, "__name__") else v)
@@ -114,6 +119,7 @@ class WandbLogger(UploadsCheckpoints, Logger):
         self.experiment.config.update(values, allow_val_change=True)
 
     @rank_zero_only
+    @override
     def log_metrics(self, metrics: dict[str, Any], step: Optional[int] = None) -> None:
         row = {(f"{self._prefix}{self.LOGGER_JOIN_CHAR}{k}" if self._prefix else k):
                (v.item() if isinstance(v, Tensor) else v) for k, v in metrics.items()}
@@ -165,12 +171,14 @@ class WandbLogger(UploadsCheckpoints, Logger):
         self.log_metrics({key: media}, step)
 
     @rank_zero_only
+    @override
     def finalize(self, status: str) -> None:
         # As in Lightning, the run stays open (wandb closes it at exit, or call wandb.finish()), so that a later
         # validate/test logs to the same run; checkpoints are uploaded only after a successful fit.
         if status == "success" and self._checkpoint_callback is not None and self._experiment is not None:
             self._log_checkpoints(self._checkpoint_callback)
 
+    @override
     def _log_checkpoints(self, checkpoint_callback: Any) -> None:
         import wandb
 

@@ -6,7 +6,7 @@ import inspect
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from fulmen.core.datamodule import LightningDataModule
 from fulmen.core.hooks import overrides, positional_count, set_hook_name, takes_varargs
@@ -17,6 +17,9 @@ from fulmen.trainer.states import RunningStage
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.warnings import PossibleUserWarning
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 @dataclass
@@ -32,7 +35,7 @@ class EvalData:
     seen: list[int] = field(default_factory=list)
 
 
-def data_source(trainer: Any, prefix: str) -> Any:
+def data_source(trainer: "Trainer", prefix: str) -> Any:
     """Loaders given to the method, else the datamodule's hook, else the module's hook (if overridden)."""
     given = trainer._eval_sources.get(prefix) if prefix != "train" else trainer._train_source
     if given is not None:
@@ -48,7 +51,7 @@ def data_source(trainer: Any, prefix: str) -> Any:
                 set_hook_name(module, None)
     return None
 
-def _sampler_args(trainer: Any, train: bool, predicting: bool = False) -> Optional[dict[str, Any]]:
+def _sampler_args(trainer: "Trainer", train: bool, predicting: bool = False) -> Optional[dict[str, Any]]:
     """How to split a loader between the processes (``fetchers.distributed_sampler``'s arguments), or None: one
     process, or ``use_distributed_sampler=False`` (the user's loaders split the data themselves)."""
     split = trainer.strategy.distributed_sampler_kwargs
@@ -57,7 +60,7 @@ def _sampler_args(trainer: Any, train: bool, predicting: bool = False) -> Option
     return {**split, "train": train and not trainer.overfit_batches, "predicting": predicting}
 
 
-def load_train_data(trainer: Any) -> None:
+def load_train_data(trainer: "Trainer") -> None:
     if trainer.train_dataloader is not None:
         return
     source = data_source(trainer, "train")
@@ -77,14 +80,14 @@ def load_train_data(trainer: Any) -> None:
         )
     trainer.train_dataloader = loader
     trainer.num_training_batches = fetchers.limited_length(length, trainer.limit_train_batches, "limit_train_batches")
-    trainer._last_train_reload = trainer.state.epoch
+    trainer.state.last_train_reload = trainer.state.epoch
     set_val_check(trainer, length)
 
-def set_val_check(trainer: Any, length: Union[int, float]) -> None:
+def set_val_check(trainer: "Trainer", length: Union[int, float]) -> None:
     interval = trainer.val_check_interval
-    trainer._val_time_interval = None
+    trainer.state.val_time_interval = None
     if isinstance(interval, timedelta):
-        trainer._val_time_interval = interval.total_seconds()
+        trainer.state.val_time_interval = interval.total_seconds()
         trainer.val_check_batch = float("inf")
     elif isinstance(interval, int):
         if trainer.check_val_every_n_epoch is not None and interval > trainer.num_training_batches:
@@ -103,16 +106,16 @@ def set_val_check(trainer: Any, length: Union[int, float]) -> None:
         trainer.val_check_batch = float("inf")
     else:
         trainer.val_check_batch = max(1, int(trainer.num_training_batches * interval))
-    trainer._last_val_time = time.monotonic()
+    trainer.state.last_val_time = time.monotonic()
 
-def reload_data_if_due(trainer: Any) -> None:
+def reload_data_if_due(trainer: "Trainer") -> None:
     n = trainer.reload_dataloaders_every_n_epochs
-    if n and trainer.state.epoch - trainer._last_train_reload >= n:
+    if n and trainer.state.epoch - trainer.state.last_train_reload >= n:
         trainer.train_dataloader = None
         load_train_data(trainer)
         trainer._eval.pop(RunningStage.VALIDATING, None)
 
-def eval_data(trainer: Any, stage: RunningStage) -> EvalData:
+def eval_data(trainer: "Trainer", stage: RunningStage) -> EvalData:
     """The loaders of an evaluation stage, loaded on first use (the sanity check shares validation's)."""
     key = RunningStage.VALIDATING if stage == RunningStage.SANITY_CHECKING else stage
     data = trainer._eval.get(key)
@@ -155,7 +158,7 @@ def eval_data(trainer: Any, stage: RunningStage) -> EvalData:
     trainer._eval[key] = data
     return data
 
-def validation_enabled(trainer: Any, warn: bool = False) -> bool:
+def validation_enabled(trainer: "Trainer", warn: bool = False) -> bool:
     """Whether fit validates: a ``validation_step``, val data, and ``limit_val_batches`` above 0. With only one of
     the first two and ``warn`` (once per fit), warn that the val loop is skipped, as Lightning does."""
     module = trainer.lightning_module

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from typing_extensions import override
 
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.core.hooks import set_hook_name
@@ -14,8 +15,11 @@ from fulmen.loops.fetchers import iterate
 from fulmen.loops.loop import _DataSource, _Loop, eval_phase
 from fulmen.loops.progress import _BatchProgress, _ProcessedTracker
 from fulmen.profilers import profiled, profiled_batches
-from fulmen.trainer.states import EvalCounts, RunningStage, TrainerFn
+from fulmen.trainer.states import EvalCounts, LoopPhase, RunningStage, TrainerFn
 from fulmen.utilities.enums import LightningEnum
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class RestartStage(LightningEnum):
@@ -35,7 +39,7 @@ class _EvaluationLoop(_Loop):
     """``trainer.validate_loop``, ``trainer.test_loop`` and ``trainer.fit_loop.epoch_loop.val_loop``: the batches
     each has run (``batch_progress``) and where its data comes from (``_data_source``)."""
 
-    def __init__(self, trainer: Any, kind: str) -> None:
+    def __init__(self, trainer: "Trainer", kind: str) -> None:
         super().__init__(trainer)
         self.kind = kind
         self._data_source = _DataSource(trainer, "test" if kind == "test" else "val")
@@ -83,11 +87,12 @@ class _EvaluationLoop(_Loop):
     def dataloaders(self) -> Any:
         return self.trainer.test_dataloaders if self.kind == "test" else self.trainer.val_dataloaders
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"state_dict": {}, "batch_progress": self.batch_progress.state_dict()}
 
 
-def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
+def run_evaluation(trainer: "Trainer", stage: RunningStage) -> list[dict[str, Any]]:
     """Evaluate on every loader of ``stage`` and return one dict of epoch metrics per loader.
 
     Pseudocode::
@@ -129,7 +134,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     per_loader: list[dict[str, Any]] = []
     # Validation inside fit uses no_grad (a later training step may need tensors made here); a standalone run may
     # use inference_mode, which is faster, where the strategy's tensors can be inference tensors.
-    inference = trainer.inference_mode and state.fn != "fit" and trainer.strategy.allows_inference_mode
+    inference = trainer.inference_mode and state.fn != TrainerFn.FITTING and trainer.strategy.allows_inference_mode
     grad_off = torch.inference_mode() if inference else torch.no_grad()
     agreement = eval_agreement(trainer, sum(limits))
     last_loader = len(data.loaders) - 1
@@ -157,7 +162,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
                     data.seen[dl_idx] += 1
                 if agreement is not None:  # several processes: stop together, at a batch they agree on
                     agreement.at_batch_end()
-                elif trainer._signal is not None and trainer.world_size == 1:
+                elif trainer.state.signal is not None and trainer.world_size == 1:
                     stop_for_signal(trainer)  # (in fit, several processes stop at the fit's next agreement)
             if stage != RunningStage.SANITY_CHECKING:
                 trainer._metrics.fold(store)  # the last step values stay in logged_metrics, as in Lightning
@@ -170,6 +175,8 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
         store.epoch_done = True
         hooks.epoch_end()
     results = trainer._metrics.eval_end(store, per_loader, sanity=stage == RunningStage.SANITY_CHECKING)
+    if stage == RunningStage.VALIDATING and state.fn == TrainerFn.FITTING:
+        state.phase = LoopPhase.VALIDATION_END  # a checkpoint in on_validation_end: resume skips this validation
     hooks.end()
     if hooks.model_train is not _noop:
         hooks.model_train()
@@ -181,7 +188,7 @@ def run_evaluation(trainer: Any, stage: RunningStage) -> list[dict[str, Any]]:
     return results
 
 
-def _counts_of(trainer: Any, stage: RunningStage) -> EvalCounts:
+def _counts_of(trainer: "Trainer", stage: RunningStage) -> EvalCounts:
     """The batch counts a run of ``stage`` advances (what the loop objects show)."""
     if stage == RunningStage.TESTING:
         kind = "test"

@@ -7,9 +7,15 @@ attribute, in Lightning's order: callbacks first, then the module.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional
 
 from fulmen.core.hooks import CALLBACK_HOOKS, MODULE_HOOKS_WITH_DEFAULTS, MODULE_ONLY_HOOKS, overrides, set_hook_name
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
+
+Hook = Callable[..., Any]
 
 
 def _noop(*args: Any, **kwargs: Any) -> None:
@@ -25,7 +31,7 @@ class HookGroup:
 
     __slots__ = ("name", "trainer", "module", "callbacks", "module_fn", "late")
 
-    def __init__(self, name: str, trainer: Any, module: Any, callbacks: list[Callable[..., Any]],
+    def __init__(self, name: str, trainer: "Trainer", module: Any, callbacks: list[Callable[..., Any]],
                  module_fn: Optional[Callable[..., Any]], late: list[Callable[..., Any]]) -> None:
         self.name = name
         self.trainer = trainer
@@ -65,10 +71,58 @@ class EvalHooks(NamedTuple):
 class Hooks:
     """The hooks of one run, as attributes: ``hooks.on_train_batch_end(outputs, batch, batch_idx)``.
 
-    A hook that nothing overrides is a no-op function, so calling it costs next to nothing in the loop.
+    A hook that nothing overrides is a no-op function, so calling it costs next to nothing in the loop. Every hook of
+    the catalogue (``CALLBACK_HOOKS`` and ``MODULE_ONLY_HOOKS`` of ``fulmen.core.hooks``) is declared here, so that
+    editors and type checkers see them; ``validation`` and ``test`` name one evaluation stage's hooks.
     """
 
-    def __init__(self, trainer: Any, module: Any, callbacks: list[Any], profiler: Any = None) -> None:
+    setup: Hook
+    on_fit_start: Hook
+    on_sanity_check_start: Hook
+    on_sanity_check_end: Hook
+    on_train_start: Hook
+    on_train_epoch_start: Hook
+    on_train_batch_start: Hook
+    on_before_zero_grad: Hook
+    on_before_backward: Hook
+    on_after_backward: Hook
+    on_before_optimizer_step: Hook
+    on_train_batch_end: Hook
+    on_train_epoch_end: Hook
+    on_train_end: Hook
+    on_validation_start: Hook
+    on_validation_epoch_start: Hook
+    on_validation_batch_start: Hook
+    on_validation_batch_end: Hook
+    on_validation_epoch_end: Hook
+    on_validation_end: Hook
+    on_test_start: Hook
+    on_test_epoch_start: Hook
+    on_test_batch_start: Hook
+    on_test_batch_end: Hook
+    on_test_epoch_end: Hook
+    on_test_end: Hook
+    on_predict_start: Hook
+    on_predict_epoch_start: Hook
+    on_predict_batch_start: Hook
+    on_predict_batch_end: Hook
+    on_predict_epoch_end: Hook
+    on_predict_end: Hook
+    on_save_checkpoint: Hook
+    on_load_checkpoint: Hook
+    on_exception: Hook
+    on_fit_end: Hook
+    teardown: Hook
+    on_validation_model_zero_grad: Hook
+    on_validation_model_eval: Hook
+    on_validation_model_train: Hook
+    on_test_model_eval: Hook
+    on_test_model_train: Hook
+    on_predict_model_eval: Hook
+    validation: EvalHooks
+    test: EvalHooks
+
+    def __init__(self, trainer: "Trainer", module: Any, callbacks: list[Any], profiler: Any = None) -> None:
         from fulmen.callbacks.callback import Callback
         from fulmen.core.module import LightningModule
 
@@ -76,7 +130,8 @@ class Hooks:
             from fulmen.profilers import profiled
 
         for name in CALLBACK_HOOKS + MODULE_ONLY_HOOKS:
-            early, late = [], []
+            early: list[Hook] = []
+            late: list[Hook] = []
             for cb in callbacks:
                 if hasattr(Callback, name) and overrides(cb, Callback, name):
                     runs_late = name == "on_train_epoch_end" and getattr(cb, "_runs_after_module_epoch_end", False)

@@ -10,10 +10,13 @@ pay nothing.
 
 from __future__ import annotations
 
-from typing import Any, Generic, Optional, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, overload
 
 from fulmen.trainer.states import RunningStage, TrainerFn
 from fulmen.utilities.model_helpers import is_overridden
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 # Hooks of a training batch in Lightning's order; in each, the batch is ready and started (its step runs).
 STEP_HOOKS = frozenset({
@@ -26,13 +29,13 @@ BEFORE_OPTIMIZER_STEP = STEP_HOOKS - {"lr_scheduler_step"}
 BEFORE_ZERO_GRAD = frozenset({"training_step", "forward"})
 
 
-def hook_running(trainer: Any) -> Optional[str]:
+def hook_running(trainer: "Trainer") -> Optional[str]:
     """The module or callback hook running now (None outside the Trainer's hooks)."""
     module = trainer.lightning_module
     return module._current_fx_name if module is not None else None
 
 
-def training_phase(trainer: Any) -> str:
+def training_phase(trainer: "Trainer") -> str:
     """Where the fit is: "idle" (not in a training epoch), "epoch_start", "batch_start", "step", "batch_end",
     "validation" (after a batch's end hooks, before the next batch), or "epoch_end"."""
     state = trainer.state
@@ -54,7 +57,7 @@ def training_phase(trainer: Any) -> str:
     return "between"
 
 
-def eval_phase(trainer: Any, stage: str) -> tuple[int, int, int]:
+def eval_phase(trainer: "Trainer", stage: str) -> tuple[int, int, int]:
     """How far the evaluation batch running now has come, as (ready, started, processed) increments: its
     ``on_{stage}_batch_start`` makes it ready, its step starts it, ``on_{stage}_batch_end`` has it processed."""
     fx = hook_running(trainer)
@@ -71,7 +74,7 @@ class _DataSource:
     """Where a loop's data comes from (Lightning's ``_DataLoaderSource``): loaders given to the Trainer's method,
     else the datamodule, else the module; ``name`` is the hook that gives them ("val_dataloader", ...)."""
 
-    def __init__(self, trainer: Any, prefix: str) -> None:
+    def __init__(self, trainer: "Trainer", prefix: str) -> None:
         self._trainer = trainer
         self._prefix = prefix
         self.name = f"{prefix}_dataloader"
@@ -104,13 +107,13 @@ class _DataSource:
 class _Loop:
     """A loop object: a view of the Trainer's run state."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         self.trainer = trainer
 
     @property
     def restarting(self) -> bool:
         """Whether the loop is picking up a run from a checkpoint (until its first batch runs)."""
-        return self.trainer._resume_plan is not None
+        return self.trainer.state.resume_plan is not None
 
     def state_dict(self) -> dict[str, Any]:
         """The loop's counters, as Lightning saves them in a checkpoint's ``loops`` entry."""
@@ -135,10 +138,10 @@ class LoopAttribute(Generic[L]):
     def __get__(self, trainer: None, owner: type) -> LoopAttribute[L]: ...
     @overload
     def __get__(self, trainer: object, owner: type) -> L: ...
-    def __get__(self, trainer: Any, owner: type) -> Any:
+    def __get__(self, trainer: "Trainer", owner: type) -> Any:
         return self if trainer is None else trainer.__dict__[self.name]
 
-    def __set__(self, trainer: Any, loop: L) -> None:
+    def __set__(self, trainer: "Trainer", loop: L) -> None:
         if self.name in trainer.__dict__:
             raise AttributeError(
                 f"trainer.{self.name} = {type(loop).__name__}(...): fulmen's loops cannot be replaced (trainer."

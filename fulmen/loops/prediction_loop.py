@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch.utils.data import DataLoader
+from typing_extensions import override
 
 from fulmen.loops.data import eval_data
 from fulmen.loops.fetchers import iterate, with_sampler
@@ -17,6 +18,9 @@ from fulmen.trainer.states import EvalCounts, RunningStage
 from fulmen.checkpoint.preemption import eval_agreement, stop_for_signal
 from fulmen.core.hooks import set_hook_name
 
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
+
 
 class _PredictionLoop(_Loop):
     """``trainer.predict_loop``: what the last predict run kept, as Lightning's loop shows it to callbacks such as
@@ -24,7 +28,7 @@ class _PredictionLoop(_Loop):
     (loaders x batches x dataset indices) and ``current_batch_indices`` (the batch running); and the batches run
     (``batch_progress``)."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         super().__init__(trainer)
         self._predictions: list[list[Any]] = []
         self._several = False
@@ -61,6 +65,7 @@ class _PredictionLoop(_Loop):
     def max_batches(self) -> list[Any]:
         return self.trainer.num_predict_batches
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"state_dict": {}, "batch_progress": self.batch_progress.state_dict()}
 
@@ -91,7 +96,7 @@ def _recording(loader: Any) -> tuple[Any, Optional[_RecordedBatches]]:
     return with_sampler(loader, batch_sampler=recorder), recorder
 
 
-def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
+def run_predict(trainer: "Trainer", return_predictions: bool) -> Optional[list[Any]]:
     """Predictions as a list (one list per loader when there are several), or None.
 
     Pseudocode::
@@ -160,7 +165,7 @@ def run_predict(trainer: Any, return_predictions: bool) -> Optional[list[Any]]:
                     predictions[dl_idx].append(move_data_to_device(output, "cpu"))
                 if agreement is not None:  # several processes: stop together, at a batch they agree on
                     agreement.at_batch_end()
-                elif trainer._signal is not None:
+                elif trainer.state.signal is not None:
                     stop_for_signal(trainer)
         if agreement is not None:
             agreement.at_end()

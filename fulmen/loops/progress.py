@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from typing_extensions import override
 
 
 @dataclass
@@ -70,9 +71,11 @@ class _BatchProgress(_Progress):
 
     is_last_batch: bool = False
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "is_last_batch": self.is_last_batch}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.is_last_batch = state_dict["is_last_batch"]

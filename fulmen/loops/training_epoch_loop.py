@@ -8,13 +8,18 @@ loop of the fit (``val_loop``).
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+from typing_extensions import override
 
 from fulmen.loops.evaluation_loop import _EvaluationLoop
 from fulmen.loops.loop import BEFORE_OPTIMIZER_STEP, BEFORE_ZERO_GRAD, _Loop, hook_running, training_phase
 from fulmen.loops.progress import (_BatchProgress, _OptimizationProgress, _OptimizerProgress, _ProcessedTracker,
                                    _Progress, _ReadyCompletedTracker, _SchedulerProgress, _StartedTracker)
+from fulmen.loops.rules import can_stop_early
 from fulmen.utilities.enums import LightningEnum
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 # How far the current batch has come in each phase: (ready, started, processed, completed) on top of the batches
 # finished before it.
@@ -45,7 +50,7 @@ class _AutomaticOptimization:
     """The optimizer's counters under automatic optimization: ``optim_progress.optimizer.step`` and ``.zero_grad``
     (zero under manual optimization)."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         self.trainer = trainer
 
     @property
@@ -89,7 +94,7 @@ class _AutomaticOptimization:
 class _ManualOptimization:
     """``optimizer.step()`` calls under manual optimization: ``optim_step_progress`` (zero under automatic)."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         self.trainer = trainer
 
     @property
@@ -112,7 +117,7 @@ class _ManualOptimization:
 class _TrainingEpochLoop(_Loop):
     """``trainer.fit_loop.epoch_loop``."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         super().__init__(trainer)
         self.val_loop = _EvaluationLoop(trainer, "fit_validation")
         self.automatic_optimization = _AutomaticOptimization(trainer)
@@ -181,7 +186,8 @@ class _TrainingEpochLoop(_Loop):
         trainer = self.trainer
         if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
             return True
-        return trainer.should_stop and trainer._can_stop_early()
+        return trainer.should_stop and can_stop_early(trainer)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"_batches_that_stepped": self._batches_that_stepped}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from fulmen.core.hooks import set_hook_name
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 def check_finite_loss(loss: Any) -> None:
@@ -17,7 +20,7 @@ def check_finite_loss(loss: Any) -> None:
         raise ValueError(f"The loss returned in training_step is {loss}.")
 
 
-def update_schedulers(trainer: Any, interval: str, plateau: bool) -> None:
+def update_schedulers(trainer: "Trainer", interval: str, plateau: bool) -> None:
     """Step the schedulers of ``interval`` whose frequency is due (plateau ones only when ``plateau``)."""
     if not trainer.lr_scheduler_configs:
         return

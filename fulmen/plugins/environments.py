@@ -10,6 +10,7 @@ import os
 import re
 import socket
 from typing import Optional
+from typing_extensions import override
 
 from fulmen.utilities.rank_zero import rank_zero_warn
 
@@ -88,47 +89,59 @@ class LightningEnvironment(ClusterEnvironment):
         self._world_size = 1
 
     @property
+    @override
     def creates_processes_externally(self) -> bool:
         return "LOCAL_RANK" in os.environ
 
     @property
+    @override
     def main_address(self) -> str:
         return os.environ.get("MASTER_ADDR", "127.0.0.1")
 
     @property
+    @override
     def main_port(self) -> int:
         if self._main_port == -1:
             self._main_port = int(os.environ["MASTER_PORT"]) if "MASTER_PORT" in os.environ else free_port()
         return self._main_port
 
     @staticmethod
+    @override
     def detect() -> bool:
         return True
 
+    @override
     def world_size(self) -> int:
         return self._world_size
 
+    @override
     def set_world_size(self, size: int) -> None:
         self._world_size = size
 
+    @override
     def global_rank(self) -> int:
         return self._global_rank
 
+    @override
     def set_global_rank(self, rank: int) -> None:
         self._global_rank = rank
 
+    @override
     def local_rank(self) -> int:
         return _int_env("LOCAL_RANK")
 
+    @override
     def node_rank(self) -> int:
         return _int_env("NODE_RANK", "GROUP_RANK")
 
+    @override
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) != num_devices * num_nodes:
             raise ValueError(
                 f"WORLD_SIZE={os.environ['WORLD_SIZE']} in the environment, but Trainer(devices={num_devices}, "
                 f"num_nodes={num_nodes}) makes {num_devices * num_nodes} processes; make them agree")
 
+    @override
     def teardown(self) -> None:
         if "WORLD_SIZE" in os.environ and not self.creates_processes_externally:
             del os.environ["WORLD_SIZE"]
@@ -138,20 +151,25 @@ class _StartedWithMasterVariables(ClusterEnvironment):
     """Processes started by a launcher that sets MASTER_ADDR, MASTER_PORT, WORLD_SIZE and RANK in each."""
 
     @property
+    @override
     def creates_processes_externally(self) -> bool:
         return True
 
     @property
+    @override
     def main_address(self) -> str:
         return os.environ["MASTER_ADDR"]
 
     @property
+    @override
     def main_port(self) -> int:
         return int(os.environ["MASTER_PORT"])
 
+    @override
     def world_size(self) -> int:
         return int(os.environ["WORLD_SIZE"])
 
+    @override
     def global_rank(self) -> int:
         return int(os.environ["RANK"])
 
@@ -160,20 +178,25 @@ class TorchElasticEnvironment(_StartedWithMasterVariables):
     """torchrun: RANK, LOCAL_RANK, WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT set for every process."""
 
     @staticmethod
+    @override
     def detect() -> bool:
         return all(name in os.environ for name in ("RANK", "GROUP_RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"))
 
+    @override
     def set_world_size(self, size: int) -> None:
         if size != self.world_size():
             rank_zero_warn(f"torchrun started {self.world_size()} processes, but the Trainer asks for {size}; "
                            "torchrun's number is used")
 
+    @override
     def local_rank(self) -> int:
         return int(os.environ["LOCAL_RANK"])
 
+    @override
     def node_rank(self) -> int:
         return int(os.environ["GROUP_RANK"])
 
+    @override
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         per_node = int(os.environ["LOCAL_WORLD_SIZE"])
         if per_node != num_devices:
@@ -197,16 +220,19 @@ class SLURMEnvironment(ClusterEnvironment):
         self.requeue_signal = requeue_signal if requeue_signal is not None else signal.SIGUSR1
 
     @property
+    @override
     def creates_processes_externally(self) -> bool:
         return True
 
     @property
+    @override
     def main_address(self) -> str:
         if "MASTER_ADDR" in os.environ:
             return os.environ["MASTER_ADDR"]
         return first_host(os.environ.get("SLURM_NODELIST", "127.0.0.1"))
 
     @property
+    @override
     def main_port(self) -> int:
         if "MASTER_PORT" in os.environ:
             return int(os.environ["MASTER_PORT"])
@@ -214,22 +240,28 @@ class SLURMEnvironment(ClusterEnvironment):
         return 10000 + int(job[-4:]) % 10000  # the same on every node of the job, rarely taken
 
     @staticmethod
+    @override
     def detect() -> bool:
         # An interactive shell inside an allocation (salloc, srun --pty bash) is not a job step of the run.
         return "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
 
+    @override
     def world_size(self) -> int:
         return int(os.environ["SLURM_NTASKS"])
 
+    @override
     def global_rank(self) -> int:
         return int(os.environ["SLURM_PROCID"])
 
+    @override
     def local_rank(self) -> int:
         return int(os.environ["SLURM_LOCALID"])
 
+    @override
     def node_rank(self) -> int:
         return int(os.environ["SLURM_NODEID"])
 
+    @override
     def validate_settings(self, num_devices: int, num_nodes: int) -> None:
         tasks = os.environ.get("SLURM_NTASKS_PER_NODE")
         if tasks is not None and tasks.split("(")[0].isdigit() and int(tasks.split("(")[0]) != num_devices:
@@ -261,33 +293,41 @@ class LSFEnvironment(ClusterEnvironment):
             return [line.strip() for line in f if line.strip()][1:]
 
     @property
+    @override
     def creates_processes_externally(self) -> bool:
         return True
 
     @property
+    @override
     def main_address(self) -> str:
         return self._hosts[0]
 
     @property
+    @override
     def main_port(self) -> int:
         if "MASTER_PORT" in os.environ:
             return int(os.environ["MASTER_PORT"])
         return 10000 + int(os.environ["LSB_JOBID"]) % 1000  # the same on every host of the job
 
     @staticmethod
+    @override
     def detect() -> bool:
         return all(name in os.environ for name in ("LSB_JOBID", "LSB_DJOB_RANKFILE", "JSM_NAMESPACE_LOCAL_RANK",
                                                    "JSM_NAMESPACE_SIZE"))
 
+    @override
     def world_size(self) -> int:
         return int(os.environ["JSM_NAMESPACE_SIZE"])
 
+    @override
     def global_rank(self) -> int:
         return int(os.environ["JSM_NAMESPACE_RANK"])
 
+    @override
     def local_rank(self) -> int:
         return int(os.environ["JSM_NAMESPACE_LOCAL_RANK"])
 
+    @override
     def node_rank(self) -> int:
         """This host's place among the job's distinct hosts, in the order of the rank file."""
         return list(dict.fromkeys(self._hosts)).index(socket.gethostname())
@@ -310,18 +350,22 @@ class MPIEnvironment(ClusterEnvironment):
             (socket.gethostname(), free_port()) if self._comm.Get_rank() == 0 else None, root=0)
 
     @property
+    @override
     def creates_processes_externally(self) -> bool:
         return True
 
     @property
+    @override
     def main_address(self) -> str:
         return self._main_address
 
     @property
+    @override
     def main_port(self) -> int:
         return self._main_port
 
     @staticmethod
+    @override
     def detect() -> bool:
         """Under mpirun with more than one process (mpi4py installed)."""
         import importlib.util
@@ -334,15 +378,19 @@ class MPIEnvironment(ClusterEnvironment):
 
         return MPI.COMM_WORLD.Get_size() > 1
 
+    @override
     def world_size(self) -> int:
         return self._comm.Get_size()
 
+    @override
     def global_rank(self) -> int:
         return self._comm.Get_rank()
 
+    @override
     def local_rank(self) -> int:
         return self._node.Get_rank()
 
+    @override
     def node_rank(self) -> int:
         return self._node_rank
 
@@ -352,12 +400,15 @@ class KubeflowEnvironment(_StartedWithMasterVariables):
     operator. Never detected (the same variables mean other things elsewhere): pass it in ``plugins``."""
 
     @staticmethod
+    @override
     def detect() -> bool:
         return False
 
+    @override
     def local_rank(self) -> int:
         return 0
 
+    @override
     def node_rank(self) -> int:
         return self.global_rank()
 
@@ -367,38 +418,46 @@ class XLAEnvironment(ClusterEnvironment):
     fulmen trains on one XLA device; this reports the runtime's view for code that asks."""
 
     @property
+    @override
     def creates_processes_externally(self) -> bool:
         return False
 
     @property
+    @override
     def main_address(self) -> str:
         return os.environ.get("MASTER_ADDR", "127.0.0.1")
 
     @property
+    @override
     def main_port(self) -> int:
         return int(os.environ.get("MASTER_PORT", "12355"))
 
     @staticmethod
+    @override
     def detect() -> bool:
         from fulmen.accelerators import devices
 
         return devices.xla_available() and devices.xla_device_type() == "TPU"
 
+    @override
     def world_size(self) -> int:
         import torch_xla.runtime as xr
 
         return xr.world_size()
 
+    @override
     def global_rank(self) -> int:
         import torch_xla.runtime as xr
 
         return xr.global_ordinal()
 
+    @override
     def local_rank(self) -> int:
         import torch_xla.runtime as xr
 
         return xr.local_ordinal()
 
+    @override
     def node_rank(self) -> int:
         import torch_xla.runtime as xr
 

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 
 class LayerSync(ABC):
@@ -25,9 +26,11 @@ class TorchSyncBatchNorm(LayerSync):
     """Batch norm layers as ``torch.nn.SyncBatchNorm`` (``Trainer(sync_batchnorm=True)``): the batch statistics
     are computed over every process's batch. With one process there is nothing to share."""
 
+    @override
     def apply(self, model: nn.Module) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
+    @override
     def revert(self, model: nn.Module) -> nn.Module:
         """Replace each SyncBatchNorm by a BatchNorm of the same size, with the same weights and statistics (the
         number of dimensions is checked by neither, so ``BatchNorm2d`` stands for all)."""
@@ -51,5 +54,6 @@ class TorchSyncBatchNorm(LayerSync):
 class _BatchNormXd(nn.modules.batchnorm._BatchNorm):
     """A batch norm layer of any number of dimensions (what a reverted SyncBatchNorm becomes)."""
 
+    @override
     def _check_input_dim(self, input: torch.Tensor) -> None:
         return None

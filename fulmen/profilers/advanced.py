@@ -6,6 +6,7 @@ import io
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
+from typing_extensions import override
 
 from fulmen.profilers.profiler import Profiler
 
@@ -24,6 +25,7 @@ class AdvancedProfiler(Profiler):
         self.line_count_restriction = line_count_restriction
         self.dump_stats = dump_stats
 
+    @override
     def start(self, action_name: str) -> None:
         import cProfile
 
@@ -33,12 +35,14 @@ class AdvancedProfiler(Profiler):
             profile = self.profiled_actions[action_name] = cProfile.Profile()
         profile.enable()
 
+    @override
     def stop(self, action_name: str) -> None:
         profile = self.profiled_actions.get(action_name)
         if profile is None:
             raise ValueError(f"AdvancedProfiler: action {action_name!r} was stopped but never started")
         profile.disable()
 
+    @override
     def summary(self) -> str:
         import pstats
 
@@ -57,5 +61,6 @@ class AdvancedProfiler(Profiler):
         title = f"{self._stage.upper()} " if self._stage else ""
         return os.linesep.join([f"{title}Profiler Report"] + parts)
 
+    @override
     def teardown(self, stage: Optional[str]) -> None:
         self.profiled_actions = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
+from typing_extensions import override
 
 from fulmen.profilers.profiler import Profiler
 
@@ -96,6 +97,7 @@ class PyTorchProfiler(Profiler):
         self._ranges: dict[str, Any] = {}
         self._recorder: Optional[RegisterRecordFunction] = None
 
+    @override
     def start(self, action_name: str) -> None:
         import torch
 
@@ -112,6 +114,7 @@ class PyTorchProfiler(Profiler):
         record.__enter__()
         self._ranges[action_name] = record
 
+    @override
     def stop(self, action_name: str) -> None:
         record = self._ranges.pop(action_name, None)
         if record is not None:
@@ -126,6 +129,7 @@ class PyTorchProfiler(Profiler):
             self._recorder = RegisterRecordFunction(model)
             self._recorder.__enter__()
 
+    @override
     def summary(self) -> str:
         if self.profiler is None:
             return ""
@@ -144,6 +148,7 @@ class PyTorchProfiler(Profiler):
         title = f"{self._stage.upper()} " if self._stage else ""
         return f"{title}Profiler Report{os.linesep}{table}"
 
+    @override
     def teardown(self, stage: Optional[str]) -> None:
         if self._recorder is not None:
             self._recorder.__exit__(None, None, None)

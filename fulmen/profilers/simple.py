@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Union
+from typing_extensions import override
 
 from fulmen.profilers.profiler import Profiler, _table
 
@@ -26,11 +27,13 @@ class SimpleProfiler(Profiler):
         self.extended = extended
         self.start_time = time.perf_counter()
 
+    @override
     def start(self, action_name: str) -> None:
         if action_name in self.current_actions:
             raise ValueError(f"SimpleProfiler: action {action_name!r} was started twice without a stop")
         self.current_actions[action_name] = time.perf_counter()
 
+    @override
     def stop(self, action_name: str) -> None:
         end = time.perf_counter()
         begin = self.current_actions.pop(action_name, None)
@@ -38,6 +41,7 @@ class SimpleProfiler(Profiler):
             raise ValueError(f"SimpleProfiler: action {action_name!r} was stopped but never started")
         self.recorded_durations[action_name].append(end - begin)
 
+    @override
     def summary(self) -> str:
         if not self.recorded_durations:
             return ""

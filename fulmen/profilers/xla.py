@@ -4,6 +4,7 @@ server."""
 from __future__ import annotations
 
 from typing import Any
+from typing_extensions import override
 
 from fulmen.profilers.profiler import Profiler
 
@@ -28,6 +29,7 @@ class XLAProfiler(Profiler):
         self._open: dict[str, Any] = {}
         self._steps: dict[str, int] = {}
 
+    @override
     def start(self, action_name: str) -> None:
         import torch_xla.debug.profiler as xp
 
@@ -42,6 +44,7 @@ class XLAProfiler(Profiler):
         trace.__enter__()
         self._open[action_name] = trace
 
+    @override
     def stop(self, action_name: str) -> None:
         trace = self._open.pop(action_name, None)
         if trace is not None:

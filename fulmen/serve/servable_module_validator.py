@@ -9,15 +9,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.serve.servable_module import ServableModule
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.model_helpers import is_overridden
 from fulmen.utilities.rank_zero import rank_zero_only
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 log = logging.getLogger("fulmen")
 
@@ -73,11 +77,13 @@ class ServableModuleValidator(Callback):
         """Whether the request was answered (None before it was sent)."""
         return self.resp.status_code == 200 if self.resp is not None else None
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"successful": self.successful, "optimization": self.optimization, "server": self.server}
 
     @rank_zero_only
-    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_start(self, trainer: "Trainer", pl_module: Any) -> None:
         from fulmen.strategies.deepspeed import DeepSpeedStrategy
         from fulmen.strategies.fsdp import FSDPStrategy
 

@@ -4,16 +4,20 @@ averages the gradients across processes during backward. gloo on the CPU, nccl o
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from fulmen.plugins.environments import ClusterEnvironment
 from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.launchers.multiprocessing import SpawnLauncher
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 START_METHODS = ("popen", "spawn", "fork", "forkserver")
 
@@ -28,6 +32,7 @@ class StepRunner(nn.Module):
         self.module = module
         object.__setattr__(self, "step", step)  # not a submodule
 
+    @override
     def forward(self, *args: Any) -> Any:
         return self.step(*args)
 
@@ -63,6 +68,7 @@ class DDPStrategy(ParallelStrategy):
         self.start_method = start_method
         self.ddp_kwargs = kwargs
 
+    @override
     def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
         super().configure(accelerator, device_ids, num_nodes)
         if self.start_method != "popen":
@@ -74,6 +80,7 @@ class DDPStrategy(ParallelStrategy):
             self.launcher = SpawnLauncher(self.cluster_environment, self.num_processes, num_nodes,
                                           self.start_method)
     # ------------------------------------------------------------------------------------------ the module
+    @override
     def setup_module(self, module: nn.Module) -> nn.Module:
         """Move the module to this process's device (its layers synchronised first, with ``sync_batchnorm`` or a
         LayerSync plugin)."""
@@ -81,7 +88,8 @@ class DDPStrategy(ParallelStrategy):
             module = self.layer_sync.apply(module)
         return module.to(self.root_device)
 
-    def wrap_training_step(self, trainer: Any, module: nn.Module,
+    @override
+    def wrap_training_step(self, trainer: "Trainer", module: nn.Module,
                            step: Callable[[Any, int], Any]) -> Callable[..., Any]:
         """The function the loops call as training_step: through DistributedDataParallel's forward. At the end of an
         accumulation window only: the batches before skip the gradient reduction (DDP's no_sync)."""

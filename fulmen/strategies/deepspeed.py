@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from fulmen.checkpoint.io import ENGINE_FOLDER, ENGINE_STATE
 from fulmen.core.step import NO_CONTEXT, begin_training_step, training_step_loss
@@ -143,7 +144,7 @@ def complete_config(config: dict[str, Any], precision: str, accumulate_grad_batc
     return out
 
 
-def engine_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+def engine_step(trainer: "Trainer", batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
     """The automatic step under DeepSpeed: training_step through the engine's forward, then the engine's backward
     (which divides the loss by the accumulation count) and its step, which updates the weights only at the end of
     an accumulation window (``step``; the engine is told so, rather than counting batches itself, so that the
@@ -220,6 +221,7 @@ class DeepSpeedStrategy(ParallelStrategy):
         self.manual_optimizer_step = self._engine_optimizer_step
 
     @property
+    @override
     def clips_gradients_itself(self) -> bool:  # type: ignore[override]
         """Once the engine runs, it holds the (partitioned) gradients and clips them in its step."""
         return self.engine is not None
@@ -229,12 +231,14 @@ class DeepSpeedStrategy(ParallelStrategy):
         """The ZeRO stage of the configuration (0: no partitioning)."""
         return int(self.config.get("zero_optimization", {}).get("stage", 0))
 
+    @override
     def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
         if accelerator not in ("cuda", "cpu"):
             raise MisconfigurationException(f"DeepSpeedStrategy runs on CUDA GPUs or the CPU, and this run is on "
                                             f"{accelerator}; use accelerator='cuda' or 'cpu'")
         super().configure(accelerator, device_ids, num_nodes)
 
+    @override
     def check_precision(self, precision: str) -> None:
         """DeepSpeed keeps fp32 master weights itself; fulmen's GradScaler and 16-bit weights do not apply."""
         if precision not in ("32-true", "bf16-mixed"):
@@ -243,10 +247,12 @@ class DeepSpeedStrategy(ParallelStrategy):
                 "'bf16-mixed' (DeepSpeed then keeps bfloat16 weights and float32 master weights)")
 
     # ------------------------------------------------------------------------------------------ the engine
+    @override
     def setup_module(self, module: nn.Module) -> nn.Module:
         return module.to(self.root_device)
 
-    def wrap_training_step(self, trainer: Any, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+    @override
+    def wrap_training_step(self, trainer: "Trainer", module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         """Start the engine on the module and its optimizer; the training step then runs through its forward."""
         import deepspeed
 
@@ -279,6 +285,7 @@ class DeepSpeedStrategy(ParallelStrategy):
         return self._through_engine(step)
 
     # ------------------------------------------------------------------------------------------ manual optimization
+    @override
     def manual_backward(self, trainer: "Trainer", loss: torch.Tensor, *args: Any, **kwargs: Any) -> None:
         """``self.manual_backward(loss)``: the backward hooks around the engine's backward, which reduces (ZeRO-2, 3:
         partitions) the gradients."""
@@ -295,6 +302,7 @@ class DeepSpeedStrategy(ParallelStrategy):
         self.engine.step()
         return result
 
+    @override
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         # ZeRO-3 partitions the weights: the engine's forward gathers them around the step.
         return step if self.engine is None or self.zero_stage < 3 else self._through_engine(step)
@@ -308,11 +316,13 @@ class DeepSpeedStrategy(ParallelStrategy):
 
         return through_engine
 
+    @override
     def teardown(self) -> None:
         self.engine = self._runner = None
         super().teardown()
 
     # ------------------------------------------------------------------------------------------ checkpoints
+    @override
     def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
         """The whole weights (under ZeRO-3 gathered from every rank: all ranks take part)."""
         if self.engine is None or self.zero_stage < 3:
@@ -320,10 +330,12 @@ class DeepSpeedStrategy(ParallelStrategy):
         whole = self.engine._zero3_consolidated_16bit_state_dict() or {}  # on rank 0; {} elsewhere
         return {k[len("module."):] if k.startswith("module.") else k: v for k, v in whole.items()}
 
+    @override
     def optimizer_state(self, module: nn.Module, optimizer: Any) -> dict[str, Any]:
         """A note that the engine's files hold the optimizer state (each rank's partition); see save_checkpoint."""
         return {ENGINE_STATE: True} if self.engine is not None else optimizer.state_dict()
 
+    @override
     def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
         """Load the optimizer partitions (and the weights again) from the engine's files of a checkpoint folder."""
         folder = state.get(ENGINE_STATE)
@@ -340,6 +352,7 @@ class DeepSpeedStrategy(ParallelStrategy):
         if loaded is None:
             raise FileNotFoundError(f"No DeepSpeed engine checkpoint in {folder!r}")
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]],
                         storage_options: Any = None) -> None:
         """During fit: every rank writes its engine files into a new folder, rank 0 adds ``meta.ckpt``, and the folder
@@ -355,7 +368,7 @@ class DeepSpeedStrategy(ParallelStrategy):
         return f"DeepSpeedStrategy(stage={self.zero_stage}, devices={self.num_processes}, num_nodes={self.num_nodes})"
 
 
-def _batch_size(trainer: Any) -> Optional[int]:
+def _batch_size(trainer: "Trainer") -> Optional[int]:
     """The train loader's batch size, when it says (DeepSpeed's micro-batch size, for its throughput reports)."""
     loader = trainer.train_dataloader
     size = getattr(loader, "batch_size", None)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 from torch import nn
+from typing_extensions import override
 
 from fulmen.strategies.ddp import StepRunner
 from fulmen.plugins.environments import ClusterEnvironment
@@ -17,6 +18,9 @@ from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.parallel import ParallelStrategy
 from fulmen.strategies.strategy import load_optimizer_state
 from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 SHARDING = {"FULL_SHARD": True, "SHARD_GRAD_OP": False}  # -> fully_shard(reshard_after_forward=...)
 
@@ -72,6 +76,7 @@ class FSDPStrategy(ParallelStrategy):
         self._runner: Optional[nn.Module] = None
 
     # ------------------------------------------------------------------------------------------ the module
+    @override
     def setup_module(self, module: nn.Module) -> nn.Module:
         """Shard the module: its units (``auto_wrap_policy``), then the whole, under a runner that routes every step
         through a forward, where FSDP gathers the parameters."""
@@ -93,10 +98,12 @@ class FSDPStrategy(ParallelStrategy):
         self._runner = fully_shard(StepRunner(module, module.training_step), **options)
         return module
 
-    def wrap_training_step(self, trainer: Any, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
+    @override
+    def wrap_training_step(self, trainer: "Trainer", module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         self.model = self._runner
         return self._through_runner(step)
 
+    @override
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         return step if self._runner is None else self._through_runner(step)
 
@@ -118,27 +125,32 @@ class FSDPStrategy(ParallelStrategy):
 
         return StateDictOptions(full_state_dict=full, cpu_offload=full)
 
+    @override
     def module_state_dict(self, module: nn.Module) -> dict[str, Any]:
         """The weights: gathered whole on rank 0 ("full"; the others get {}), or each rank's shards ("sharded")."""
         from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
         return get_model_state_dict(module, options=self._options(self.state_dict_type == "full"))
 
+    @override
     def optimizer_state(self, module: nn.Module, optimizer: Any) -> dict[str, Any]:
         """The optimizer state keyed by parameter names: whole on rank 0, or sharded, as the weights."""
         from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
         return get_optimizer_state_dict(module, optimizer, options=self._options(self.state_dict_type == "full"))
 
+    @override
     def load_module_state_dict(self, module: nn.Module, state: dict[str, Any], strict: bool) -> Any:
         """Whole weights into the sharded module (each rank keeps its shard)."""
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         return set_model_state_dict(module, state, options=StateDictOptions(full_state_dict=True, strict=strict))
 
+    @override
     def load_optimizer_state(self, module: nn.Module, optimizer: Any, state: dict[str, Any]) -> None:
         load_optimizer_state(module, optimizer, state, by_name=True)
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Union[str, os.PathLike[str]],
                         storage_options: Any = None) -> None:
         """"full": rank 0 writes one file, through the checkpoint IO. "sharded": every rank writes its shards into a
@@ -152,12 +164,14 @@ class FSDPStrategy(ParallelStrategy):
         meta = {k: v for k, v in checkpoint.items() if k not in tensors}
         self.save_folder(filepath, meta, lambda folder: dcp.save(tensors, checkpoint_id=folder))
 
+    @override
     def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:
         if accelerator == "mps":
             raise MisconfigurationException("FSDPStrategy cannot shard on Apple's MPS devices (torch.distributed has no "
                                             "MPS backend); use accelerator='cpu' or a CUDA machine")
         super().configure(accelerator, device_ids, num_nodes)
 
+    @override
     def check_precision(self, precision: str) -> None:
         """FSDP runs the float32, bfloat16 and float64 modes; float16 with loss scaling needs a sharded GradScaler."""
         if precision == "16-mixed":

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 import torch.distributed as dist
 from torch import nn
+from typing_extensions import override
 
 from fulmen.plugins.environments import ClusterEnvironment, LightningEnvironment, detect
 from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
@@ -63,35 +64,43 @@ class ParallelStrategy(Strategy):
         self.launcher = SubprocessLauncher(env, self.num_processes, num_nodes)
 
     @property
+    @override
     def root_device(self) -> torch.device:
         assert self.parallel_devices is not None, "DDPStrategy is configured by the Trainer"
         return self.parallel_devices[self.local_rank]
 
     @property
+    @override
     def world_size(self) -> int:
         return self.cluster_environment.world_size() if self.cluster_environment else 1
 
     @property
+    @override
     def global_rank(self) -> int:
         return self.cluster_environment.global_rank() if self.cluster_environment else 0
 
     @property
+    @override
     def local_rank(self) -> int:
         return self.cluster_environment.local_rank() if self.cluster_environment else 0
 
     @property
+    @override
     def node_rank(self) -> int:
         return self.cluster_environment.node_rank() if self.cluster_environment else 0
 
     @property
+    @override
     def is_global_zero(self) -> bool:
         return self.global_rank == 0
 
     @property
+    @override
     def distributed_sampler_kwargs(self) -> dict[str, int]:
         return {"num_replicas": self.world_size, "rank": self.global_rank}
 
     # ------------------------------------------------------------------------------------------ processes
+    @override
     def setup_environment(self) -> None:
         """Start the other processes (the first time, when fulmen launches them) and join the process group."""
         assert self.launcher is not None and self.cluster_environment is not None
@@ -124,16 +133,19 @@ class ParallelStrategy(Strategy):
             os.replace(staging, target)
         self.barrier()
 
+    @override
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
         """The function the eval loops call as validation/test/predict step: the module's own."""
         return step
 
+    @override
     def teardown(self) -> None:
         """Drop the wrapper; the process group stays for the Trainer's next run."""
         self.model = None
         super().teardown()
 
     # ------------------------------------------------------------------------------------------ collectives
+    @override
     def barrier(self, name: Optional[str] = None) -> None:
         if dist.is_initialized():
             if self.process_group_backend == "nccl":
@@ -141,6 +153,7 @@ class ParallelStrategy(Strategy):
             else:
                 dist.barrier()
 
+    @override
     def broadcast(self, obj: Any, src: int = 0) -> Any:
         if not dist.is_initialized():
             return obj
@@ -148,6 +161,7 @@ class ParallelStrategy(Strategy):
         dist.broadcast_object_list(box, src=src)
         return box[0]
 
+    @override
     def reduce(self, tensor: torch.Tensor, reduce_op: Union[str, Any] = "mean") -> torch.Tensor:
         """All-reduce ``tensor`` (a copy): "mean", "sum", "max" or "min"."""
         if not dist.is_initialized():
@@ -158,6 +172,7 @@ class ParallelStrategy(Strategy):
         dist.all_reduce(out, op=op)
         return out / self.world_size if reduce_op == "mean" else out
 
+    @override
     def all_gather_object(self, obj: Any) -> list[Any]:
         """``obj`` from every process, in rank order (pickled: for checkpoint-time state, not for the step)."""
         if not dist.is_initialized():
@@ -166,6 +181,7 @@ class ParallelStrategy(Strategy):
         dist.all_gather_object(out, obj)
         return out
 
+    @override
     def all_gather(self, tensor: torch.Tensor, sync_grads: bool = False) -> torch.Tensor:
         """``tensor`` from every process, stacked on a new first dimension (with gradients when ``sync_grads``)."""
         if not dist.is_initialized():
@@ -176,6 +192,7 @@ class ParallelStrategy(Strategy):
         dist.all_gather(out, tensor.contiguous())
         return torch.stack(out)
 
+    @override
     def start_max(self, value: int) -> Callable[[], int]:
         """Begin an all-reduce (max) of ``value`` without waiting for it; the returned function waits and gives
         the result. Collectives run in the same order on every rank, so ranks must start these at the same
@@ -190,6 +207,7 @@ class ParallelStrategy(Strategy):
 
         return result
 
+    @override
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         """True when every process decided so (``all``), or any did."""
         if not dist.is_initialized():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.strategies.strategy import Strategy
@@ -21,6 +22,7 @@ class SingleDeviceStrategy(Strategy):
         self.num_nodes = 1
 
     @property
+    @override
     def root_device(self) -> torch.device:
         return self._root_device
 
@@ -29,32 +31,41 @@ class SingleDeviceStrategy(Strategy):
         self._root_device = torch.device(device)
 
     @property
+    @override
     def world_size(self) -> int:
         return 1
 
     @property
+    @override
     def global_rank(self) -> int:
         return 0
 
+    @override
     def setup_environment(self) -> None:
         """Nothing to start or join."""
 
+    @override
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(self.root_device)
 
+    @override
     def wrap_eval_step(self, module: torch.nn.Module, step: Any) -> Any:
         """The validation/test/predict step as the loops call it: the module's own."""
         return step
 
+    @override
     def reduce(self, tensor: torch.Tensor, reduce_op: Any = "mean") -> torch.Tensor:
         return tensor
 
+    @override
     def barrier(self, name: str | None = None) -> None:
         """Nothing to wait for on one process."""
 
+    @override
     def broadcast(self, obj: Any, src: int = 0) -> Any:
         return obj
 
+    @override
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         return decision
 

@@ -10,13 +10,17 @@ Lightning's ``MpDeviceLoader`` cuts it too: at each new batch.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.plugins.io.checkpoint_plugin import CheckpointIO
 from fulmen.plugins.io.xla_plugin import XLACheckpointIO
 from fulmen.strategies.single_device import SingleDeviceStrategy
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 def sync() -> None:
@@ -61,18 +65,22 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
         # Checkpoints hold CPU tensors, which load anywhere (XLACheckpointIO copies them there).
         super().__init__(device, checkpoint_io if checkpoint_io is not None else XLACheckpointIO())
 
+    @override
     def setup_environment(self) -> None:
         """Take torch_xla's random generator into the seeded and checkpointed random states."""
         from fulmen.utilities.seed import use_xla_generator
 
         use_xla_generator()
 
-    def wrap_training_step(self, trainer: Any, module: torch.nn.Module, step: Any) -> Any:
+    @override
+    def wrap_training_step(self, trainer: "Trainer", module: torch.nn.Module, step: Any) -> Any:
         return _cut_before(step)
 
+    @override
     def wrap_eval_step(self, module: torch.nn.Module, step: Any) -> Any:
         return _cut_before(step)
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], filepath: Any, storage_options: Any = None) -> None:
         """Write ``checkpoint`` through the checkpoint IO, after one cut: its tensors (weights, optimizer state,
         window gradients, metrics) then come to the CPU from one graph, where read one by one each would run its
@@ -80,6 +88,7 @@ class SingleDeviceXLAStrategy(SingleDeviceStrategy):
         sync()
         super().save_checkpoint(checkpoint, filepath, storage_options)
 
+    @override
     def teardown(self) -> None:
         """Run what the last step left pending, so the module's weights are final when fit returns."""
         sync()

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fulmen.utilities.enums import LightningEnum
+
+if TYPE_CHECKING:
+    from fulmen.checkpoint.resume import ResumePlan
 
 
 class TrainerStatus(LightningEnum):
@@ -51,6 +54,38 @@ class RunningStage(LightningEnum):
         return self.value
 
 
+class LoopPhase(LightningEnum):
+    """Where a fit is in its epoch. The fit loop sets ``TrainerState.phase`` as it passes each point; a checkpoint
+    records it, and resume reads it back to know what the interrupted run still had to do (``checkpoint/resume.py``).
+
+    ``BETWEEN_EPOCHS``: no training epoch under way, or in ``on_train_epoch_start``: resume starts that epoch.
+    ``BATCH_START``: in ``on_train_batch_start`` or the step of batch k: resume runs batch k again.
+    ``BATCH_END``: in ``on_train_batch_end`` of batch k or the validation after it: resume finishes batch k (the
+    validation if due, plateau schedulers, counters) and goes on at batch k+1.
+    ``VALIDATION_END``: in ``on_validation_end`` of that validation: as ``BATCH_END``, without the validation.
+    ``BATCH_END_DONE``: batch k is finished (only ever recorded by a preemption checkpoint, or read from Lightning's
+    mid-epoch files): resume goes on at batch k+1.
+    ``EPOCH_END``: in ``on_train_epoch_end``: resume finishes the epoch (epoch-interval plateau schedulers).
+    """
+
+    BETWEEN_EPOCHS = "between_epochs"
+    BATCH_START = "batch_start"
+    BATCH_END = "batch_end"
+    VALIDATION_END = "validation_end"
+    BATCH_END_DONE = "batch_end_done"
+    EPOCH_END = "epoch_end"
+
+    @property
+    def mid_epoch(self) -> bool:
+        """Whether the epoch's batches are under way (resume picks up inside the epoch)."""
+        return self in (LoopPhase.BATCH_START, LoopPhase.BATCH_END, LoopPhase.VALIDATION_END, LoopPhase.BATCH_END_DONE)
+
+    @property
+    def batch_unfinished(self) -> bool:
+        """Whether batch k ran its step but not the rest of its end (validation, plateau schedulers, counters)."""
+        return self in (LoopPhase.BATCH_END, LoopPhase.VALIDATION_END)
+
+
 @dataclass
 class EvalCounts:
     """The batches an evaluation or predict loop has run: in its current (or last) run, and over its ``total`` (since
@@ -67,7 +102,8 @@ EVAL_LOOPS = ("fit_validation", "validate", "test", "predict")
 
 @dataclass
 class TrainerState:
-    """Everything the loops know about where a run is.
+    """Everything the loops know about where a run is: the one object they advance, which the Trainer's properties
+    (``trainer.current_epoch``, ``trainer.global_step``, ...) and the loop objects (``trainer.fit_loop`` & co.) read.
 
     Attributes:
         status: initializing, running, finished or interrupted.
@@ -82,11 +118,32 @@ class TrainerState:
         should_stop: set by the user or a callback to end the fit at the next safe point.
         val_runs: how many times validation has run during this fit.
         in_epoch: whether a training epoch is under way (from on_train_epoch_start to its end), for checkpoints.
+        phase: where the fit is in its epoch (``LoopPhase``), set by the fit loop; what a checkpoint records.
         scheduler_steps: learning-rate scheduler steps the Trainer took (one per scheduler stepped).
         epoch_batches_start, epoch_step_start, epoch_scheduler_start: ``total_batch_idx``, ``global_step`` and
-            ``scheduler_steps`` when the current epoch's batches began (the loop objects' per-epoch counts).
+            ``scheduler_steps`` when the current epoch began (the loop objects' per-epoch counts).
         eval_counts: the batches run by each evaluation and predict loop (``EVAL_LOOPS``), over the Trainer's life.
+        val_enabled: whether this fit validates at all (found once per fit).
+        plain_step: whether the automatic step may call the torch calls directly, nothing being hooked in between
+            (found once per fit; ``loops/optimization/automatic.py``).
+        val_time_interval: seconds between validations when ``val_check_interval`` is a timedelta, else None.
+        last_val_time: ``time.monotonic()`` of the last timed validation (or of the data's loading).
+        last_train_reload: the epoch at which the training data was last loaded
+            (``reload_dataloaders_every_n_epochs``).
+        warned_empty_epoch: whether the warning for an epoch without batches was given in this fit.
+        resume_plan: what the fit loop still has to do differently after a checkpoint was loaded (a
+            ``checkpoint.resume.ResumePlan``), None once it has done it.
+        epoch_start: what decided the current epoch's data order (random states, the loader's generators), for
+            checkpoints taken inside the epoch.
+        signal: the preemption signal received (SIGTERM, SIGUSR1 under SLURM), None without one; it stays set.
+        save_position: the place a preemption checkpoint was taken at (``phase`` and the random states), fixed
+            by the loop when it stops for the signal, so every save until the end records the same place.
+        rng_before_validation: the random states before the validation under way, for a preemption checkpoint
+            that abandons it.
         interrupted_by: the exception that ended the run early, if any.
+
+    ``state_dict()`` holds the loop counters a checkpoint stores (plain numbers); the other fields are rebuilt by
+    the run, or stored in the resume record beside them (``checkpoint/resume.py``).
     """
 
     status: TrainerStatus = TrainerStatus.INITIALIZING
@@ -101,11 +158,23 @@ class TrainerState:
     should_stop: bool = False
     val_runs: int = 0
     in_epoch: bool = False
+    phase: LoopPhase = LoopPhase.BETWEEN_EPOCHS
     scheduler_steps: int = 0
     epoch_batches_start: int = 0
     epoch_step_start: int = 0
     epoch_scheduler_start: int = 0
     eval_counts: dict[str, EvalCounts] = field(default_factory=lambda: {kind: EvalCounts() for kind in EVAL_LOOPS})
+    val_enabled: bool = False
+    plain_step: bool = False
+    val_time_interval: Optional[float] = None
+    last_val_time: float = 0.0
+    last_train_reload: int = 0
+    warned_empty_epoch: bool = False
+    resume_plan: Optional[ResumePlan] = field(default=None, repr=False)
+    epoch_start: Optional[dict[str, Any]] = field(default=None, repr=False)
+    signal: Optional[int] = None
+    save_position: Optional[dict[str, Any]] = field(default=None, repr=False)
+    rng_before_validation: Optional[dict[str, Any]] = field(default=None, repr=False)
     interrupted_by: Optional[BaseException] = field(default=None, repr=False)
 
     @property

@@ -318,7 +318,9 @@ class Trainer:
 
         # ---- run state
         self.state = TrainerState()
-        self.lightning_module: Optional[LightningModule] = None
+        # The module of the current (or last) run; None before the first run. Typed as always there, as the loops
+        # and callbacks that read it only run inside a run.
+        self.lightning_module: LightningModule = None  # type: ignore[assignment]
         self.datamodule: Optional[LightningDataModule] = None
         self.optimizers: list[Any] = []
         self.lr_scheduler_configs: list[LRSchedulerConfig] = []
@@ -332,18 +334,12 @@ class Trainer:
         self.train_dataloader: Any = None
         self.num_training_batches: Union[int, float] = float("inf")
         self.val_check_batch: Union[int, float] = float("inf")
-        self._val_time_interval: Optional[float] = None
-        self._last_val_time = 0.0
-        self._last_train_reload = 0
         self._hooks: Any = None
         self._transfer: Optional[Callable[[Any, int], Any]] = None
         self._step_fn: Callable[..., Any] = automatic_step
         self._training_step: Callable[[Any, int], Any] = _no_step
         self._custom = _Overrides()
-        self._val_enabled = False
         self._wants_outputs = True
-        self._plain_step = False  # set by run_fit: whether automatic_step may call the torch calls directly
-        self._warned_empty_epoch = False
         self._verbose = True  # validate/test print their results table
         self._return_predictions = True
         # The loop objects Lightning's users read (views of the run state; the predict loop also keeps the last
@@ -354,14 +350,8 @@ class Trainer:
         self.predict_loop = _PredictionLoop(self)
         self._callbacks_before_run: list[Callback] = list(self.callbacks)  # restored after each run
         self.ckpt_path: Optional[str] = None  # the checkpoint the last run started from
-        self._resume_plan: Any = None  # set when a fit resumes from a checkpoint (checkpoint/resume.py)
-        self._epoch_start_step = 0  # global_step when the current epoch began
-        self._epoch_start: Optional[dict[str, Any]] = None  # what decided this epoch's data order
-        self._signal: Optional[int] = None  # a preemption signal received (checkpoint/preemption.py); sticky
         self._signal_watcher: Optional[SignalWatcher] = None
         self._signal_agreement: Optional[SignalAgreement] = None  # several processes fitting: they stop together
-        self._save_position: Optional[dict[str, Any]] = None  # a preemption checkpoint's position, kept to the end
-        self._rng_before_validation: Optional[dict[str, Any]] = None  # for a checkpoint that abandons validation
 
     # ------------------------------------------------------------------------------------------ argument checks
     @staticmethod
@@ -593,8 +583,8 @@ class Trainer:
         state.fn, state.status, state.stage = fn, TrainerStatus.RUNNING, None
         state.should_stop = False
         state.in_epoch = False
-        self._resume_plan = None
-        self._save_position = None
+        self.state.resume_plan = None
+        self.state.save_position = None
         self.lightning_module = model
         model.trainer = self
         self.datamodule = datamodule
@@ -955,60 +945,6 @@ class Trainer:
             self._step_fn = automatic_step
 
     # ------------------------------------------------------------------------------------------ data
-    # ------------------------------------------------------------------------------------------ loop decisions
-    def _should_sanity_check(self) -> bool:
-        return self.num_sanity_val_steps != 0 and data.validation_enabled(self)
-
-    def _fit_done(self) -> bool:
-        state = self.state
-        if self.max_steps != -1 and state.global_step >= self.max_steps:
-            return True
-        if self.max_epochs != -1 and state.epoch >= self.max_epochs:
-            return True
-        return state.should_stop and self._can_stop_early()
-
-    def _can_stop_early(self) -> bool:
-        state = self.state
-        met_epochs = state.epoch >= self.min_epochs if self.min_epochs else True
-        met_steps = state.global_step >= self.min_steps if self.min_steps else True
-        return met_epochs and met_steps
-
-    def _should_log_step(self) -> bool:
-        n = self.log_every_n_steps
-        if n and (self.state.batches_that_stepped + 1) % n == 0:
-            return True
-        return bool(self.fast_dev_run) or (n != 0 and self.state.should_stop)
-
-    def _should_validate(self, is_last: bool) -> bool:
-        if not self._val_enabled:  # found once per fit by run_fit, not per batch
-            return False
-        n = self.check_val_every_n_epoch
-        if n is not None and (self.state.epoch + 1) % n != 0:
-            return False
-        if self.state.should_stop and self._can_stop_early():
-            return True
-        if self._val_time_interval is not None:
-            import time
-
-            now = time.monotonic()
-            if now - self._last_val_time >= self._val_time_interval:
-                self._last_val_time = now
-                return True
-            return False
-        if self.val_check_batch == float("inf"):  # no length: validate at the end of the data
-            return is_last
-        # Only at multiples of val_check_batch: with 5 batches and 0.5, after batches 2 and 4, not the 5th.
-        count = self.state.total_batch_idx if n is None else self.state.batch_idx
-        return (count + 1) % self.val_check_batch == 0
-
-    def _can_stop_early_or_say_why(self) -> bool:
-        """``should_stop`` is set: may the fit stop now (min_epochs/min_steps met)? If not, say so."""
-        if self._can_stop_early():
-            return True
-        rank_zero_info(f"Trainer was signaled to stop but the required min_epochs={self.min_epochs} or "
-                       f"min_steps={self.min_steps} has not been met. Training will continue...")
-        return False
-
     def _stores(self) -> list[MetricStore]:
         return [self._train_store] + [data.store for data in self._eval.values()]
 
@@ -1177,7 +1113,7 @@ class Trainer:
     @property
     def received_sigterm(self) -> bool:
         """Whether SIGTERM arrived during a run of this Trainer (which then stopped at a batch boundary)."""
-        return self._signal == signal.SIGTERM
+        return self.state.signal == signal.SIGTERM
 
     @property
     def val_dataloaders(self) -> Any:

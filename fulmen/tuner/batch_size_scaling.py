@@ -3,7 +3,7 @@ size with which a few batches run without running out of memory."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 
 from fulmen.trainer.states import RunningStage, TrainerFn
@@ -13,8 +13,11 @@ from fulmen.utilities.memory import garbage_collection_cuda, is_oom_error
 from fulmen.utilities.parsing import lightning_setattr
 from fulmen.utilities.rank_zero import rank_zero_info
 
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
-def find_batch_size(trainer: Any, fn: TrainerFn, mode: str, steps_per_trial: int, init_val: int, max_trials: int,
+
+def find_batch_size(trainer: "Trainer", fn: TrainerFn, mode: str, steps_per_trial: int, init_val: int, max_trials: int,
                     batch_arg_name: str, margin: float, max_val: int) -> int:
     """Try batch sizes, each for ``steps_per_trial`` batches: doubling from ``init_val`` (halving while even that
     does not fit) until one runs out of memory, then, in "binsearch" mode, bisecting between the last that fit and
@@ -61,7 +64,7 @@ def find_batch_size(trainer: Any, fn: TrainerFn, mode: str, steps_per_trial: int
     return found
 
 
-def _try(trainer: Any, fn: TrainerFn, steps: int) -> Optional[int]:
+def _try(trainer: "Trainer", fn: TrainerFn, steps: int) -> Optional[int]:
     """One trial at the current batch size; returns the length of the dataset it read, if it has one."""
     from fulmen.loops.data import eval_data
     from fulmen.loops.evaluation_loop import run_evaluation

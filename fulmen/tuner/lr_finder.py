@@ -7,15 +7,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
 from fulmen.loops.hooks import Hooks
 from fulmen.tuner.trial import trial
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_info
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 log = logging.getLogger("fulmen")
 
@@ -28,6 +32,7 @@ class _Sweep(torch.optim.lr_scheduler.LRScheduler):
         self.max_lr, self.steps, self.exponential = max_lr, steps, exponential
         super().__init__(optimizer)
 
+    @override
     def get_lr(self) -> list[float]:  # type: ignore[override]
         if self.last_epoch == 0:
             return list(self.base_lrs)
@@ -104,14 +109,16 @@ class _LossRecorder(Callback):
         self.finder, self.threshold, self.sweep = finder, threshold, sweep
         self.average, self.best = 0.0, 0.0
 
-    def _window_end(self, trainer: Any, batch_idx: int) -> bool:
+    def _window_end(self, trainer: "Trainer", batch_idx: int) -> bool:
         return (batch_idx + 1) % trainer.accumulate_grad_batches == 0
 
-    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int) -> None:
         if self._window_end(trainer, batch_idx):
             self.finder.results["lr"].append(self.sweep.get_last_lr()[0])
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self._window_end(trainer, batch_idx):
             return
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -141,7 +148,7 @@ def lr_attr_name(module: Any, attr_name: str) -> str:
         raise MisconfigurationException(f"LearningRateFinder(update_attr=True): {err}") from None
 
 
-def find_lr(trainer: Any, min_lr: float, max_lr: float, num_training: int, mode: str,
+def find_lr(trainer: "Trainer", min_lr: float, max_lr: float, num_training: int, mode: str,
             early_stop_threshold: Optional[float]) -> LRFinder:
     """The range test (``LearningRateFinder`` runs it when the fit starts): up to ``num_training`` optimizer steps
     with the learning rate sweeping from ``min_lr`` to ``max_lr``, recording the smoothed loss, stopping early

@@ -7,13 +7,16 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
 from fulmen.loops.hooks import Hooks
 from fulmen.utilities.apply_to_collection import apply_to_collection
 from fulmen.utilities.seed import isolate_rng
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 # The Trainer settings a trial changes and puts back.
 _SETTINGS = ("callbacks", "loggers", "max_steps", "min_steps", "min_epochs", "limit_train_batches",
@@ -27,7 +30,7 @@ def _host_copy(obj: Any) -> Any:
 
 
 @contextlib.contextmanager
-def trial(trainer: Any, callbacks: list[Any], max_steps: Optional[int] = None) -> Iterator[None]:
+def trial(trainer: "Trainer", callbacks: list[Any], max_steps: Optional[int] = None) -> Iterator[None]:
     """Run the block with only ``callbacks``, no loggers, no validation, no sanity check and at most ``max_steps``
     more optimizer steps; then put the model and the Trainer back as they were (see the module docstring)."""
     module = trainer.lightning_module
@@ -74,7 +77,7 @@ def trial(trainer: Any, callbacks: list[Any], max_steps: Optional[int] = None) -
         reload_data(trainer)
 
 
-def reload_data(trainer: Any) -> None:
+def reload_data(trainer: "Trainer") -> None:
     """Make the next loop ask for its loaders again (from the hooks: the batch size may have changed)."""
     trainer.train_dataloader = None
     trainer._eval.clear()

@@ -13,17 +13,20 @@ start.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from fulmen.tuner.lr_finder import LRFinder
 from fulmen.utilities.exceptions import MisconfigurationException
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class Tuner:
     """Tune a Trainer's run before it starts: ``Tuner(trainer).lr_find(model, ...)`` and
     ``.scale_batch_size(model, ...)``, with Lightning's arguments and results."""
 
-    def __init__(self, trainer: Any) -> None:
+    def __init__(self, trainer: "Trainer") -> None:
         self._trainer = trainer
 
     def lr_find(self, model: Any, train_dataloaders: Any = None, val_dataloaders: Any = None,

@@ -18,6 +18,7 @@ import sys
 import types
 from collections.abc import Sequence
 from typing import Any, Optional
+from typing_extensions import override
 
 # The prefixes mapped to fulmen, and the environment variable that tells a started process to map them too.
 PREFIXES = ("lightning.pytorch", "pytorch_lightning")
@@ -43,6 +44,7 @@ class _Alias(importlib.abc.Loader):
     def __init__(self, module: types.ModuleType) -> None:
         self.module = module
 
+    @override
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         return self.module
 

@@ -6,13 +6,16 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sized
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import torch
 
 from fulmen.utilities.apply_to_collection import batch_size_of
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.strategies.strategy import Strategy
 
 # A batch: a tensor, a string, or a mapping or iterable of batches.
 BType = Union[torch.Tensor, str, Mapping[Any, "BType"], Iterable["BType"]]
@@ -64,12 +67,12 @@ def suggested_max_num_workers(local_world_size: int) -> int:
     return max(1, cores // local_world_size - 1)
 
 
-def is_shared_filesystem(strategy: Any, path: Optional[Union[str, "os.PathLike[str]"]] = None,
+def is_shared_filesystem(strategy: "Strategy", path: Optional[Union[str, "os.PathLike[str]"]] = None,
                          timeout: int = 3) -> bool:
     """Whether every process of the run sees the same files at ``path`` (the working folder by default): rank 0
     writes a file there, and each process looks for it for up to ``timeout`` seconds. A collective: every process
     must call it. True on a single process."""
-    if getattr(strategy, "world_size", 1) == 1:
+    if strategy.world_size == 1:
         return True
     folder = os.fspath(path) if path is not None else os.getcwd()
     name = strategy.broadcast(uuid.uuid4().hex if strategy.global_rank == 0 else None)

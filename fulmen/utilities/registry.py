@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from typing import Any, Callable, Optional, Union
+from typing_extensions import override
 
 from fulmen.utilities.exceptions import MisconfigurationException
 
@@ -43,6 +44,7 @@ class _Registry(dict):
             entry[self.kind] = getattr(importlib.import_module(module), attr)
         return entry
 
+    @override
     def get(self, name: str, default: Optional[Any] = None) -> Any:  # type: ignore[override]
         """A new object of the class registered as ``name``, built with its registered arguments."""
         if name in self:

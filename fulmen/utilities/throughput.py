@@ -5,11 +5,14 @@ backward) pass, and a GPU's peak FLOPs for model FLOPs utilisation (MFU). The na
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 import torch
 
 from fulmen.utilities.rank_zero import rank_zero_warn
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class Throughput:
@@ -191,6 +194,6 @@ def get_available_flops(device: torch.device, dtype: Union[torch.dtype, str]) ->
     return int(peaks[dtype] * 1e12)
 
 
-def available_flops_of(trainer: Any) -> Optional[int]:
+def available_flops_of(trainer: "Trainer") -> Optional[int]:
     """``get_available_flops`` for the Trainer's device and the dtype its precision computes in."""
     return get_available_flops(trainer.strategy.root_device, trainer.precision_plugin.compute_dtype)

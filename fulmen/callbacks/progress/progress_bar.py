@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
+from typing_extensions import override
 
 from fulmen.callbacks.callback import Callback
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 class ProgressBar(Callback):
@@ -23,7 +27,8 @@ class ProgressBar(Callback):
     def is_enabled(self) -> bool:
         return self._enabled
 
-    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def setup(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         if not trainer.is_global_zero:
             self.disable()  # one bar per run: the other processes draw nothing
 
@@ -31,7 +36,7 @@ class ProgressBar(Callback):
         """Print a line without breaking the bar (a bar that draws in place overrides this); here, ``print``."""
         print(*args, **kwargs)
 
-    def get_metrics(self, trainer: Any, pl_module: Any) -> dict[str, Union[int, str, float]]:
+    def get_metrics(self, trainer: "Trainer", pl_module: Any) -> dict[str, Union[int, str, float]]:
         """The values shown: ``v_num`` (the logger's version, see ``get_standard_metrics``), then
         ``progress_bar_metrics``."""
         metrics: dict[str, Union[int, str, float]] = dict(get_standard_metrics(trainer))
@@ -39,7 +44,7 @@ class ProgressBar(Callback):
         return metrics
 
 
-def get_standard_metrics(trainer: Any) -> dict[str, Union[int, str]]:
+def get_standard_metrics(trainer: "Trainer") -> dict[str, Union[int, str]]:
     """What every bar shows besides the logged values: ``v_num``, the version of the run's logger (the last four
     characters of a version string; several loggers' distinct versions joined by "_"); nothing without a logger."""
     loggers = trainer.loggers

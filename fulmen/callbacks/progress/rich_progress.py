@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
+from typing_extensions import override
 
 from fulmen.callbacks.progress.progress_bar import ProgressBar
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 
 def require_rich(what: str) -> None:
@@ -79,6 +83,7 @@ class RichProgressBar(ProgressBar):
         return self._refresh_rate
 
     @property
+    @override
     def is_enabled(self) -> bool:
         return self._enabled and self._refresh_rate > 0
 
@@ -137,6 +142,7 @@ class RichProgressBar(ProgressBar):
             self.test_progress_bar_id = self.predict_progress_bar_id = None
             self._totals = {}
 
+    @override
     def print(self, *args: Any, **kwargs: Any) -> None:
         """Print above the live bars (through rich's console), so that they stay whole."""
         if self.progress is None:
@@ -171,7 +177,7 @@ class RichProgressBar(ProgressBar):
             if completed == self._totals.get(task):
                 self.progress.refresh()  # a finished bar is drawn full, even between the clock's redraws
 
-    def _show_metrics(self, trainer: Any, pl_module: Any, force: bool = False) -> None:
+    def _show_metrics(self, trainer: "Trainer", pl_module: Any, force: bool = False) -> None:
         now = time.monotonic()
         if self.progress is None or self.train_progress_bar_id is None or (
                 not force and now - self._last_metrics < self.metrics_interval):
@@ -190,7 +196,8 @@ class RichProgressBar(ProgressBar):
         return changed
 
     # ------------------------------------------------------------------------------------------ training
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: "Trainer", pl_module: Any) -> None:
         if self.is_disabled:
             return
         description = f"Epoch {trainer.current_epoch}"
@@ -206,23 +213,28 @@ class RichProgressBar(ProgressBar):
                                 description=description, visible=True)
             self._totals[self.train_progress_bar_id] = total
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._advance(self.train_progress_bar_id, batch_idx + 1)
         self._show_metrics(trainer, pl_module)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._show_metrics(trainer, pl_module, force=True)
         self._print_line(self.train_progress_bar_id)
 
     # ------------------------------------------------------------------------------------------ evaluation
-    def on_sanity_check_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_sanity_check_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._print_line(self.val_sanity_progress_bar_id)
         self._hide(self.val_sanity_progress_bar_id)
 
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._loader_idx = None
 
-    def on_validation_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+    @override
+    def on_validation_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int,
                                   dataloader_idx: int = 0) -> None:
         if self.is_disabled or not self._new_loader(dataloader_idx):
             return
@@ -234,56 +246,69 @@ class RichProgressBar(ProgressBar):
             self._hide(self.val_progress_bar_id)
             self.val_progress_bar_id = self._add("Validation", trainer.num_val_batches[dataloader_idx])
 
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_validation_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
         task = self.val_sanity_progress_bar_id if trainer.sanity_checking else self.val_progress_bar_id
         self._advance(task, batch_idx + 1)
 
-    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if not trainer.sanity_checking:
             self._print_line(self.val_progress_bar_id)
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._hide(self.val_progress_bar_id)
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_end(self, trainer: "Trainer", pl_module: Any) -> None:
         if trainer.state.fn == "fit" and not trainer.sanity_checking:
             self._show_metrics(trainer, pl_module, force=True)  # the new validation values
 
-    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._loader_idx = None
 
-    def on_test_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+    @override
+    def on_test_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int,
                             dataloader_idx: int = 0) -> None:
         if self.is_enabled and self._new_loader(dataloader_idx):
             self._hide(self.test_progress_bar_id)
             self.test_progress_bar_id = self._add("Testing", trainer.num_test_batches[dataloader_idx])
 
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_test_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
         self._advance(self.test_progress_bar_id, batch_idx + 1)
 
-    def on_test_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._print_line(self.test_progress_bar_id)
 
-    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_predict_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._loader_idx = None
 
-    def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int,
+    @override
+    def on_predict_batch_start(self, trainer: "Trainer", pl_module: Any, batch: Any, batch_idx: int,
                                dataloader_idx: int = 0) -> None:
         if self.is_enabled and self._new_loader(dataloader_idx):
             self._hide(self.predict_progress_bar_id)
             self.predict_progress_bar_id = self._add("Predicting", trainer.num_predict_batches[dataloader_idx])
 
-    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_predict_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                              dataloader_idx: int = 0) -> None:
         self._advance(self.predict_progress_bar_id, batch_idx + 1)
 
-    def on_predict_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_predict_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._print_line(self.predict_progress_bar_id)
 
     # ------------------------------------------------------------------------------------------ the end
-    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def teardown(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         self._stop()
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+    @override
+    def on_exception(self, trainer: "Trainer", pl_module: Any, exception: BaseException) -> None:
         self._stop()

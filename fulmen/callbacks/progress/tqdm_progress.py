@@ -14,9 +14,13 @@ from __future__ import annotations
 import sys
 import time
 import math
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
+from typing_extensions import override
 
 from fulmen.callbacks.progress.progress_bar import ProgressBar
+
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
 # Numbers in the bar's postfix take at least this many characters (0.33 -> 0.330), so the line does not flicker as
 # their digits change; as Lightning pads them.
@@ -145,6 +149,7 @@ class TQDMProgressBar(ProgressBar):
         self.plain_interval = plain_interval
 
     @property
+    @override
     def is_enabled(self) -> bool:
         return self._enabled and self.refresh_rate > 0
 
@@ -187,6 +192,7 @@ class TQDMProgressBar(ProgressBar):
                 bar.update(done - bar.n)
         return bar
 
+    @override
     def print(self, *args: Any, sep: str = " ", end: str = "\n", **kwargs: Any) -> None:
         """Print above the bars (``tqdm.write``), so that the bar's line stays whole; a plain ``print`` when no
         bar is drawn. ``LightningModule.print`` and ``Trainer.print`` come here while the bar is on."""
@@ -203,7 +209,7 @@ class TQDMProgressBar(ProgressBar):
                 bar.update(done - bar.n)
             bar.close()
 
-    def _advance(self, key: str, n: int, total: Optional[int], trainer: Any, pl_module: Any) -> None:
+    def _advance(self, key: str, n: int, total: Optional[int], trainer: "Trainer", pl_module: Any) -> None:
         """Move bar ``key`` to ``n``. Nothing reaches tqdm between draws: per batch this costs one clock read."""
         bar = self._bars.get(key)
         if bar is None:
@@ -221,7 +227,8 @@ class TQDMProgressBar(ProgressBar):
         bar.update(n - bar.n)
 
     # ---- training
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: "Trainer", pl_module: Any) -> None:
         """As Lightning: one training bar for the whole fit, reset at each epoch, which stays on screen when the
         fit ends; with ``leave=True`` a new bar each epoch, each left on screen. Plain lines: one bar an epoch."""
         if not self.is_enabled:
@@ -236,34 +243,38 @@ class TQDMProgressBar(ProgressBar):
         self._counts["train"] = 0
         self._last_draw.pop("train", None)
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    @override
+    def on_train_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._advance("train", batch_idx + 1, _total(trainer.num_training_batches), trainer, pl_module)
 
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: "Trainer", pl_module: Any) -> None:
         bar = self._flush("train")
         if bar is not None:
             bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)
             if self.leave or isinstance(bar, _PlainBar):
                 self._close("train")
 
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_train_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._close("train")  # the last epoch's bar, with its metrics, stays on screen
 
     # ---- evaluation
-    def _eval_start(self, trainer: Any, key: str, desc: str, totals: list[Union[int, float]]) -> None:
+    def _eval_start(self, trainer: "Trainer", key: str, desc: str, totals: list[Union[int, float]]) -> None:
         if self.is_enabled:
             total = None if any(t == float("inf") for t in totals) else int(sum(totals))
             self._open(key, desc, total, 1 if "train" in self._bars else 0, False)
             self._eval_seen = 0
 
-    def _eval_batch_end(self, key: str, trainer: Any, pl_module: Any) -> None:
+    def _eval_batch_end(self, key: str, trainer: "Trainer", pl_module: Any) -> None:
         bar = self._bars.get(key)
         if bar is None:  # no bar drawn (turned off, or a process other than rank zero)
             return
         self._eval_seen += 1
         self._advance(key, self._eval_seen, bar.total, trainer, pl_module)
 
-    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_start(self, trainer: "Trainer", pl_module: Any) -> None:
         train = self._bars.get("train")
         if train is not None and not isinstance(train, _PlainBar):
             self._flush("train")  # the epoch bar shows where training stands (45/45), not its last throttled draw
@@ -272,42 +283,52 @@ class TQDMProgressBar(ProgressBar):
         totals = trainer.num_sanity_val_batches if trainer.sanity_checking else trainer.num_val_batches
         self._eval_start(trainer, "val", desc, totals)
 
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_validation_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
         self._eval_batch_end("val", trainer, pl_module)
 
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_validation_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._close("val")
         train = self._bars.get("train")
         if train is not None and not trainer.sanity_checking:
             train.set_postfix(self.get_metrics(trainer, pl_module), refresh=True)  # the new val metrics
 
-    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._eval_start(trainer, "test", "Testing", trainer.num_test_batches)
 
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_test_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                           dataloader_idx: int = 0) -> None:
         self._eval_batch_end("test", trainer, pl_module)
 
-    def on_test_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_test_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._close("test")
 
-    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_predict_start(self, trainer: "Trainer", pl_module: Any) -> None:
         self._eval_start(trainer, "predict", "Predicting", trainer.num_predict_batches)
 
-    def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
+    @override
+    def on_predict_batch_end(self, trainer: "Trainer", pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                              dataloader_idx: int = 0) -> None:
         self._eval_batch_end("predict", trainer, pl_module)
 
-    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+    @override
+    def on_predict_end(self, trainer: "Trainer", pl_module: Any) -> None:
         self._close("predict")
 
-    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+    @override
+    def teardown(self, trainer: "Trainer", pl_module: Any, stage: str) -> None:
         for key in list(self._bars):
             self._close(key)
         self._restore_logging()
 
-    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+    @override
+    def on_exception(self, trainer: "Trainer", pl_module: Any, exception: BaseException) -> None:
         for key in list(self._bars):
             self._close(key)
         self._restore_logging()

@@ -10,13 +10,13 @@ When nothing is hooked in between (``plain_step``, decided once per fit), the st
 ``optimizer.zero_grad()``, ``loss.backward()`` and ``optimizer.step()``, as in a hand-written loop.
 
 The pieces it shares with the other steps (the prologue, the loss split, backward with its hooks, the pre-step
-unscale and clipping) are in ``fulmen/strategies/step.py``. ``closure_step`` (``closure.py``) runs them inside ``optimizer.step(closure)``, as Lightning does; manual
-optimization is ``manual.py``.
+unscale and clipping) are in ``fulmen/core/step.py``. ``closure_step`` (``closure.py``) runs them inside
+``optimizer.step(closure)``, as Lightning does; manual optimization is ``manual.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
@@ -24,8 +24,11 @@ from fulmen.loops.hooks import _noop
 from fulmen.core.step import (NO_CONTEXT, before_optimizer_step, begin_training_step, finite_or_none,
                                     nonscalar_loss_error, run_backward, training_step_loss, zero_gradients)
 
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
-def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+
+def automatic_step(trainer: "Trainer", batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
     """Forward, backward and (when ``step``) the optimizer step for one batch; returns the batch-end outputs."""
     optimizer = trainer.optimizers[0]
     context = begin_training_step(trainer)
@@ -40,7 +43,7 @@ def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, st
         loss, outputs = training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)
     if trainer.skip_nonfinite and loss is not None:
         loss = finite_or_none(trainer, loss)
-    if trainer._plain_step and not trainer.gradient_clip_val:
+    if trainer.state.plain_step and not trainer.gradient_clip_val:
         # Nothing runs between the torch calls (no hook, override or GradScaler: plain_step found this
         # once for the fit), so they are called directly: the same steps as below, without six calls.
         if zero_grad:
@@ -67,7 +70,7 @@ def automatic_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, st
     return outputs
 
 
-def plain_step(trainer: Any) -> bool:
+def plain_step(trainer: "Trainer") -> bool:
     """Whether nothing runs between the torch calls of the automatic step: no hook around backward or the optimizer
     step, no override of zero_grad, backward or clipping, no GradScaler. (Clipping by ``gradient_clip_val`` is
     checked at each step, as the value may change during a fit.)"""
@@ -78,7 +81,7 @@ def plain_step(trainer: Any) -> bool:
                 "on_before_zero_grad", "on_before_backward", "on_after_backward", "on_before_optimizer_step")))
 
 
-def forward_only_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+def forward_only_step(trainer: "Trainer", batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
     """``training_step`` alone: no zero_grad, backward or optimizer step (so no global step either).
     StochasticWeightAveraging runs its batch-norm epoch with it, to re-estimate the statistics of averaged weights."""
     with begin_training_step(trainer) or NO_CONTEXT:
@@ -86,7 +89,7 @@ def forward_only_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool,
     return training_step_loss(output, trainer.accumulate_grad_batches, trainer._wants_outputs)[1]
 
 
-def step_optimizer(trainer: Any, optimizer: Any) -> None:
+def step_optimizer(trainer: "Trainer", optimizer: Any) -> None:
     """The end of an accumulation window in the flat automatic step."""
     precision = trainer.precision_plugin
     if precision.scaler is not None and not any(p.grad is not None for g in optimizer.param_groups

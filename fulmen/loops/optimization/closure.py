@@ -3,7 +3,7 @@ only when the module overrides ``optimizer_step`` or the optimizer needs a closu
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from torch import Tensor
 
@@ -11,8 +11,11 @@ from fulmen.core.hooks import set_hook_name
 from fulmen.core.step import (NO_CONTEXT, before_optimizer_step, begin_training_step, finite_or_none,
                                     run_backward, training_step_loss, zero_gradients)
 
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
-def closure_step(trainer: Any, batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
+
+def closure_step(trainer: "Trainer", batch: Any, batch_idx: int, zero_grad: bool, step: bool) -> Any:
     """The automatic step run as Lightning runs it: ``optimizer_step(..., closure)`` calls training_step."""
     module = trainer.lightning_module
     optimizer = trainer.optimizers[0]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
 from fulmen.core.step import NO_CONTEXT, begin_training_step
 from fulmen.utilities.exceptions import MisconfigurationException
 
+if TYPE_CHECKING:
+    from fulmen.trainer.trainer import Trainer
 
-def manual_step(trainer: Any, batch: Any, batch_idx: int) -> Any:
+
+def manual_step(trainer: "Trainer", batch: Any, batch_idx: int) -> Any:
     """Manual optimization: ``training_step`` steps its optimizers itself (through ``self.optimizers()``)."""
     with begin_training_step(trainer) or NO_CONTEXT:
         output = trainer._training_step(batch, batch_idx)

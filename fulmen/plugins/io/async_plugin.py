@@ -6,6 +6,7 @@ import threading
 from typing import Any, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.plugins.io.checkpoint_plugin import _PATH, CheckpointIO
 from fulmen.plugins.io.wrapper import _WrappingCheckpointIO
@@ -27,6 +28,7 @@ class AsyncCheckpointIO(_WrappingCheckpointIO):
         self._error: Optional[BaseException] = None
         self._error_path: Optional[str] = None
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
         self.wait()
         # The snapshot: the loop goes on updating the weights and optimizer state in place while the file is written.
@@ -42,6 +44,7 @@ class AsyncCheckpointIO(_WrappingCheckpointIO):
         self._thread = threading.Thread(target=write, name=f"fulmen-checkpoint-write:{target}", daemon=False)
         self._thread.start()
 
+    @override
     def wait(self) -> None:
         """Wait for the write in flight, and raise its error if it failed."""
         if self._thread is not None:
@@ -52,15 +55,18 @@ class AsyncCheckpointIO(_WrappingCheckpointIO):
             self._error = self._error_path = None
             raise RuntimeError(f"The background write of the checkpoint {path!r} failed: {error}") from error
 
+    @override
     def load_checkpoint(self, path: _PATH, map_location: Optional[Any] = None,
                         weights_only: Optional[bool] = None) -> dict[str, Any]:
         self.wait()
         return super().load_checkpoint(path, map_location=map_location, weights_only=weights_only)
 
+    @override
     def remove_checkpoint(self, path: _PATH) -> None:
         self.wait()
         super().remove_checkpoint(path)
 
+    @override
     def teardown(self) -> None:
         self.wait()
         super().teardown()

@@ -6,6 +6,7 @@ import functools
 from typing import Any, Callable, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.plugins.precision.precision import Precision
 
@@ -28,6 +29,7 @@ class MixedPrecision(Precision):
         self.autocast = functools.partial(torch.autocast, device, dtype=self.autocast_dtype)
         self._unscaled: set[int] = set()  # optimizers whose gradients were unscaled since their last step
 
+    @override
     def unscale_gradients(self, optimizer: Any) -> None:
         # Once per step: the hooks, automatic clipping and a manual clip_gradients all want the true gradients, and
         # GradScaler refuses a second unscale_ before update().
@@ -35,6 +37,7 @@ class MixedPrecision(Precision):
             self.scaler.unscale_(optimizer)
             self._unscaled.add(id(optimizer))
 
+    @override
     def clip_gradients(self, optimizer: Any, clip_val: float, algorithm: str) -> None:
         if clip_val > 0:
             # Clip the true gradients, not the scaled ones (Lightning clips scaled ones under manual optimization).
@@ -42,9 +45,11 @@ class MixedPrecision(Precision):
         super().clip_gradients(optimizer, clip_val, algorithm)
 
     @property
+    @override
     def compute_dtype(self) -> torch.dtype:
         return self.autocast_dtype
 
+    @override
     def optimizer_step(self, optimizer: Any, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
         if self.scaler is None:
             return super().optimizer_step(optimizer, closure, **kwargs)
@@ -55,9 +60,11 @@ class MixedPrecision(Precision):
         self._unscaled.discard(id(optimizer))
         return out if closure is None else result
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return self.scaler.state_dict() if self.scaler is not None else {}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if self.scaler is not None and state_dict:
             self.scaler.load_state_dict(state_dict)

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from fulmen.plugins.precision.precision import Precision
 from fulmen.utilities.apply_to_collection import apply_to_collection
@@ -49,5 +50,6 @@ class LightningDoublePrecisionModule(nn.Module):
     def predict_step(self, *args: Any, **kwargs: Any) -> Any:
         return self.module.predict_step(*self._to_double(args), **self._to_double(kwargs))
 
+    @override
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         return self.module(*self._to_double(args), **self._to_double(kwargs))

@@ -12,6 +12,7 @@ import contextlib
 from typing import Any, Callable, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.plugins.precision.amp import MixedPrecision
 from fulmen.plugins.precision.double import DoublePrecision
@@ -50,41 +51,53 @@ class StrategyPrecision(Precision):
 
     # The step reads these three attributes directly (a plain plugin keeps them as class attributes).
     @property  # type: ignore[override]
+    @override
     def dtype(self) -> Optional[torch.dtype]:
         return self._plugin.dtype
 
     @property  # type: ignore[override]
+    @override
     def scaler(self) -> Optional[torch.amp.GradScaler]:
         return self._plugin.scaler
 
     @property  # type: ignore[override]
+    @override
     def autocast(self) -> Optional[Callable[[], contextlib.AbstractContextManager[Any]]]:
         return self._plugin.autocast
 
     @property
+    @override
     def compute_dtype(self) -> torch.dtype:
         return self._plugin.compute_dtype
 
+    @override
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         return self._plugin.forward_context()
 
+    @override
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return self._plugin.convert_module(module)
 
+    @override
     def convert_input(self, batch: Any) -> Any:
         return self._plugin.convert_input(batch)
 
+    @override
     def optimizer_step(self, optimizer: Any, closure: Optional[Callable[[], Any]] = None, **kwargs: Any) -> Any:
         return self._plugin.optimizer_step(optimizer, closure, **kwargs)
 
+    @override
     def unscale_gradients(self, optimizer: Any) -> None:
         self._plugin.unscale_gradients(optimizer)
 
+    @override
     def clip_gradients(self, optimizer: Any, clip_val: float, algorithm: str) -> None:
         self._plugin.clip_gradients(optimizer, clip_val, algorithm)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return self._plugin.state_dict()
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._plugin.load_state_dict(state_dict)

@@ -6,6 +6,7 @@ import contextlib
 from typing import Any, Optional
 
 import torch
+from typing_extensions import override
 
 from fulmen.plugins.precision.precision import Precision
 
@@ -31,9 +32,11 @@ class TransformerEnginePrecision(Precision):
         self.dtype = weights_dtype
 
     @property
+    @override
     def compute_dtype(self) -> torch.dtype:
         return torch.int8  # FP8 matrix products: the peak-FLOPs table's 8-bit entry
 
+    @override
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.replace_layers:
             _to_transformer_engine(module)
@@ -47,6 +50,7 @@ class TransformerEnginePrecision(Precision):
                                                                                          fp8_recipe=self.recipe):
             yield
 
+    @override
     def forward_context(self) -> contextlib.AbstractContextManager[Any]:
         return self._fp8()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from typing import Any, Callable, Optional
+from typing_extensions import override
 
 from fulmen.plugins.environments import ClusterEnvironment
 from fulmen.strategies.launchers.launcher import _Launcher
@@ -25,9 +26,11 @@ class SpawnLauncher(_Launcher):
         self.procs: list[Any] = []  # (the popen launcher's; none here: the workers are joined before returning)
 
     @property
+    @override
     def is_interactive_compatible(self) -> bool:
         return self.start_method == "fork"
 
+    @override
     def launch(self, function: Callable[..., Any], *args: Any) -> Any:
         """Run ``function(local_rank, *args, results)`` in each new process; return what rank 0 put in results."""
         import torch.multiprocessing as mp
@@ -46,8 +49,10 @@ class SpawnLauncher(_Launcher):
                 os.environ.pop(name, None)
         return results.get() if not results.empty() else None
 
+    @override
     def dead_rank(self) -> Optional[str]:
         return None  # torch.multiprocessing names the failed rank itself
 
+    @override
     def kill(self, signum: int = signal.SIGTERM) -> None:
         """Nothing to end: torch.multiprocessing ends the other workers when one fails."""

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from typing import Any, Callable, Optional
+from typing_extensions import override
 
 from fulmen.plugins.environments import ClusterEnvironment
 from fulmen.strategies.launchers.launcher import _Launcher
@@ -59,9 +60,11 @@ class SubprocessLauncher(_Launcher):
         self.procs: list[subprocess.Popen] = []
 
     @property
+    @override
     def is_interactive_compatible(self) -> bool:
         return False
 
+    @override
     def launch(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self.environment.creates_processes_externally:
             self._start_others()
@@ -80,6 +83,7 @@ class SubprocessLauncher(_Launcher):
             self.procs.append(subprocess.Popen(command, env=child_env, cwd=os.getcwd(),
                                                preexec_fn=_die_with_parent if sys.platform == "linux" else None))
 
+    @override
     def dead_rank(self) -> Optional[str]:
         """'rank 1 (pid 123) exited with code -9 (SIGKILL)' for the first started process that ended badly."""
         for local_rank, proc in enumerate(self.procs, start=1):
@@ -90,6 +94,7 @@ class SubprocessLauncher(_Launcher):
                 return f"rank {rank} (pid {proc.pid}) exited with code {code}{name}"
         return None
 
+    @override
     def kill(self, signum: int = signal.SIGTERM) -> None:
         """End the started processes (after a failure of this one), waiting briefly, then killing what is left."""
         for proc in self.procs:
