@@ -9,7 +9,7 @@ import torch
 from torch.optim import Optimizer
 from typing_extensions import override
 
-from fulmen.core.step import before_optimizer_step
+from fulmen.core.step import HookedClosure, before_optimizer_step
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 from fulmen.utilities.types import LRSchedulerConfig
@@ -230,7 +230,7 @@ class LightningOptimizer:
         trainer = self._trainer
         if trainer is None:
             return optimizer.step(closure=closure, **kwargs) if closure else optimizer.step(**kwargs)
-        if getattr(closure, "runs_pre_step_hooks", False):
+        if isinstance(closure, HookedClosure):
             full = closure
         else:
             def full() -> Any:

@@ -45,6 +45,16 @@ def begin_training_step(trainer: "Trainer") -> Optional[contextlib.AbstractConte
 NO_CONTEXT = contextlib.nullcontext()
 
 
+class HookedClosure:
+    """A closure that runs the pre-step hooks (unscale, ``on_before_optimizer_step``, clipping) itself, as the
+    closure step's does: ``LightningOptimizer.step`` then runs it as it is, instead of wrapping it to add them."""
+
+    __slots__ = ()
+
+    def __call__(self) -> Any:
+        raise NotImplementedError
+
+
 def training_step_loss(output: Any, accumulate: int,
                        wants_outputs: bool = True) -> tuple[Optional[Tensor], Optional[dict[str, Any]]]:
     """Split a training_step result into the loss to backpropagate (divided by ``accumulate``) and the batch-end
@@ -148,8 +158,8 @@ def finite_or_none(trainer: "Trainer", loss: Tensor) -> Optional[Tensor]:
     if bad:
         trainer.nonfinite_skipped += 1
         rank_zero_warn(f"training_step gave a non-finite loss at epoch {trainer.current_epoch}, batch "
-                    f"{trainer.state.batch_idx}; its backward is skipped (Trainer(skip_nonfinite=True), "
-                    f"{trainer.nonfinite_skipped} so far)")
+                       f"{trainer.state.batch_idx}; its backward is skipped (Trainer(skip_nonfinite=True), "
+                       f"{trainer.nonfinite_skipped} so far)")
     if not trainer.barebones:  # the running count, beside the user's metrics
         trainer.lightning_module.log("nonfinite_skipped", float(trainer.nonfinite_skipped))
     return None if bad else loss

@@ -91,8 +91,6 @@ def run_fit(trainer: "Trainer") -> None:
                 restore_rng(plan.rng)
         reload_data_if_due(trainer)
         set_epoch(trainer.train_dataloader, state.epoch)
-        if trainer.state.resume_plan is None:
-            trainer.state.epoch_step_start = state.global_step
         trainer._results = trainer._train_store  # what on_train_epoch_start logs belongs to training
         state.in_epoch = True
         state.phase = LoopPhase.BETWEEN_EPOCHS  # until the first batch starts
@@ -157,8 +155,8 @@ def run_train_epoch(trainer: "Trainer") -> None:
         start = plan.batches_done
     # Where this epoch's counts start (after on_train_epoch_start, as Lightning resets its epoch loop there).
     state.epoch_batches_start = state.total_batch_idx - start
-    state.epoch_step_start = state.global_step if plan is None else trainer.state.epoch_step_start
-    if plan is None:
+    if plan is None:  # (resumed: the checkpoint's, restored with the counters)
+        state.epoch_step_start = state.global_step
         state.epoch_scheduler_start = state.scheduler_steps
     state.eval_counts["fit_validation"].total_done = 0
     if plan is not None:

@@ -121,7 +121,8 @@ class TrainerState:
         phase: where the fit is in its epoch (``LoopPhase``), set by the fit loop; what a checkpoint records.
         scheduler_steps: learning-rate scheduler steps the Trainer took (one per scheduler stepped).
         epoch_batches_start, epoch_step_start, epoch_scheduler_start: ``total_batch_idx``, ``global_step`` and
-            ``scheduler_steps`` when the current epoch began (the loop objects' per-epoch counts).
+            ``scheduler_steps`` when the current epoch's batches began (set after ``on_train_epoch_start``, where
+            Lightning resets its epoch loop; the loop objects' per-epoch counts and the checkpoint's record).
         eval_counts: the batches run by each evaluation and predict loop (``EVAL_LOOPS``), over the Trainer's life.
         val_enabled: whether this fit validates at all (found once per fit).
         plain_step: whether the automatic step may call the torch calls directly, nothing being hooked in between

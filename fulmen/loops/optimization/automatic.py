@@ -22,7 +22,7 @@ from torch import Tensor
 
 from fulmen.loops.hooks import _noop
 from fulmen.core.step import (NO_CONTEXT, before_optimizer_step, begin_training_step, finite_or_none,
-                                    nonscalar_loss_error, run_backward, training_step_loss, zero_gradients)
+                              nonscalar_loss_error, run_backward, training_step_loss, zero_gradients)
 
 if TYPE_CHECKING:
     from fulmen.trainer.trainer import Trainer
