@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Optional, Union, overload
 
 import torch
-from typing import Any, Literal, NamedTuple, Optional, Union, overload
 
 from fulmen.accelerators import devices as hardware
 from fulmen.accelerators import registry
@@ -21,10 +21,15 @@ from fulmen.plugins.precision.precision import Precision
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
 
+if TYPE_CHECKING:
+    from fulmen.strategies.strategy import Strategy
+
 PRECISIONS = ("64-true", "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true")
 _LEGACY_PRECISION = {64: "64-true", "64": "64-true", 32: "32-true", "32": "32-true", 16: "16-mixed",
                      "16": "16-mixed", "bf16": "bf16-mixed"}
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
 @overload
 def check_int(name: str, value: Any, minimum: int, allow_none: Literal[False] = False) -> int: ...
 @overload
@@ -184,7 +189,7 @@ def devices(value: Any, accel: str) -> list[int]:
     return ids
 
 
-def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str, environment: Any = None) -> Any:
+def strategy(value: Any, device_ids: list[int], num_nodes: int, accel: str, environment: Any = None) -> "Strategy":
     """'auto' / a name in ``StrategyRegistry`` / a strategy object -> the strategy object of the run, configured for
     the devices. ``environment``: a ClusterEnvironment from ``Trainer(plugins=...)`` for a multi-process strategy."""
     from fulmen.strategies.parallel import ParallelStrategy

@@ -230,13 +230,16 @@ class LightningOptimizer:
         trainer = self._trainer
         if trainer is None:
             return optimizer.step(closure=closure, **kwargs) if closure else optimizer.step(**kwargs)
+        full: Callable[[], Any]
         if isinstance(closure, HookedClosure):
             full = closure
         else:
-            def full() -> Any:
+            def with_pre_step_hooks() -> Any:
                 result = closure() if closure is not None else None
                 before_optimizer_step(trainer, optimizer)
                 return result
+
+            full = with_pre_step_hooks
 
         precision = trainer.precision_plugin
         engine_step = trainer.strategy.manual_optimizer_step

@@ -149,7 +149,9 @@ def engine_step(trainer: "Trainer", batch: Any, batch_idx: int, zero_grad: bool,
     (which divides the loss by the accumulation count) and its step, which updates the weights only at the end of
     an accumulation window (``step``; the engine is told so, rather than counting batches itself, so that the
     windows are the Trainer's, short last window of an epoch included)."""
-    engine = trainer.strategy.engine
+    strategy = trainer.strategy
+    assert isinstance(strategy, DeepSpeedStrategy)  # (this is its automatic_step)
+    engine = strategy.engine
     hooks = trainer._hooks
     optimizer = trainer.optimizers[0]
     engine.set_gradient_accumulation_boundary(step)
@@ -161,7 +163,7 @@ def engine_step(trainer: "Trainer", batch: Any, batch_idx: int, zero_grad: bool,
                                         "counts every batch of an accumulation window (returning None skips one)")
     if zero_grad:
         hooks.on_before_zero_grad(optimizer)  # (the engine clears the gradients itself after each update)
-    trainer.strategy.manual_backward(trainer, loss)
+    strategy.manual_backward(trainer, loss)
     if step:
         hooks.on_before_optimizer_step(optimizer)
     engine.step()

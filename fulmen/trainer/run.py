@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import torch
 
@@ -44,6 +44,7 @@ from fulmen.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 if TYPE_CHECKING:
     from fulmen.profilers import Profiler
+    from fulmen.strategies.parallel import ParallelStrategy
     from fulmen.trainer.trainer import Trainer
 
 
@@ -202,7 +203,9 @@ def spawn(trainer: "Trainer", fn: TrainerFn, model: Any, *args: Any) -> Any:
     as Lightning's ddp_spawn does: the weights, the loop counters, the metrics and the checkpoint paths."""
     if not isinstance(model, LightningModule):
         raise TypeError(f"Trainer.{fn.value} expects a fulmen LightningModule, got {type(model).__name__}")
-    packed = trainer.strategy.launcher.launch(_spawned_run, trainer, fn, model, *args)
+    launcher = trainer.strategy.launcher
+    assert isinstance(launcher, SpawnLauncher)  # (spawns(trainer) chose this path)
+    packed = launcher.launch(_spawned_run, trainer, fn, model, *args)
     if packed is None:
         return None
     # Our own worker wrote it; predictions may hold any objects, so this is not a weights-only load.
@@ -321,13 +324,13 @@ def check_module(trainer: "Trainer", model: LightningModule, fn: TrainerFn) -> N
         return
     if not overrides(model, LightningModule, "training_step"):
         raise MisconfigurationException(
-            f"{type(model).__name__} has no training_step; Trainer.fit needs training_step(trainer, batch, "
+            f"{type(model).__name__} has no training_step; Trainer.fit needs training_step(self, batch, "
             "batch_idx) returning the loss, and configure_optimizers"
         )
     if not overrides(model, LightningModule, "configure_optimizers"):
         raise MisconfigurationException(
             f"{type(model).__name__} has no configure_optimizers; define it to return an optimizer, e.g. "
-            "torch.optim.Adam(trainer.parameters(), lr=1e-3)"
+            "torch.optim.Adam(self.parameters(), lr=1e-3)"
         )
     if not model.automatic_optimization:
         if trainer.accumulate_grad_batches != 1:
@@ -339,7 +342,7 @@ def check_module(trainer: "Trainer", model: LightningModule, fn: TrainerFn) -> N
         if trainer.gradient_clip_val:
             raise MisconfigurationException(
                 f"Trainer(gradient_clip_val={trainer.gradient_clip_val}) does not apply under manual optimization; "
-                "call trainer.clip_gradients(opt, gradient_clip_val=...) in training_step and remove the Trainer "
+                "call self.clip_gradients(opt, gradient_clip_val=...) in training_step and remove the Trainer "
                 "argument"
             )
 
@@ -349,7 +352,7 @@ def require_eval_step(trainer: "Trainer", model: LightningModule, stage: Running
     if not overrides(model, LightningModule, name):
         verb = "validate" if stage == RunningStage.VALIDATING else "test"
         raise MisconfigurationException(
-            f"Trainer.{verb} needs {type(model).__name__}.{name}; define {name}(trainer, batch, batch_idx)"
+            f"Trainer.{verb} needs {type(model).__name__}.{name}; define {name}(self, batch, batch_idx)"
         )
 
 
@@ -432,7 +435,7 @@ def setup_optimizers(trainer: "Trainer", model: LightningModule) -> None:
     if automatic and len(trainer.optimizers) > 1:
         raise MisconfigurationException(
             f"configure_optimizers returned {len(trainer.optimizers)} optimizers; training with several "
-            "optimizers needs manual optimization: set trainer.automatic_optimization = False in __init__ and "
+            "optimizers needs manual optimization: set self.automatic_optimization = False in __init__ and "
             "step them in training_step"
         )
     warn_foreign_parameters(model, trainer.optimizers)
@@ -471,7 +474,7 @@ def _spawned_run(local_rank: int, trainer: Trainer, fn: TrainerFn, model: Lightn
         for name, own in sub._buffers.items():
             if own is not None:
                 sub._buffers[name] = own.clone()
-    strategy = trainer.strategy
+    strategy = cast("ParallelStrategy", trainer.strategy)  # (only the ddp_spawn family spawns)
     env = strategy.cluster_environment
     env.set_global_rank(env.node_rank() * strategy.num_processes + local_rank)
     rank_zero_only.rank = env.global_rank()  # type: ignore[attr-defined]

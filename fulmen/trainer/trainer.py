@@ -32,6 +32,7 @@ from fulmen.core.module import LightningModule
 from fulmen.core.optimizer import (LightningOptimizer, LRSchedulerConfig)
 from fulmen.trainer.states import RunningStage, TrainerFn, TrainerState, TrainerStatus
 from fulmen.strategies.single_device import SingleDeviceStrategy
+from fulmen.strategies.strategy import Strategy
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.imports import module_available
 from fulmen.utilities.argparse import _defaults_from_env_vars
@@ -41,6 +42,7 @@ from fulmen.utilities.rank_zero import rank_zero_info, rank_zero_warn
 if TYPE_CHECKING:  # the argument types, for readers and for the CLI (jsonargparse reads this block); imported
     # lazily at run time, as most runs use none of them
     from fulmen.loggers.logger import Logger
+    from fulmen.loops.hooks import Hooks
     from fulmen.profilers import Profiler
     from fulmen.strategies.deepspeed import DeepSpeedStrategy
     from fulmen.strategies.parallel import ParallelStrategy
@@ -184,7 +186,7 @@ class Trainer:
         self._device_ids = resolve.devices(devices, accel_name)
         self.num_nodes = resolve.check_int("num_nodes", num_nodes, 1)
         given = resolve.plugins(plugins)
-        self.strategy: Any = resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name,
+        self.strategy: Strategy = resolve.strategy(strategy, self._device_ids, self.num_nodes, accel_name,
                                               given.environment)
         if given.checkpoint_io is not None:
             self.strategy.checkpoint_io = given.checkpoint_io
@@ -312,7 +314,9 @@ class Trainer:
         self.train_dataloader: Any = None
         self.num_training_batches: Union[int, float] = float("inf")
         self.val_check_batch: Union[int, float] = float("inf")
-        self._hooks: Any = None
+        # The hook dispatch of the current run (bound by trainer/run.py); typed as always there, as only the
+        # loops, inside a run, call it.
+        self._hooks: Hooks = None  # type: ignore[assignment]
         self._transfer: Optional[Callable[[Any, int], Any]] = None
         self._step_fn: Callable[..., Any] = automatic_step
         self._training_step: Callable[[Any, int], Any] = _no_step
