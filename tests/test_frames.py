@@ -2,10 +2,11 @@
 
 import traceback
 
+import pytest
 import torch
 
 import fulmen
-from fulmen.demos.boring_classes import BoringModel
+from fulmen.demos.boring_classes import BoringModel, ManualOptimBoringModel
 
 
 def frames_to_training_step(model_cls, **trainer_kwargs):
@@ -28,6 +29,19 @@ def test_default_path_has_at_most_four_frames_in_four_files():
     frames = frames_to_training_step(BoringModel)
     assert len(frames) <= 4, [f"{f.filename}:{f.name}" for f in frames]
     assert len({f.filename for f in frames}) <= 4
+
+
+@pytest.mark.parametrize("path", ["manual", "accumulation", "bf16"])
+def test_other_paths_have_at_most_four_frames(path):
+    # Each step function opens with the shared prologue (core/step.py), which returns before training_step runs:
+    # it must not become a frame around it.
+    if path == "manual":
+        frames = frames_to_training_step(ManualOptimBoringModel)
+    elif path == "accumulation":
+        frames = frames_to_training_step(BoringModel, accumulate_grad_batches=2)
+    else:
+        frames = frames_to_training_step(BoringModel, precision="bf16-mixed")
+    assert len(frames) <= 4, [f"{f.filename}:{f.name}" for f in frames]
 
 
 def test_closure_path_has_at_most_six_frames():

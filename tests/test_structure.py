@@ -36,11 +36,11 @@ def test_hooks_declares_every_hook_of_the_catalogue():
     assert set(CALLBACK_HOOKS + MODULE_ONLY_HOOKS) | {"validation", "test"} == declared
 
 
-def test_no_module_probes_the_strategy():
+def test_no_module_probes_the_strategy_or_the_precision():
     probes = []
     for path in SOURCES:
         for i, line in enumerate(path.read_text().splitlines(), 1):
-            if re.search(r"(hasattr|getattr)\((self\.)?(trainer\.)?strategy\b", line):
+            if re.search(r"(hasattr|getattr)\((self\.)?(trainer\.)?(strategy|precision_plugin|precision)\b", line):
                 probes.append(f"{path.relative_to(ROOT)}:{i}: {line.strip()}")
     assert probes == []
 

@@ -246,7 +246,7 @@ class LightningOptimizer:
         if engine_step is not None:  # DeepSpeed: its engine steps the optimizer it wraps
             out = engine_step(full)
         # Without a grad scaler, step directly: one frame less between the user's step and the closure.
-        elif getattr(precision, "scaler", None) is None:
+        elif precision.scaler is None:
             out = optimizer.step(closure=full, **kwargs)
         else:
             out = precision.optimizer_step(optimizer, full, **kwargs)

@@ -599,7 +599,7 @@ class Trainer:
 
     @property
     def scaler(self) -> Any:
-        return getattr(self.precision_plugin, "scaler", None)
+        return self.precision_plugin.scaler
 
     @property
     def device_ids(self) -> list[int]:
