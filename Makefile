@@ -27,9 +27,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
 
 # Every fault-injection point (SIGKILL in a step, in validation, in a checkpoint or logger write, then resume), as a
-# table; `make test` runs a sample of them.
+# table, with synchronous then background (AsyncCheckpointIO) checkpoint writes; `make test` runs a sample of them.
 faults: $(STAMP)
 	$(PY) tests/faults.py
+	$(PY) tests/faults.py --async
 
 # The documentation site, into site/; --strict turns a broken link or API reference into a failure.
 docs: $(STAMP)

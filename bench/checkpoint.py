@@ -9,7 +9,9 @@ step, so a full checkpoint is about 300 MB. Measured side by side, alternating, 
     load  fulmen: ``Net.load_from_checkpoint(path)`` (safe load, module built from its hyperparameters, weights in)
           torch:  ``Net(); torch.load(path, weights_only=True); load_state_dict``
 
-Also shown: torch.save followed by an fsync, which is the price of durability alone. Every save writes a new file
+Also shown: torch.save followed by an fsync, which is the price of durability alone; and the same save through
+``AsyncCheckpointIO``: how long the loop is blocked (the dict built and copied to host memory) and how long until the
+file is durable (the background write done), each over fulmen's synchronous save of the same round. Every save writes a new file
 (the previous one is deleted first, untimed), and ``os.sync()`` runs, untimed, before each measure, so that no write
 inherits another's write-back. Loads read the file from the page cache (it was just written). Reported: median times, and the median of the per-round ratios. ``--dir /dev/shm`` (memory) leaves out the disk, so
 it shows fulmen's own cost; a folder on disk adds what durability costs there.
@@ -32,6 +34,7 @@ from torch import nn
 
 import fulmen as L
 from fulmen.checkpoint import format as ckpt_format
+from fulmen.plugins.io import AsyncCheckpointIO
 
 warnings.filterwarnings("ignore")
 logging.disable(logging.INFO)
@@ -73,6 +76,23 @@ def _torch_save_fsync(obj, path: str) -> None:
         os.fsync(f.fileno())
 
 
+def _async_save(trainer: L.Trainer, background: AsyncCheckpointIO, path: str) -> tuple[float, float]:
+    """(blocked, durable): how long ``save_checkpoint`` held the loop, and how long until the file was written."""
+    default = trainer.strategy.checkpoint_io
+    trainer.strategy.checkpoint_io = background
+    try:
+        if os.path.exists(path):
+            os.remove(path)
+        os.sync()
+        start = time.perf_counter()
+        trainer.save_checkpoint(path)
+        blocked = time.perf_counter() - start
+        background.wait()
+        return blocked, time.perf_counter() - start
+    finally:
+        trainer.strategy.checkpoint_io = default
+
+
 def _torch_load(path: str) -> nn.Module:
     model = Net()
     model.load_state_dict(torch.load(path, weights_only=True)["state_dict"])
@@ -94,7 +114,10 @@ def main() -> None:
         weights_mb = sum(v.numel() * v.element_size() for v in checkpoint["state_dict"].values()) / 2**20
         ours, theirs, synced = os.path.join(folder, "ours.ckpt"), os.path.join(folder, "torch.ckpt"), \
             os.path.join(folder, "synced.ckpt")
+        in_background = os.path.join(folder, "async.ckpt")
+        background = AsyncCheckpointIO()
         times: dict[str, list[float]] = {k: [] for k in ("save_ours", "save_torch", "save_torch_fsync",
+                                                            "save_async_blocked", "save_async_durable",
                                                             "load_ours", "load_torch")}
         for r in range(args.rounds + 1):  # round 0 warms up (allocator, page cache) and is dropped
             saves = [("save_ours", ours, lambda: trainer.save_checkpoint(ours)),
@@ -106,6 +129,10 @@ def main() -> None:
                 elapsed = _timed(fn, path)
                 if r:
                     times[name].append(elapsed)
+            blocked, durable = _async_save(trainer, background, in_background)
+            if r:
+                times["save_async_blocked"].append(blocked)
+                times["save_async_durable"].append(durable)
             for name, fn in (loads if r % 2 else loads[::-1]):
                 elapsed = _timed(fn)
                 if r:
@@ -121,6 +148,10 @@ def main() -> None:
         print(f"save: fulmen {med['save_ours']:.3f} s, torch.save {med['save_torch']:.3f} s, torch.save + fsync "
               f"{med['save_torch_fsync']:.3f} s (medians); fulmen / torch.save {ratio('save_ours', 'save_torch'):.3f}"
               f", fulmen / torch.save + fsync {ratio('save_ours', 'save_torch_fsync'):.3f} (median ratios)")
+        print(f"async save: the loop blocked {med['save_async_blocked']:.3f} s, durable after "
+              f"{med['save_async_durable']:.3f} s (medians); blocked / fulmen's synchronous save "
+              f"{ratio('save_async_blocked', 'save_ours'):.3f}, durable / synchronous "
+              f"{ratio('save_async_durable', 'save_ours'):.3f} (median ratios)")
         print(f"load: fulmen {med['load_ours']:.3f} s, torch.load {med['load_torch']:.3f} s (medians); "
               f"fulmen / torch {ratio('load_ours', 'load_torch'):.3f} (median ratio)")
     finally:

@@ -2,7 +2,10 @@
 half-way through a checkpoint write, half-way through a logger write), resume it with ``ckpt_path="last"``, and
 check that it ends with the weights of a run never stopped and that every checkpoint left on disk loads.
 
-    python tests/faults.py [--points 60] [--seed 2026] [--jobs 2]      # `make faults`: every point, as a table
+    python tests/faults.py [--points 60] [--seed 2026] [--jobs 2] [--async]   # `make faults`: every point, a table
+
+``--async`` writes the checkpoints with AsyncCheckpointIO: a "save" point then kills the process half-way through a
+background write, while the loop has gone on training.
 
 ``tests/test_faults.py`` runs a sample of the same points in ``make test``.
 """
@@ -37,8 +40,9 @@ def points(n: int = 60, seed: int = 2026) -> list[tuple[str, int]]:
     return [(kind, rng.randint(1, COUNTS[kind])) for kind in (kinds[i % len(kinds)] for i in range(n))]
 
 
-def run(folder: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+def run(folder: Path, *args: str, async_io: bool = False) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+               SCENARIO_ASYNC="1" if async_io else "0")
     return subprocess.run([sys.executable, str(SCENARIO), str(folder), *args], env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -73,9 +77,12 @@ class Outcome:
         return self.killed and self.resumed and self.same_weights and not self.unloadable
 
 
-def check_point(kind: str, at: int, folder: Path, expected: dict[str, torch.Tensor]) -> Outcome:
+def check_point(kind: str, at: int, folder: Path, expected: dict[str, torch.Tensor],
+                async_io: bool = False) -> Outcome:
+    """Kill the run at the ``at``-th event of ``kind``, check the checkpoints left, resume, compare the weights
+    with ``expected`` (``async_io``: both runs write their checkpoints in the background)."""
     start = time.perf_counter()
-    first = run(folder, "--fault", f"{kind}:{at}")
+    first = run(folder, "--fault", f"{kind}:{at}", async_io=async_io)
     killed = first.returncode == -signal.SIGKILL
     files = sorted(folder.rglob("*.ckpt"))
     unloadable = []
@@ -84,7 +91,7 @@ def check_point(kind: str, at: int, folder: Path, expected: dict[str, torch.Tens
             torch.load(path, weights_only=True)
         except Exception:  # noqa: BLE001 - any failure to load is what this looks for
             unloadable.append(str(path.relative_to(folder)))
-    second = run(folder, "--fault", "none:0", "--resume")
+    second = run(folder, "--fault", "none:0", "--resume", async_io=async_io)
     resumed = second.returncode == 0
     same = False
     if resumed:
@@ -101,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=60)
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--async", dest="async_io", action="store_true")
     args = parser.parse_args(argv)
     chosen = points(args.points, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         for folder in folders:
             folder.mkdir()
         with ThreadPoolExecutor(args.jobs) as pool:
-            outcomes = list(pool.map(lambda job: check_point(*job[0], job[1], expected), zip(chosen, folders)))
+            outcomes = list(pool.map(lambda job: check_point(*job[0], job[1], expected, args.async_io),
+                                     zip(chosen, folders)))
     print(f"{'#':>3}  {'kill in':<6} {'event':>5}  {'killed':<6} {'resumed':<7} {'weights':<9} "
           f"{'ckpt files':>10} {'unloadable':>10} {'seconds':>7}")
     for i, o in enumerate(outcomes):

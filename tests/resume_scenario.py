@@ -16,7 +16,8 @@ DIR/epochs.txt.
 
 Environment: SCENARIO_ACCUMULATE, SCENARIO_VAL_INTERVAL, SCENARIO_SHUFFLE, SCENARIO_ACCELERATOR change the run;
 SCENARIO_METRIC=1 also logs a torchmetrics MeanMetric (its epoch values go to DIR/metric_epochs.txt);
-SCENARIO_STATEFUL=1 trains from a torchdata StatefulDataLoader; SCENARIO_CHECKPOINTS=0
+SCENARIO_STATEFUL=1 trains from a torchdata StatefulDataLoader; SCENARIO_ASYNC=1 writes the checkpoints with
+AsyncCheckpointIO (a "save" fault then kills the process from the background writer); SCENARIO_CHECKPOINTS=0
 leaves only the default ModelCheckpoint (so a preemption checkpoint is the one to resume from); SCENARIO_SLEEP
 (seconds) slows each step down, and DIR/started appears after step 2, for a signal sent from outside.
 """
@@ -40,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import fulmen as L  # noqa: E402
 from fulmen.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from fulmen.loggers import CSVLogger  # noqa: E402
+from fulmen.plugins.io import AsyncCheckpointIO  # noqa: E402
 
 
 SLEEP = float(os.environ.get("SCENARIO_SLEEP", "0"))
@@ -245,8 +247,9 @@ def main() -> None:
     accumulate = int(os.environ.get("SCENARIO_ACCUMULATE", "3"))
     val_interval = float(os.environ.get("SCENARIO_VAL_INTERVAL", "0.5"))
     logger = _FaultyCSV(args.dir) if args.fault else False
+    plugins = [AsyncCheckpointIO()] if os.environ.get("SCENARIO_ASYNC") == "1" else None
     trainer = L.Trainer(max_epochs=3, accumulate_grad_batches=accumulate, val_check_interval=val_interval,
-                        logger=logger, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                        plugins=plugins, logger=logger, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=callbacks, default_root_dir=args.dir, num_sanity_val_steps=0,
                         accelerator=os.environ.get("SCENARIO_ACCELERATOR", "auto"))
     trainer.fit(Net(), train, val, ckpt_path="last" if args.resume else None)

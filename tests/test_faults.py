@@ -31,3 +31,18 @@ def test_killed_at_a_fault_point_then_resumed(tmp_path, expected, kind, at):
     assert outcome.checkpoints > 0 and outcome.unloadable == []
     assert outcome.resumed, outcome.error
     assert outcome.same_weights
+
+
+# With AsyncCheckpointIO: killed half-way through a background write (the loop training on meanwhile), and in a
+# training step while a write may be in flight. The weights of the run never stopped do not depend on how the
+# checkpoints were written.
+ASYNC_SAMPLE = [next(p for p in faults.points() if p[0] == kind and p[1] > 2) for kind in ("save", "step")]
+
+
+@pytest.mark.parametrize("kind, at", ASYNC_SAMPLE)
+def test_killed_during_a_background_write_then_resumed(tmp_path, expected, kind, at):
+    outcome = faults.check_point(kind, at, tmp_path, expected, async_io=True)
+    assert outcome.killed, outcome.error
+    assert outcome.checkpoints > 0 and outcome.unloadable == []
+    assert outcome.resumed, outcome.error
+    assert outcome.same_weights

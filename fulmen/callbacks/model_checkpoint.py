@@ -402,14 +402,17 @@ class ModelCheckpoint(Checkpoint):
     @staticmethod
     def _link(trainer: "Trainer", target: str, linkpath: str) -> None:
         """Point ``linkpath`` at ``target`` with a relative symlink, replaced atomically, once ``target`` is written
-        (a background writer may still be at it: a link must never point at a file that is not there)."""
-        trainer.strategy.checkpoint_io.wait()
+        (a background writer may still be at it: a link must never point at a file that is not there, so the
+        checkpoint IO moves it after the write)."""
         if trainer.is_global_zero and os.path.abspath(target) != os.path.abspath(linkpath):
-            tmp = os.path.join(os.path.dirname(linkpath), f"{io.TMP_PREFIX}{os.path.basename(linkpath)}")
-            if os.path.lexists(tmp):
-                os.remove(tmp)
-            os.symlink(os.path.relpath(target, os.path.dirname(linkpath)), tmp)
-            os.replace(tmp, linkpath)
+            def link() -> None:
+                tmp = os.path.join(os.path.dirname(linkpath), f"{io.TMP_PREFIX}{os.path.basename(linkpath)}")
+                if os.path.lexists(tmp):
+                    os.remove(tmp)
+                os.symlink(os.path.relpath(target, os.path.dirname(linkpath)), tmp)
+                os.replace(tmp, linkpath)
+
+            trainer.strategy.checkpoint_io.after_write(link)
         trainer.strategy.barrier()
 
     def _may_remove(self, trainer: "Trainer", previous: str, current: str) -> bool:

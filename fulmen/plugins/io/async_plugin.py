@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import errno as errno_names
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from typing_extensions import override
@@ -16,44 +17,116 @@ from fulmen.utilities.apply_to_collection import apply_to_collection
 class AsyncCheckpointIO(_WrappingCheckpointIO):
     """Write checkpoints in a background thread through ``checkpoint_io`` (the default atomic writer).
 
-    ``save_checkpoint`` copies the checkpoint's tensors to host memory, hands the write to the thread and returns;
-    the training goes on while the file is written. At most one write is in flight: the next save waits for it,
-    and so do deletions (a file leaves the top k only once its replacement is durable), loads and the end of the
-    run. A write that failed raises, with its path, at the next save, load or delete, or when the run ends.
+    ``save_checkpoint`` copies the checkpoint's tensors to host memory and returns; a thread then writes the file
+    (temporary file, fsync, rename: a crash at any moment leaves the previous checkpoint whole), and after it what
+    must wait for the new file to be durable: the deletion of the checkpoints it pushes out of the top k, and the
+    ``last`` link's move to it. Training goes on meanwhile.
+
+    At most one write is in flight, so host memory holds at most one snapshot (kept between saves, and reused by the
+    next one): the next save waits for the write, and so do loads and the end of the run (a SIGTERM's checkpoint
+    too). A write that fails drops the deletions that were
+    waiting for it (the old files stay), and its error (path and errno) is raised at the next save, load or wait,
+    or when the run ends: it is never lost.
     """
 
     def __init__(self, checkpoint_io: Optional[CheckpointIO] = None) -> None:
         super().__init__(checkpoint_io)
+        self._lock = threading.Lock()
         self._thread: Optional[threading.Thread] = None
+        self._writing = False  # a write (or the tasks after it) is under way; guarded by _lock
+        self._after: list[Callable[[], None]] = []  # run by the writer once its file is durable; guarded by _lock
         self._error: Optional[BaseException] = None
         self._error_path: Optional[str] = None
+        self._buffers: list[torch.Tensor] = []  # the host memory of the last snapshot, reused by the next one
 
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
         self.wait()
-        # The snapshot: the loop goes on updating the weights and optimizer state in place while the file is written.
-        snapshot = apply_to_collection(checkpoint, torch.Tensor, lambda t: t.detach().to("cpu", copy=True))
-        target = str(path)
-
-        def write() -> None:
-            try:
-                self.checkpoint_io.save_checkpoint(snapshot, path, storage_options)
-            except BaseException as err:  # kept for the loop's thread, which raises it
-                self._error, self._error_path = err, target
-
-        self._thread = threading.Thread(target=write, name=f"fulmen-checkpoint-write:{target}", daemon=False)
+        snapshot = self._snapshot(checkpoint)
+        with self._lock:
+            self._writing = True
+        self._thread = threading.Thread(target=self._write, args=(snapshot, path, storage_options),
+                                        name=f"fulmen-checkpoint-write:{path}", daemon=False)
         self._thread.start()
+
+    def _snapshot(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """``checkpoint`` with its tensors copied to host memory: the loop goes on updating the weights and the
+        optimizer state in place while the file is written.
+
+        The copies go into the buffers of the previous snapshot where shapes and dtypes match (its write is done:
+        ``save_checkpoint`` waited for it). Fresh memory would cost a page fault per 4 KiB on every save, which is
+        most of the copy's time; so the run keeps one snapshot's worth of host memory, the most it ever holds.
+        A tensor that appears twice (tied weights) is copied once, as ``torch.save`` stores it once.
+        """
+        spare = iter(self._buffers)
+        used: list[torch.Tensor] = []
+        seen: dict[int, torch.Tensor] = {}
+
+        def copy(tensor: torch.Tensor) -> torch.Tensor:
+            if id(tensor) in seen:
+                return seen[id(tensor)]
+            source = tensor.detach()
+            if source.layout != torch.strided or not hasattr(source, "untyped_storage") or source.is_sparse:
+                out = source.to("cpu", copy=True)  # (sparse and other layouts: a plain copy)
+            else:
+                out = next(spare, None)
+                if out is None or out.shape != source.shape or out.dtype != source.dtype:
+                    # Page-locked memory makes the copy from a GPU a direct transfer.
+                    out = torch.empty(source.shape, dtype=source.dtype, device="cpu",
+                                      pin_memory=source.is_cuda)
+                out.copy_(source)
+                used.append(out)
+            seen[id(tensor)] = out
+            return out
+
+        snapshot = apply_to_collection(checkpoint, torch.Tensor, copy)
+        self._buffers = used
+        return snapshot
+
+    def _write(self, snapshot: dict[str, Any], path: _PATH, storage_options: Optional[Any]) -> None:
+        """The writer thread: the file, then the tasks that waited for it, in order."""
+        try:
+            self.checkpoint_io.save_checkpoint(snapshot, path, storage_options)
+        except BaseException as err:  # kept for the loop's thread, which raises it
+            with self._lock:
+                self._error, self._error_path = err, str(path)
+                self._after.clear()  # the files they would delete or relink to are still the newest complete ones
+                self._writing = False
+            return
+        while True:
+            with self._lock:
+                if not self._after or self._error is not None:
+                    self._after.clear()
+                    self._writing = False
+                    return
+                task = self._after.pop(0)
+            try:
+                task()
+            except BaseException as err:
+                with self._lock:
+                    self._error, self._error_path = err, str(path)
+
+    @override
+    def after_write(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            if self._writing:
+                self._after.append(task)
+                return
+        task()
 
     @override
     def wait(self) -> None:
-        """Wait for the write in flight, and raise its error if it failed."""
+        """Wait for the write in flight (and what waited for it), and raise its error if it failed."""
         if self._thread is not None:
             self._thread.join()
             self._thread = None
         if self._error is not None:
             error, path = self._error, self._error_path
             self._error = self._error_path = None
-            raise RuntimeError(f"The background write of the checkpoint {path!r} failed: {error}") from error
+            number = getattr(error, "errno", None)
+            code = f" (errno {number}, {errno_names.errorcode.get(number, '?')})" if number else ""
+            raise RuntimeError(f"The background write of the checkpoint {path!r} failed{code}: {error}; the "
+                               "checkpoints written before it are whole and kept") from error
 
     @override
     def load_checkpoint(self, path: _PATH, map_location: Optional[Any] = None,
@@ -63,10 +136,11 @@ class AsyncCheckpointIO(_WrappingCheckpointIO):
 
     @override
     def remove_checkpoint(self, path: _PATH) -> None:
-        self.wait()
-        super().remove_checkpoint(path)
+        # Top-k bookkeeping: the file pushed out goes once the one that replaces it is durable.
+        self.after_write(lambda: self.checkpoint_io.remove_checkpoint(path))
 
     @override
     def teardown(self) -> None:
         self.wait()
+        self._buffers = []  # the run's snapshot memory goes back
         super().teardown()

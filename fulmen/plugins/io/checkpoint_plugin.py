@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 _PATH = Union[str, "os.PathLike[str]"]
 
@@ -28,6 +28,12 @@ class CheckpointIO(ABC):
 
     def wait(self) -> None:
         """Return once every save started has been written (they all have, for a synchronous IO)."""
+
+    def after_write(self, task: Callable[[], None]) -> None:
+        """Run ``task`` once the checkpoint being written is durable: now, for a synchronous IO. A background
+        writer runs it after its write (``AsyncCheckpointIO``), and drops it if the write fails, as a deletion or a
+        ``last`` link must never run ahead of the file that replaces the old one."""
+        task()
 
     def teardown(self) -> None:
         """The run ends: finish or release what this IO holds."""
