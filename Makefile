@@ -38,8 +38,10 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/overhead.py
+	$(PY) bench/cost_table.py
 	$(PY) bench/import_time.py
 	$(PY) bench/checkpoint.py
+	$(PY) bench/checkpoint_sizes.py
 	$(PY) bench/resume_skip.py
 
 clean:

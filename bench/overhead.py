@@ -104,18 +104,22 @@ def framework_loop(package: str, data: list, log: bool) -> float:
     return time.perf_counter() - start
 
 
+def available_frameworks() -> list[str]:
+    """fulmen, and pytorch_lightning when it is installed (a development dependency)."""
+    try:
+        importlib.import_module("pytorch_lightning")
+    except ImportError:
+        return ["fulmen"]
+    return ["fulmen", "pytorch_lightning"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=21)
     args = parser.parse_args()
     data = make_data(args.steps)
-    frameworks = ["fulmen"]
-    try:
-        importlib.import_module("pytorch_lightning")
-        frameworks.append("pytorch_lightning")
-    except ImportError:
-        pass
+    frameworks = available_frameworks()
     for log in (False, True):
         label = "with self.log(prog_bar=True) every step" if log else "without logging"
         raw = Timed(lambda: raw_loop(data, log))

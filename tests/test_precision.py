@@ -4,6 +4,8 @@ The same modes on CUDA are in tests/test_cuda.py."""
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -202,3 +204,69 @@ def test_a_grad_scaler_cannot_step_lbfgs():
 
     with pytest.raises(MisconfigurationException, match="GradScaler, which cannot step LBFGS"):
         fit(WithLBFGS(), plugins=[MixedPrecision("16-mixed", "cpu")])
+
+
+class _Marking(Precision):
+    """A precision whose context marks what runs inside it, as autocast or an FP8 context would."""
+
+    def __init__(self) -> None:
+        self.inside = False
+        self.autocast = self._context
+
+    @contextlib.contextmanager
+    def _context(self):
+        self.inside = True
+        try:
+            yield
+        finally:
+            self.inside = False
+
+
+@pytest.mark.parametrize("path", ["automatic", "closure", "manual"])
+def test_every_step_runs_in_the_precision_context(path):
+    from fulmen.demos.boring_classes import BoringModel
+
+    plugin = _Marking()
+    seen = []
+
+    class Model(BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.automatic_optimization = path != "manual"
+
+        def training_step(self, batch, batch_idx):
+            seen.append(("training_step", plugin.inside))
+            out = super().training_step(batch, batch_idx)
+            if path == "manual":
+                opt = self.optimizers()
+                opt.zero_grad()
+                self.manual_backward(out["loss"])
+                opt.step()
+            return out
+
+        def validation_step(self, batch, batch_idx):
+            seen.append(("validation_step", plugin.inside))
+            return super().validation_step(batch, batch_idx)
+
+        def test_step(self, batch, batch_idx):
+            seen.append(("test_step", plugin.inside))
+            return super().test_step(batch, batch_idx)
+
+        def predict_step(self, batch, batch_idx):
+            seen.append(("predict_step", plugin.inside))
+            return super().predict_step(batch, batch_idx)
+
+        if path == "closure":
+            def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+                optimizer.step(closure=optimizer_closure)
+
+    trainer = fulmen.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, limit_test_batches=1,
+                             limit_predict_batches=1,
+                             num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, plugins=[plugin])
+    model = Model()
+    trainer.fit(model)
+    trainer.test(model, verbose=False)
+    trainer.predict(model)
+    assert {name for name, _ in seen} == {"training_step", "validation_step", "test_step", "predict_step"}
+    assert all(inside for _, inside in seen), seen

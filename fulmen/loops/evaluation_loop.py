@@ -127,6 +127,7 @@ def run_evaluation(trainer: "Trainer", stage: RunningStage) -> list[dict[str, An
     hooks.epoch_start()
     step = trainer.strategy.wrap_eval_step(module, module.test_step if testing else module.validation_step)
     step_name = "test_step" if testing else "validation_step"
+    autocast = trainer.precision_plugin.autocast
     profiler = trainer._profiler
     if profiler is not None:
         step = profiled(profiler, f"[Strategy]{type(trainer.strategy).__name__}.{step_name}", step)
@@ -151,8 +152,11 @@ def run_evaluation(trainer: "Trainer", stage: RunningStage) -> list[dict[str, An
                 store.start_batch(batch, dl_idx if several else None)
                 hooks.batch_start(batch, batch_idx, *extra)
                 set_hook_name(module, step_name)
-                with trainer.precision_plugin.forward_context():
+                if autocast is None:  # the usual case: no context to enter on every batch
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
+                else:
+                    with autocast():
+                        output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 hooks.batch_end(output, batch, batch_idx, *extra)
                 counts.run_done += 1

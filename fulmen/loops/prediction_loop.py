@@ -135,6 +135,7 @@ def run_predict(trainer: "Trainer", return_predictions: bool) -> Optional[list[A
     grad_off = torch.inference_mode() if inference else torch.no_grad()
     agreement = eval_agreement(trainer, sum(data.limits))
     step = trainer.strategy.wrap_eval_step(module, module.predict_step)
+    autocast = trainer.precision_plugin.autocast
     profiler = trainer._profiler
     if profiler is not None:
         step = profiled(profiler, f"[Strategy]{type(trainer.strategy).__name__}.predict_step", step)
@@ -155,14 +156,18 @@ def run_predict(trainer: "Trainer", return_predictions: bool) -> Optional[list[A
                     loop.epoch_batch_indices[dl_idx].append(loop.current_batch_indices)
                 hooks.on_predict_batch_start(batch, batch_idx, *extra)
                 set_hook_name(module, "predict_step")
-                with trainer.precision_plugin.forward_context():
+                if autocast is None:  # the usual case: no context to enter on every batch
                     output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
+                else:
+                    with autocast():
+                        output = step(batch, batch_idx, *extra) if data.takes_batch_idx else step(batch)
                 set_hook_name(module, None)
                 hooks.on_predict_batch_end(output, batch, batch_idx, *extra)
                 counts.run_done += 1
                 counts.total_done += 1
-                if keep:
-                    predictions[dl_idx].append(move_data_to_device(output, "cpu"))
+                if keep:  # (a tensor already on the host is kept as it is: what moving it would give)
+                    host = type(output) is torch.Tensor and output.device.type == "cpu"
+                    predictions[dl_idx].append(output if host else move_data_to_device(output, "cpu"))
                 if agreement is not None:  # several processes: stop together, at a batch they agree on
                     agreement.at_batch_end()
                 elif trainer.state.signal is not None:

@@ -69,11 +69,11 @@ class AsyncCheckpointIO(_WrappingCheckpointIO):
             if source.layout != torch.strided or not hasattr(source, "untyped_storage") or source.is_sparse:
                 out = source.to("cpu", copy=True)  # (sparse and other layouts: a plain copy)
             else:
-                out = next(spare, None)
-                if out is None or out.shape != source.shape or out.dtype != source.dtype:
-                    # Page-locked memory makes the copy from a GPU a direct transfer.
-                    out = torch.empty(source.shape, dtype=source.dtype, device="cpu",
-                                      pin_memory=source.is_cuda)
+                reused = next(spare, None)
+                if reused is not None and reused.shape == source.shape and reused.dtype == source.dtype:
+                    out = reused
+                else:  # page-locked memory makes the copy from a GPU a direct transfer
+                    out = torch.empty(source.shape, dtype=source.dtype, device="cpu", pin_memory=source.is_cuda)
                 out.copy_(source)
                 used.append(out)
             seen[id(tensor)] = out

@@ -30,6 +30,8 @@ class TransformerEnginePrecision(Precision):
         self.replace_layers = True if replace_layers is None else replace_layers
         self.fallback_compute_dtype = fallback_compute_dtype or weights_dtype
         self.dtype = weights_dtype
+        # The context every step runs in (the loops enter ``autocast()`` when it is set; forward_context too).
+        self.autocast = self._fp8
 
     @property
     @override
@@ -49,10 +51,6 @@ class TransformerEnginePrecision(Precision):
         with torch.autocast("cuda", dtype=self.fallback_compute_dtype), te.fp8_autocast(enabled=True,
                                                                                          fp8_recipe=self.recipe):
             yield
-
-    @override
-    def forward_context(self) -> contextlib.AbstractContextManager[Any]:
-        return self._fp8()
 
 
 def _to_transformer_engine(module: torch.nn.Module) -> None:
