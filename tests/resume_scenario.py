@@ -249,7 +249,8 @@ def main() -> None:
     logger = _FaultyCSV(args.dir) if args.fault else False
     plugins = [AsyncCheckpointIO()] if os.environ.get("SCENARIO_ASYNC") == "1" else None
     trainer = L.Trainer(max_epochs=3, accumulate_grad_batches=accumulate, val_check_interval=val_interval,
-                        plugins=plugins, logger=logger, log_every_n_steps=1, enable_progress_bar=False, enable_model_summary=False,
+                        plugins=plugins, logger=logger, log_every_n_steps=1, enable_progress_bar=False,
+                        enable_model_summary=False,
                         callbacks=callbacks, default_root_dir=args.dir, num_sanity_val_steps=0,
                         accelerator=os.environ.get("SCENARIO_ACCELERATOR", "auto"))
     trainer.fit(Net(), train, val, ckpt_path="last" if args.resume else None)

@@ -278,8 +278,8 @@ def _restore_loop_counts(trainer: "Trainer", checkpoint: dict[str, Any], plan: A
 
     batches = completed("epoch_loop.batch_progress", "current")
     state.is_last_batch = bool(fit_loop.get("epoch_loop.batch_progress", {}).get("is_last_batch", False))
-    state.epoch_batches_start = state.total_batch_idx - (batches if batches is not None and plan.phase != LoopPhase.BETWEEN_EPOCHS
-                                                         else plan.batches_done)
+    done = batches if batches is not None and plan.phase != LoopPhase.BETWEEN_EPOCHS else plan.batches_done
+    state.epoch_batches_start = state.total_batch_idx - done
     steps = completed("epoch_loop.automatic_optimization.optim_progress", "current", "optimizer", "step")
     state.epoch_step_start = state.global_step - steps if steps else trainer.state.epoch_step_start
     val = fit_loop.get("epoch_loop.val_loop.batch_progress", {})

@@ -86,7 +86,7 @@ def position_of(trainer: "Trainer", phase: Optional[LoopPhase] = None) -> dict[s
         done, total, is_last = state.batch_idx, state.total_batch_idx, False
     else:
         done, total, is_last = 0, state.total_batch_idx, False
-    return {"phase": LoopPhase(phase), "epoch": state.epoch, "batches_done": done, "total_batches_done": total,
+    return {"phase": phase, "epoch": state.epoch, "batches_done": done, "total_batches_done": total,
             "is_last_batch": is_last}
 
 
@@ -205,8 +205,9 @@ def _plan(checkpoint: dict[str, Any]) -> tuple[ResumePlan, dict[str, int]]:
         pos = record["position"]
         counters = {k: int(pos[k]) for k in ("epoch", "global_step", "batches_that_stepped", "batch_idx",
                                              "total_batch_idx", "val_runs", "epoch_start_step") if k in pos}
-        plan = ResumePlan(int(pos["epoch"]), LoopPhase(pos["phase"]), int(pos["batches_done"]), bool(pos["is_last_batch"]),
-                          record.get("rng"), record.get("epoch_start"), record.get("loader"))
+        plan = ResumePlan(int(pos["epoch"]), LoopPhase(pos["phase"]), int(pos["batches_done"]),
+                          bool(pos["is_last_batch"]), record.get("rng"), record.get("epoch_start"),
+                          record.get("loader"))
         return plan, counters
     return _plan_from_lightning(checkpoint)
 

@@ -47,9 +47,9 @@ def run_fit(trainer: "Trainer") -> None:
     """
     hooks = trainer._hooks
     state = trainer.state
-    plan = trainer.state.resume_plan
-    trainer.state.val_enabled = validation_enabled(trainer, warn=True)
-    trainer.state.plain_step = plain_step(trainer)
+    plan = state.resume_plan
+    state.val_enabled = validation_enabled(trainer, warn=True)
+    state.plain_step = plain_step(trainer)
     # As Lightning: a fit resumed into an epoch under way (or counted in steps: max_steps) is restarting, and has no
     # sanity check; one resumed after a finished epoch has.
     restarting = plan is not None and (plan.epoch_unfinished or trainer.max_steps != -1)
@@ -67,7 +67,7 @@ def run_fit(trainer: "Trainer") -> None:
     if trainer.limit_train_batches == 0:  # training skipped on purpose: the train loader is not even built
         return
     load_train_data(trainer)
-    if trainer.state.val_enabled:
+    if state.val_enabled:
         eval_data(trainer, RunningStage.VALIDATING)  # without a sanity check, the val loader loads here
     if plan is not None and plan.phase == LoopPhase.EPOCH_END:
         # The checkpoint was taken in on_train_epoch_end: do what the interrupted run did after it.
@@ -84,9 +84,9 @@ def run_fit(trainer: "Trainer") -> None:
     trainer._results = trainer._train_store
     hooks.on_train_start()
     while not fit_done(trainer):
-        plan = trainer.state.resume_plan
+        plan = state.resume_plan
         if plan is not None and not plan.mid_epoch:
-            trainer.state.resume_plan = None
+            state.resume_plan = None
             if plan.rng is not None:
                 restore_rng(plan.rng)
         reload_data_if_due(trainer)
@@ -115,7 +115,7 @@ def run_fit(trainer: "Trainer") -> None:
         state.phase = LoopPhase.BETWEEN_EPOCHS
         if trainer._signal_agreement is not None and not fit_done(trainer):
             trainer._signal_agreement.at_epoch_end()
-        elif trainer.state.signal is not None and not fit_done(trainer):
+        elif state.signal is not None and not fit_done(trainer):
             stop_for_signal(trainer)  # SIGTERM: save between epochs and exit
     if trainer._signal_agreement is not None:
         trainer._signal_agreement.close()
@@ -149,9 +149,9 @@ def run_train_epoch(trainer: "Trainer") -> None:
     loader, limit = trainer.train_dataloader, trainer.num_training_batches
     trainer._results = store
     start, it = 0, None
-    plan = trainer.state.resume_plan
+    plan = state.resume_plan
     if plan is not None:
-        trainer.state.resume_plan = None
+        state.resume_plan = None
         start = plan.batches_done
     # Where this epoch's counts start (after on_train_epoch_start, as Lightning resets its epoch loop there).
     state.epoch_batches_start = state.total_batch_idx - start
@@ -172,11 +172,11 @@ def run_train_epoch(trainer: "Trainer") -> None:
         if plan.phase == LoopPhase.BATCH_END_DONE and plan.is_last_batch:
             return  # the epoch's last batch was finished: on to its end hooks
         warn_if_inexact(loader, plan)
-        trainer.state.epoch_start = plan.epoch_start
+        state.epoch_start = plan.epoch_start
         if start < limit:
             it = resumed_batches(loader, start, plan.epoch_start, plan.loader_state)
     else:
-        trainer.state.epoch_start = capture_epoch_start(loader)
+        state.epoch_start = capture_epoch_start(loader)
     batches = iterate(loader, limit, it, start)
     if trainer._profiler is not None:
         batches = profiled_batches(trainer._profiler, "[_TrainingEpochLoop].train_dataloader_next", batches)
@@ -221,11 +221,11 @@ def finish_batch(trainer: "Trainer", store: Any, is_last: bool, window_end: bool
     checkpoint was taken after the validation).
     """
     state = trainer.state
-    if validate and trainer.state.val_enabled and should_validate(trainer, is_last):
+    if validate and state.val_enabled and should_validate(trainer, is_last):
         if window_end:
             trainer._hooks.on_validation_model_zero_grad()
         # A signal during the validation abandons it; the checkpoint then needs the random states of now.
-        trainer.state.rng_before_validation = capture_rng()
+        state.rng_before_validation = capture_rng()
         run_evaluation(trainer, RunningStage.VALIDATING)
         trainer._results = store
         state.stage = RunningStage.TRAINING
@@ -239,7 +239,7 @@ def finish_batch(trainer: "Trainer", store: Any, is_last: bool, window_end: bool
         return True
     if trainer._signal_agreement is not None:  # several processes: stop together, at a batch they agree on
         trainer._signal_agreement.at_batch_end(state.total_batch_idx)
-    elif trainer.state.signal is not None:
+    elif state.signal is not None:
         stop_for_signal(trainer)  # SIGTERM: save with this batch finished and exit
     return state.should_stop and can_stop_early(trainer, say_why=True)
 
