@@ -13,7 +13,7 @@ raises in rank R, ``--kill-rank R`` makes rank R SIGKILL itself, ``--signal-rank
 (``--signal-rank R --fail-at B`` then signals rank R at its batch B). ``--noisy`` shuffles, adds dropout and seeds each rank differently (so exact resume needs every rank's random
 states); ``--resume`` continues from ckpt_path="last"; ``--fsdp full|sharded`` shards with FSDPStrategy; ``--deepspeed STAGE``
 trains with DeepSpeedStrategy at that ZeRO stage (and resumes with ``weights_only=False``, unless ``--untrusted``);
-``--precision P`` sets the Trainer's precision.
+``--precision P`` sets the Trainer's precision; ``--async`` writes checkpoints in the background (AsyncCheckpointIO).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 import fulmen as L  # noqa: E402
 from fulmen.callbacks import ModelCheckpoint  # noqa: E402
+from fulmen.plugins.io import AsyncCheckpointIO  # noqa: E402
 from fulmen.strategies.fsdp import FSDPStrategy  # noqa: E402
 
 
@@ -123,6 +124,36 @@ class Net(L.LightningModule):
     test_dataloader = predict_dataloader = val_dataloader
 
 
+class WatchedWrites(AsyncCheckpointIO):
+    """AsyncCheckpointIO that notes in DIR/writes-<pid>.txt, for each save, whether its file or folder was already in
+    place when the loop's save returned (it must not be: the write waits for a gate opened only after that note),
+    and that can SIGKILL rank 0 in a background write (``--kill-in-write``)."""
+
+    def __init__(self, folder: str, kill_at: int) -> None:
+        super().__init__()
+        self.folder, self.kill_at, self.count = folder, kill_at, 0
+
+    def start_write(self, checkpoint, path, write):
+        import threading
+
+        from fulmen.checkpoint import io
+
+        gate = threading.Event()
+        self.count += 1
+        kill = self.count == self.kill_at
+
+        def held(snapshot):
+            gate.wait()
+            if kill:  # rank 0 publishes the folder: it dies instead, every rank's shards written
+                io.publish_folder = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+            write(snapshot)
+
+        super().start_write(checkpoint, path, held)
+        with open(os.path.join(self.folder, f"writes-{os.getpid()}.txt"), "a") as f:
+            f.write(f"{os.path.exists(path)}\n")
+        gate.set()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("dir")
@@ -146,6 +177,11 @@ def main() -> None:
     parser.add_argument("--offload", action="store_true", help="ZeRO-Offload of the optimizer (and the parameters "
                         "at stage 3) to the CPU, from a DeepSpeed config dict")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--async", dest="background", action="store_true",
+                        help="checkpoints written in the background (AsyncCheckpointIO)")
+    parser.add_argument("--kill-in-write", type=int, default=-1,
+                        help="with --async, rank 0 SIGKILLs itself in its N-th background write (1 = the first), "
+                        "once the shards are written and before the folder is put in place")
     parser.add_argument("--stage", choices=["fit", "validate", "test", "predict"], default="fit")
     parser.add_argument("--eval-samples", type=int, default=32)
     args = parser.parse_args()
@@ -170,7 +206,8 @@ def main() -> None:
                         precision=args.precision,
                         max_epochs=3, default_root_dir=args.dir, enable_progress_bar=False, enable_model_summary=False,
                         log_every_n_steps=1, accumulate_grad_batches=args.accumulate,
-                        callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))])
+                        callbacks=[ModelCheckpoint(dirpath=os.path.join(args.dir, "checkpoints"))],
+                        plugins=[WatchedWrites(args.dir, args.kill_in_write)] if args.background else None)
     model = Net(args)
     if args.stage != "fit":
         getattr(trainer, args.stage)(model)

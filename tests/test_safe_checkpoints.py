@@ -313,3 +313,28 @@ def test_a_leftover_without_a_writer_is_removed_on_the_first_save_into_its_folde
     trainer.save_checkpoint(tmp_path / "a.ckpt")
     assert _temporaries(tmp_path) == [] and (tmp_path / "keep.part").exists()
 
+
+
+@pytest.mark.parametrize("swap", [True, False])
+def test_a_checkpoint_folder_replaces_the_old_one_whole(tmp_path, monkeypatch, swap):
+    """A sharded checkpoint folder is put in place of the old one of the same name in one step (Linux swaps the two
+    names); without a swap (another system or filesystem), the old one steps aside before the new one moves in, so
+    no moment leaves both gone. Either way nothing but the new folder remains."""
+    if not swap:
+        monkeypatch.setattr(io, "_swap", lambda first, second: False)  # a filesystem that cannot exchange names
+    target = tmp_path / "epoch=0.ckpt"
+    for generation in ("old", "new"):
+        staging = tmp_path / f"epoch=0.ckpt.{io.TMP_PREFIX}{generation}"
+        staging.mkdir()
+        (staging / "shard").write_text(generation)
+        io.publish_folder(str(staging), {"generation": generation}, str(target))
+        assert (target / "shard").read_text() == generation
+        assert io.is_sharded(target) and torch.load(target / io.SHARDED_META, weights_only=True) == {
+            "generation": generation}
+        assert [p.name for p in tmp_path.iterdir()] == ["epoch=0.ckpt"]
+    file_target = tmp_path / "plain.ckpt"  # a single-file checkpoint of that name is replaced too
+    file_target.write_bytes(b"x")
+    staging = tmp_path / f"plain.ckpt.{io.TMP_PREFIX}x"
+    staging.mkdir()
+    io.publish_folder(str(staging), {}, str(file_target))
+    assert io.is_sharded(file_target)

@@ -327,6 +327,56 @@ def is_sharded(path: _PATH) -> bool:
     return not is_url(path) and os.path.isdir(folder) and os.path.isfile(os.path.join(folder, SHARDED_META))
 
 
+def publish_folder(staging: str, meta: dict[str, Any], target: str) -> None:
+    """Add ``meta`` (as ``meta.ckpt``) to the complete folder ``staging`` and put the folder under the name
+    ``target``, whose old folder it replaces in one step where the filesystem can swap two names (Linux): a crash at
+    any moment leaves the old folder or the new one under ``target``, never neither."""
+    atomic_save(meta, os.path.join(staging, SHARDED_META))
+    parent = os.path.dirname(os.path.abspath(target))
+    if os.path.isdir(target) and _swap(staging, target):
+        _fsync_dir(parent)
+        shutil.rmtree(staging)  # the old folder, now under the staging name
+        return
+    if os.path.isdir(target):
+        # No swap here: the old folder steps aside first, so a crash between the two renames leaves both folders
+        # whole under temporary names (the new one is the staging folder) rather than deleting the old one first.
+        aside = f"{target}.{TMP_PREFIX}old-{os.getpid()}"
+        os.replace(target, aside)
+        os.replace(staging, target)
+        _fsync_dir(parent)
+        shutil.rmtree(aside)
+        return
+    if os.path.lexists(target):
+        os.remove(target)  # a single-file checkpoint of the same name
+    os.replace(staging, target)
+    _fsync_dir(parent)
+
+
+def _swap(first: str, second: str) -> bool:
+    """Exchange the names of two folders atomically (Linux's renameat2 with RENAME_EXCHANGE); False where the
+    system or the filesystem cannot."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library older than glibc 2.28
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_cwd, exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE
+    if renameat2(at_cwd, os.fsencode(first), at_cwd, os.fsencode(second), exchange) == 0:
+        return True
+    number = ctypes.get_errno()
+    if number in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # this filesystem has no exchange
+        return False
+    raise OSError(number, f"Could not put the checkpoint folder {first!r} in place of {second!r}: "
+                          f"{os.strerror(number)}")
+
+
 # In a checkpoint folder of DeepSpeedStrategy: the engine's own files (each rank's optimizer partition), beside a
 # meta.ckpt that holds everything else, the whole weights included; its optimizer states are stand-ins marked so.
 ENGINE_FOLDER = "engine"

@@ -74,6 +74,8 @@ class FSDPStrategy(ParallelStrategy):
         self.sharding_strategy = sharding_strategy
         self.state_dict_type = state_dict_type
         self._runner: Optional[nn.Module] = None
+        self._stager: Any = None  # torch.distributed.checkpoint's host copy of the shards, for background saves
+        self._checkpoint_group: Any = None  # the process group of background saves, apart from the training's
 
     # ------------------------------------------------------------------------------------------ the module
     @override
@@ -162,7 +164,57 @@ class FSDPStrategy(ParallelStrategy):
 
         tensors = {"state_dict": checkpoint["state_dict"], "optimizer_states": checkpoint.get("optimizer_states", [])}
         meta = {k: v for k, v in checkpoint.items() if k not in tensors}
-        self.save_folder(filepath, meta, lambda folder: dcp.save(tensors, checkpoint_id=folder))
+        writer = self.checkpoint_io
+        if not writer.in_background:
+            self.save_folder(filepath, meta, lambda folder: dcp.save(tensors, checkpoint_id=folder))
+            return
+        self._save_in_background(tensors, meta, os.fspath(filepath))
+
+    def _save_in_background(self, tensors: dict[str, Any], meta: dict[str, Any], target: str) -> None:
+        """The sharded save with ``AsyncCheckpointIO``: each rank copies its shards to host memory (the loop waits
+        for that only), then its writer thread writes them into a new folder with ``torch.distributed.checkpoint``
+        over a process group of its own; rank 0 adds ``meta.ckpt`` and puts the folder in place once every rank's
+        shards are written, and the writers leave together, so that a wait on any rank means the folder is in
+        place."""
+        import torch.distributed as dist
+        import torch.distributed.checkpoint as dcp
+        from torch.distributed.checkpoint.staging import DefaultStager, StagingOptions
+
+        from fulmen.checkpoint import io
+
+        writer = self.checkpoint_io
+        writer.wait()  # the stager's buffers hold the snapshot being written until then
+        if self._stager is None:
+            # Synchronous copies into buffers the stager keeps between saves (pinned for a GPU's tensors): one
+            # snapshot's worth of host memory for the whole run.
+            pinned = self.root_device.type == "cuda"
+            self._stager = DefaultStager(StagingOptions(use_pinned_memory=pinned, use_shared_memory=False,
+                                                        use_async_staging=False, use_non_blocking_copy=False))
+        if self._checkpoint_group is None:
+            # The writer threads' collectives must not interleave with the training's on the same group.
+            self._checkpoint_group = dist.new_group(backend="gloo")
+        staged = self._stager.stage(tensors)
+        staging = self.staging_folder(target)
+        group, first = self._checkpoint_group, self.is_global_zero
+
+        def write(meta_snapshot: dict[str, Any]) -> None:
+            dcp.save(staged, checkpoint_id=staging, process_group=group)  # raises on every rank if one fails
+            try:
+                if first:
+                    io.publish_folder(staging, meta_snapshot, target)
+            finally:
+                dist.barrier(group=group)
+
+        writer.start_write(meta, target, write)
+
+    @override
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # waits for a background save in flight
+        finally:
+            if self._stager is not None:
+                self._stager.close()  # the snapshot's host memory goes back
+                self._stager = None
 
     @override
     def configure(self, accelerator: str, device_ids: list[int], num_nodes: int) -> None:

@@ -5,7 +5,6 @@ FSDPStrategy add how the module is wrapped and saved."""
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from datetime import timedelta
 from typing import Any, Callable, Optional, Union
@@ -124,14 +123,17 @@ class ParallelStrategy(Strategy):
         from fulmen.checkpoint import io
 
         target = os.fspath(filepath)
-        staging = self.broadcast(f"{target}.{io.TMP_PREFIX}{uuid.uuid4().hex[:8]}")
+        staging = self.staging_folder(target)
         write(staging)
         if self.is_global_zero:
-            io.atomic_save(meta, os.path.join(staging, io.SHARDED_META))
-            if os.path.isdir(target):
-                shutil.rmtree(target)
-            os.replace(staging, target)
+            io.publish_folder(staging, meta, target)
         self.barrier()
+
+    def staging_folder(self, target: str) -> str:
+        """A new folder's name beside ``target``, the same on every rank (each writes its part into it)."""
+        from fulmen.checkpoint import io
+
+        return self.broadcast(f"{target}.{io.TMP_PREFIX}{uuid.uuid4().hex[:8]}")
 
     @override
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:

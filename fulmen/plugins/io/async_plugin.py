@@ -41,11 +41,22 @@ class AsyncCheckpointIO(_WrappingCheckpointIO):
 
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Optional[Any] = None) -> None:
+        self.start_write(checkpoint, path, lambda snapshot: self.checkpoint_io.save_checkpoint(snapshot, path,
+                                                                                              storage_options))
+
+    @property
+    @override
+    def in_background(self) -> bool:
+        return True
+
+    @override
+    def start_write(self, checkpoint: dict[str, Any], path: _PATH,
+                    write: Callable[[dict[str, Any]], None]) -> None:
         self.wait()
         snapshot = self._snapshot(checkpoint)
         with self._lock:
             self._writing = True
-        self._thread = threading.Thread(target=self._write, args=(snapshot, path, storage_options),
+        self._thread = threading.Thread(target=self._write, args=(write, snapshot, path),
                                         name=f"fulmen-checkpoint-write:{path}", daemon=False)
         self._thread.start()
 
@@ -83,10 +94,10 @@ class AsyncCheckpointIO(_WrappingCheckpointIO):
         self._buffers = used
         return snapshot
 
-    def _write(self, snapshot: dict[str, Any], path: _PATH, storage_options: Optional[Any]) -> None:
+    def _write(self, write: Callable[[dict[str, Any]], None], snapshot: dict[str, Any], path: _PATH) -> None:
         """The writer thread: the file, then the tasks that waited for it, in order."""
         try:
-            self.checkpoint_io.save_checkpoint(snapshot, path, storage_options)
+            write(snapshot)
         except BaseException as err:  # kept for the loop's thread, which raises it
             with self._lock:
                 self._error, self._error_path = err, str(path)

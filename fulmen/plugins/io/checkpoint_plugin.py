@@ -26,6 +26,20 @@ class CheckpointIO(ABC):
     def remove_checkpoint(self, path: _PATH) -> None:
         """Delete the checkpoint at ``path``."""
 
+    @property
+    def in_background(self) -> bool:
+        """Whether saves return before the file is written (``AsyncCheckpointIO``): a strategy that writes its own
+        files (sharded folders) then copies its tensors to host memory first and hands the write to ``start_write``."""
+        return False
+
+    def start_write(self, checkpoint: dict[str, Any], path: _PATH,
+                    write: Callable[[dict[str, Any]], None]) -> None:
+        """Run ``write(checkpoint)``, a strategy's own writer of ``path`` (a sharded folder), as this IO runs its
+        saves: now, for a synchronous IO; in the background after a copy of ``checkpoint``'s tensors, for
+        ``AsyncCheckpointIO``, with the same rules as its own saves (one in flight, errors raised later, the tasks of
+        ``after_write`` run once it is done)."""
+        write(checkpoint)
+
     def wait(self) -> None:
         """Return once every save started has been written (they all have, for a synchronous IO)."""
 
