@@ -75,11 +75,18 @@ class LogMeta(NamedTuple):
 class Entry:
     """One logged name: its latest step value and its running epoch aggregate (all tensors, on the device)."""
 
-    __slots__ = ("meta", "value", "total", "count", "metric", "computed")
+    __slots__ = ("meta", "value", "total", "count", "metric", "computed", "call", "running_mean")
 
-    def __init__(self, meta: LogMeta, metric: Any = None) -> None:
+    def __init__(self, meta: LogMeta, metric: Any = None, call: tuple[Any, ...] = ()) -> None:
         self.meta = meta
         self.metric = metric
+        # The arguments of the first call, (prog_bar, logger, on_step, on_epoch, dataloader_idx): a later call with
+        # the same ones needs no check.
+        self.call = call
+        # The usual entry: a batch-weighted running mean kept on the device, no collective per step. Its updates
+        # take the short road in log_value (self.log is called many times a step).
+        self.running_mean = meta.on_epoch and meta.reduce == "mean" and metric is None and not (
+            meta.sync_dist and meta.on_step)
         self.reset()
 
     def reset(self) -> None:
@@ -275,10 +282,9 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
         metric = value if is_metric(value) else None
         meta = _validate(module, fx, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, sync_dist,
                          sync_dist_group, add_dataloader_idx, dl_idx, metric_attribute, rank_zero_only, metric)
-        entry = store.entries[key] = Entry(meta, metric)
-    else:
+        entry = store.entries[key] = Entry(meta, metric, (prog_bar, logger, on_step, on_epoch, dl_idx))
+    elif (prog_bar, logger, on_step, on_epoch, dl_idx) != entry.call:  # not as first called: compare the options
         meta = entry.meta
-        metric = entry.metric
         if (prog_bar != meta.prog_bar or (logger is not None and logger != meta.logger)
                 or (on_step is not None and on_step != meta.on_step)
                 or (on_epoch is not None and on_epoch != meta.on_epoch) or dl_idx != meta.dataloader_idx):
@@ -287,6 +293,8 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
                 "dataloaders with add_dataloader_idx=False); log it with the same prog_bar, logger, on_step and "
                 "on_epoch every time, or use another name per dataloader"
             )
+        entry.call = (prog_bar, logger, on_step, on_epoch, dl_idx)  # these agree with the options: no check again
+    metric = entry.metric
     if metric is not None:
         # forward() leaves the batch value in _forward_cache; after a bare update() there is only the epoch value.
         cache = getattr(metric, "_forward_cache", None)
@@ -296,15 +304,15 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
         return
     if isinstance(value, Tensor):
         tensor = value if enable_graph else value.detach()
-        if tensor.ndim:  # a 0-dim tensor (the usual loss) skips the shape checks
+        if tensor.ndim or not tensor.is_floating_point():  # a 0-dim float tensor (the usual loss) skips both
             if tensor.numel() != 1:
                 raise ValueError(
                     f"self.log({name!r}, value) in `{fx}` got a tensor of shape {tuple(value.shape)}; log a scalar: "
                     "reduce it first (value.mean()) or log each element under its own name"
                 )
             tensor = tensor.reshape(())
-        if not tensor.is_floating_point():
-            tensor = tensor.float()
+            if not tensor.is_floating_point():
+                tensor = tensor.float()
     else:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             kind = type(value).__name__
@@ -313,7 +321,17 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
                 "torchmetrics Metric (strings and other objects go to the logger directly: self.logger.experiment)"
             )
         tensor = torch.tensor(float(value), device=module.device)
-    if meta.on_epoch and meta.reduce == "mean":
+    if entry.running_mean:
+        if batch_size is None:
+            batch_size = store.batch_size if store._sized is store.batch else store.inferred_batch_size()
+        total = entry.total
+        if total is not None:  # the short road of Entry.update, for the usual entry
+            entry.value = tensor
+            entry.computed = None
+            total.add_(tensor, alpha=batch_size)
+            entry.count += batch_size
+            return
+    elif entry.meta.on_epoch and entry.meta.reduce == "mean":
         if batch_size is None:
             batch_size = store.inferred_batch_size()
     else:

@@ -69,6 +69,9 @@ def batch_size_of(batch: Any) -> int:
     """
     if isinstance(batch, torch.Tensor):
         return 1 if batch.ndim == 0 else batch.size(0)
+    if type(batch) in (tuple, list) and batch and isinstance(batch[0], torch.Tensor):
+        # the usual (inputs, targets) batch, without the abstract-class checks below (this runs every batch)
+        return 1 if batch[0].ndim == 0 else batch[0].size(0)
     if isinstance(batch, (str, bytes)):
         return len(batch)
     if isinstance(batch, Mapping):
