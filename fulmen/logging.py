@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from fulmen.core.hooks import LOG_OPTIONS, TRAINING_STEP_HOOKS
+from fulmen.utilities.apply_to_collection import batch_size_of
 from fulmen.utilities.metric_state import is_metric, submodule
 from fulmen.utilities.exceptions import MisconfigurationException
 from fulmen.utilities.rank_zero import rank_zero_warn
@@ -226,8 +227,6 @@ class MetricStore:
 
     def inferred_batch_size(self) -> int:
         if self._sized is not self.batch:
-            from fulmen.utilities.apply_to_collection import batch_size_of
-
             try:
                 self.batch_size = batch_size_of(self.batch)
             except ValueError:
@@ -323,7 +322,8 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
         tensor = torch.tensor(float(value), device=module.device)
     if entry.running_mean:
         if batch_size is None:
-            batch_size = store.batch_size if store._sized is store.batch else store.inferred_batch_size()
+            known = store.batch_size if store._sized is store.batch else None
+            batch_size = known if known is not None else store.inferred_batch_size()
         total = entry.total
         if total is not None:  # the short road of Entry.update, for the usual entry
             entry.value = tensor

@@ -137,3 +137,92 @@ def test_a_fit_leaves_the_same_files_as_a_synchronous_one(tmp_path, save_last):
     if save_last == "link":
         link = tmp_path / "async" / "last.ckpt"
         assert link.is_symlink() and os.path.realpath(link) == os.path.realpath(background.best_model_path)
+
+
+def odd_state() -> dict:
+    """Tensors of every kind a checkpoint may hold: tied, bfloat16, empty, 0-dim, a strided view, integers, sparse,
+    nested in the optimizer state."""
+    torch.manual_seed(0)
+    base = torch.randn(6, 8)
+    state = {"state_dict": {"w": torch.randn(64, 32), "bf16": torch.randn(10).to(torch.bfloat16),
+                            "empty": torch.empty(0, 3), "scalar": torch.tensor(2.5), "view": base[:, ::2],
+                            "steps": torch.arange(5)},
+             "optimizer_states": [{"state": {0: {"exp_avg": torch.randn(64, 32), "step": torch.tensor(7.0)}},
+                                   "param_groups": [{"lr": 0.1, "params": [0]}]}],
+             "sparse": torch.randn(4, 4).to_sparse(), "epoch": 3}
+    state["state_dict"]["tied"] = state["state_dict"]["w"]
+    return state
+
+
+def assert_same(got, expected):
+    if isinstance(expected, dict):
+        assert got.keys() == expected.keys()
+        for key in expected:
+            assert_same(got[key], expected[key])
+    elif isinstance(expected, (list, tuple)):
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            assert_same(a, b)
+    elif isinstance(expected, torch.Tensor):
+        assert got.dtype == expected.dtype and torch.equal(got.to_dense(), expected.to_dense())
+    else:
+        assert got == expected
+
+
+@pytest.mark.parametrize("layout_check", ["kept", "caught"])
+def test_the_background_file_is_torch_save_s_written_from_the_snapshot(tmp_path, monkeypatch, layout_check):
+    """The default writer in the background writes the layout, then each storage's bytes straight from the
+    snapshot: the file holds the records of torch.save's, loads with weights_only=True to the same values, and
+    tied tensors stay one. Were the storage order ever wrong, the sizes of the layout catch it and the file is
+    written whole by torch.save."""
+    from fulmen.checkpoint import io as ckpt_io
+
+    if layout_check == "caught":  # an order that torch's layout contradicts
+        real = ckpt_io.storage_order
+        monkeypatch.setattr(ckpt_io, "storage_order", lambda checkpoint: real(checkpoint)[::-1])
+    state = odd_state()
+    writer = AsyncCheckpointIO()
+    writer.save_checkpoint(state, tmp_path / "a.ckpt")
+    writer.wait()
+    torch.save(state, tmp_path / "plain.pt")
+    ours = torch._C.PyTorchFileReader(str(tmp_path / "a.ckpt"))
+    theirs = torch._C.PyTorchFileReader(str(tmp_path / "plain.pt"))
+    records = sorted(r for r in theirs.get_all_records() if r.startswith("data"))
+    assert sorted(r for r in ours.get_all_records() if r.startswith("data")) == records  # (the view's is compact)
+    loaded = torch.load(tmp_path / "a.ckpt", weights_only=True)
+    assert_same(loaded, torch.load(tmp_path / "plain.pt", weights_only=True))
+    assert loaded["state_dict"]["tied"] is loaded["state_dict"]["w"]
+
+
+KILLED_IN_DATA = """
+import os, signal, sys, torch
+sys.path.insert(0, {root!r})
+from fulmen.plugins.io import AsyncCheckpointIO
+writer = AsyncCheckpointIO()
+writer.save_checkpoint({{"w": torch.full((1000, 1000), 1.0)}}, {path!r})
+writer.wait()
+real = os.pwrite
+def pwrite(fd, data, offset):  # half of the first storage's bytes, then the process dies
+    real(fd, memoryview(data)[: len(data) // 2], offset)
+    os.kill(os.getpid(), signal.SIGKILL)
+os.pwrite = pwrite
+writer.save_checkpoint({{"w": torch.full((1000, 1000), 2.0)}}, {path!r})
+writer.wait()
+"""
+
+
+def test_a_kill_while_the_bytes_are_written_leaves_the_previous_file(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fulmen.checkpoint import io as ckpt_io
+
+    path = tmp_path / "last.ckpt"
+    code = KILLED_IN_DATA.format(root=str(Path(__file__).resolve().parents[1]), path=str(path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=BOUND)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.full((1000, 1000), 1.0))
+    leftovers = [p for p in tmp_path.iterdir() if p.name.startswith(ckpt_io.TMP_PREFIX)]
+    assert len(leftovers) == 1  # the half-written one, under its temporary name (the next save removes it)
+    assert ckpt_io.remove_stale_temporaries(tmp_path) == [str(leftovers[0])]

@@ -108,21 +108,27 @@ def listdir(path: _PATH) -> list[str]:
     return [os.path.join(folder, name) for name in sorted(os.listdir(folder))]
 
 
-def atomic_save(checkpoint: dict[str, Any], path: _PATH) -> None:
+def atomic_save(checkpoint: dict[str, Any], path: _PATH, direct: bool = False) -> None:
     """Write ``checkpoint`` with ``torch.save`` so that ``path`` is never seen half-written. A write that fails
-    (a full disk, an I/O error) leaves the file that was there, and raises an OSError (same errno) that says so."""
+    (a full disk, an I/O error) leaves the file that was there, and raises an OSError (same errno) that says so.
+
+    ``direct`` (for a checkpoint whose tensors are all in host memory, as ``AsyncCheckpointIO``'s snapshot): the
+    file's layout is written first (all that ``torch.save`` writes but the tensors' bytes), then each storage's
+    bytes at its place in one write straight from its memory. The file is the one ``torch.save`` writes, but for
+    the zip CRC fields of the storages, which are left unfilled (as torch's ``set_crc32_options(False)`` leaves
+    them; ``torch.load`` does not read them): computing them is a pass over every byte."""
     try:
         if is_url(path):
             _save_remote(checkpoint, os.fspath(path))
         else:
-            _save_local(checkpoint, path)
+            _save_local(checkpoint, path, direct)
     except OSError as err:
         raise OSError(err.errno, f"Could not write the checkpoint {os.fspath(path)!r} ({err.strerror or err}); "
                       "nothing was replaced: the previous checkpoint files are as they were. Free space or fix the "
                       "storage, or save elsewhere (ModelCheckpoint(dirpath=...))") from err
 
 
-def _save_local(checkpoint: dict[str, Any], path: _PATH) -> None:
+def _save_local(checkpoint: dict[str, Any], path: _PATH, direct: bool = False) -> None:
     target = os.path.abspath(local_path(path))
     folder = os.path.dirname(target)
     makedirs(folder, "save the checkpoint to a folder you can write to (ModelCheckpoint(dirpath=...) or "
@@ -137,13 +143,10 @@ def _save_local(checkpoint: dict[str, Any], path: _PATH) -> None:
         # mkstemp creates the file readable by its owner only; give it the mode any new file gets (the umask's).
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
-            writer = _Writes(f)
-            try:
-                torch.save(checkpoint, writer)
-            except RuntimeError as err:
-                if writer.error is not None:  # torch turns a failed write (ENOSPC, EIO) into a RuntimeError
-                    raise writer.error from err
-                raise
+            if direct:
+                _save_direct(checkpoint, f, tmp)
+            else:
+                _torch_save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -164,6 +167,79 @@ def _save_local(checkpoint: dict[str, Any], path: _PATH) -> None:
 
 
 _cleaned: set[str] = set()  # folders this process has cleared of stale temporary files
+
+
+def _torch_save(checkpoint: dict[str, Any], f: Any) -> None:
+    writer = _Writes(f)
+    try:
+        torch.save(checkpoint, writer)
+    except RuntimeError as err:
+        if writer.error is not None:  # torch turns a failed write (ENOSPC, EIO) into a RuntimeError
+            raise writer.error from err
+        raise
+
+
+def _save_direct(checkpoint: dict[str, Any], f: Any, name: str) -> None:
+    """``torch.save(checkpoint)`` into ``f`` (the open file ``name``): the layout first, with the storages' places
+    left empty, then each storage's bytes from its memory. Storages off the host go through torch.save's own
+    write."""
+    storages = storage_order(checkpoint)
+    if any(storage.device.type != "cpu" for storage in storages):
+        _torch_save(checkpoint, f)
+        return
+    with torch.serialization.skip_data():
+        _torch_save(checkpoint, f)
+    f.flush()
+    reader: Any = torch._C.PyTorchFileReader(name)  # (its stubs lack get_record_offset)
+    records = [f"data/{key}" for key in range(len(storages))]
+    if sum(r.startswith("data/") for r in reader.get_all_records()) != len(storages) or any(
+            reader.get_record_size(record) != storage.nbytes() for record, storage in zip(records, storages)):
+        # torch laid the storages out otherwise than its pickler's order said: write the whole file the usual way.
+        f.seek(0)
+        f.truncate()
+        _torch_save(checkpoint, f)
+        return
+    for record, storage in zip(records, storages):
+        _write_at(f.fileno(), storage, reader.get_record_offset(record))
+
+
+def _write_at(fd: int, storage: torch.UntypedStorage, offset: int) -> None:
+    import ctypes
+
+    size = storage.nbytes()
+    if size == 0:
+        return
+    data = memoryview((ctypes.c_char * size).from_address(storage.data_ptr())).cast("B")  # no copy
+    done = 0
+    while done < size:  # (a write may take only part of a large buffer)
+        done += os.pwrite(fd, data[done:], offset + done)
+
+
+def storage_order(checkpoint: Any) -> list[torch.UntypedStorage]:
+    """The storages of ``checkpoint``'s tensors in the order ``torch.save`` writes them: the order in which its
+    pickler first meets them (``torch.save`` numbers them so), found by pickling the structure alone."""
+    order: list[torch.UntypedStorage] = []
+    seen: dict[int, int] = {}
+
+    class _Order(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            if isinstance(obj, torch.storage.TypedStorage) or torch.is_storage(obj):
+                storage = obj._untyped_storage if isinstance(obj, torch.storage.TypedStorage) else obj
+                if storage._cdata not in seen:
+                    seen[storage._cdata] = len(order)
+                    order.append(storage)
+                return ("storage", seen[storage._cdata])
+            return None
+
+    _Order(_Discard(), protocol=torch.serialization.DEFAULT_PROTOCOL).dump(checkpoint)
+    return order
+
+
+class _Discard:
+    """A file that keeps nothing (the pickled structure is not needed, only the order it meets storages in)."""
+
+    def write(self, data: Any) -> int:
+        return len(data)
 
 
 def _host() -> str:
