@@ -184,7 +184,7 @@ def _save_direct(checkpoint: dict[str, Any], f: Any, name: str) -> None:
     left empty, then each storage's bytes from its memory. Storages off the host go through torch.save's own
     write."""
     storages = storage_order(checkpoint)
-    if any(storage.device.type != "cpu" for storage in storages):
+    if not hasattr(os, "pwrite") or any(storage.device.type != "cpu" for storage in storages):  # (pwrite: POSIX)
         _torch_save(checkpoint, f)
         return
     with torch.serialization.skip_data():
