@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) bench/checkpoint.py
 	$(PY) bench/checkpoint_sizes.py
 	$(PY) bench/resume_skip.py
+	$(PY) bench/ddp.py
 
 clean:
 	rm -rf $(VENV) build site *.egg-info
