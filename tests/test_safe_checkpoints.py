@@ -314,7 +314,6 @@ def test_a_leftover_without_a_writer_is_removed_on_the_first_save_into_its_folde
     assert _temporaries(tmp_path) == [] and (tmp_path / "keep.part").exists()
 
 
-
 @pytest.mark.parametrize("swap", [True, False])
 def test_a_checkpoint_folder_replaces_the_old_one_whole(tmp_path, monkeypatch, swap):
     """A sharded checkpoint folder is put in place of the old one of the same name in one step (Linux swaps the two
@@ -338,3 +337,29 @@ def test_a_checkpoint_folder_replaces_the_old_one_whole(tmp_path, monkeypatch, s
     staging.mkdir()
     io.publish_folder(str(staging), {}, str(file_target))
     assert io.is_sharded(file_target)
+
+
+def test_an_unfinished_checkpoint_folder_goes_only_when_its_writer_is_gone(tmp_path):
+    """A sharded checkpoint folder is written under a name that tells its machine and process. Killed before it
+    was whole, it is removed by the next sweep of its folder; a folder whose writer lives, or that holds its
+    meta.ckpt (whole: it may be the newest checkpoint), or of another machine, stays."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    host = io.staging_folder("x").split(io.TMP_PREFIX)[1].split("-")[0]
+
+    def folder(name, pid, host=host, whole=False):
+        path = tmp_path / f"{name}.ckpt.{io.TMP_PREFIX}{host}-{pid}-0123abcd"
+        path.mkdir()
+        (path / "__0_0.distcp").write_bytes(b"shard")
+        if whole:
+            torch.save({}, path / io.SHARDED_META)
+        return path
+
+    killed = folder("a", dead_pid)
+    live = folder("b", os.getppid())  # this test's parent process runs
+    whole = folder("c", dead_pid, whole=True)
+    elsewhere = folder("d", dead_pid, host="another_machine")
+    ours = tmp_path / os.path.basename(io.staging_folder(str(tmp_path / "e.ckpt")))  # being written by this process
+    ours.mkdir()
+    assert io.remove_stale_temporaries(tmp_path) == [str(killed)]
+    assert not killed.exists() and live.exists() and whole.exists() and elsewhere.exists() and ours.exists()

@@ -27,7 +27,7 @@ TMP_PREFIX = ".fulmen-tmp-"
 TMP_SUFFIX = ".part"
 # A temporary file's name says who writes it: ".fulmen-tmp-<host>-<pid>-<random>.part".
 _WRITER = re.compile(re.escape(TMP_PREFIX) + r"(?P<host>[A-Za-z0-9_.]+)-(?P<pid>\d+)-")
-_writing: set[str] = set()  # this process's temporary files while it writes them
+_writing: set[str] = set()  # this process's temporary files (and checkpoint folders) while it writes them
 
 
 def is_url(path: _PATH) -> bool:
@@ -297,8 +297,19 @@ def is_stale_temporary(path: str) -> bool:
 
     Its name tells the writer's machine and pid: on this machine, the file is stale when that process no longer
     runs (or is this process, which is not writing it). A file of another machine, or of an older release, is
-    stale when no process holds its write lock. A file a live process is writing is never stale."""
+    stale when no process holds its write lock. A file a live process is writing is never stale.
+
+    A checkpoint folder being written (``staging_folder``) is stale on the same terms, but only while incomplete:
+    its ``meta.ckpt``, written last, makes it a whole checkpoint (it may be the newest one, were its writer killed
+    while putting it in place), and a folder of another machine stays, as folders hold no lock."""
     name = os.path.basename(path)
+    if os.path.isdir(path):
+        writer = _WRITER.search(name)
+        if writer is None or path in _writing or writer["host"] != _host() or os.path.isfile(
+                os.path.join(path, SHARDED_META)):
+            return False
+        pid = int(writer["pid"])
+        return pid == os.getpid() or not _pid_alive(pid)
     if not (name.startswith(TMP_PREFIX) and name.endswith(TMP_SUFFIX)) or not os.path.isfile(path):
         return False
     if path in _writing:
@@ -313,8 +324,8 @@ def is_stale_temporary(path: str) -> bool:
 
 
 def remove_stale_temporaries(folder: _PATH) -> list[str]:
-    """Delete the temporary files that writers killed during a save left in ``folder`` (local folders only);
-    returns their paths. Files that live processes are writing stay."""
+    """Delete the temporary files (and incomplete checkpoint folders) that writers killed during a save left in
+    ``folder`` (local folders only); returns their paths. What live processes are writing stays."""
     if is_url(folder):
         return []
     local = local_path(folder)
@@ -327,7 +338,10 @@ def remove_stale_temporaries(folder: _PATH) -> list[str]:
         path = os.path.join(local, name)
         if is_stale_temporary(path):
             try:
-                os.remove(path)
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
             except OSError:
                 continue
             removed.append(path)
@@ -403,11 +417,22 @@ def is_sharded(path: _PATH) -> bool:
     return not is_url(path) and os.path.isdir(folder) and os.path.isfile(os.path.join(folder, SHARDED_META))
 
 
+def staging_folder(target: str) -> str:
+    """A new folder's name beside ``target``, for a checkpoint folder until it is complete: it tells this machine
+    and process, so that a later run can tell a folder whose writer was killed (``is_stale_temporary``)."""
+    import uuid
+
+    staging = f"{target}.{TMP_PREFIX}{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    _writing.add(staging)  # until publish_folder puts it in place
+    return staging
+
+
 def publish_folder(staging: str, meta: dict[str, Any], target: str) -> None:
     """Add ``meta`` (as ``meta.ckpt``) to the complete folder ``staging`` and put the folder under the name
     ``target``, whose old folder it replaces in one step where the filesystem can swap two names (Linux): a crash at
     any moment leaves the old folder or the new one under ``target``, never neither."""
     atomic_save(meta, os.path.join(staging, SHARDED_META))
+    _writing.discard(staging)  # whole now: never a stale temporary
     parent = os.path.dirname(os.path.abspath(target))
     if os.path.isdir(target) and _swap(staging, target):
         _fsync_dir(parent)

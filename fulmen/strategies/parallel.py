@@ -5,7 +5,6 @@ FSDPStrategy add how the module is wrapped and saved."""
 from __future__ import annotations
 
 import os
-import uuid
 from datetime import timedelta
 from typing import Any, Callable, Optional, Union
 
@@ -133,7 +132,7 @@ class ParallelStrategy(Strategy):
         """A new folder's name beside ``target``, the same on every rank (each writes its part into it)."""
         from fulmen.checkpoint import io
 
-        return self.broadcast(f"{target}.{io.TMP_PREFIX}{uuid.uuid4().hex[:8]}")
+        return self.broadcast(io.staging_folder(target) if self.is_global_zero else None)
 
     @override
     def wrap_eval_step(self, module: nn.Module, step: Callable[..., Any]) -> Callable[..., Any]:
