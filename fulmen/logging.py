@@ -322,8 +322,7 @@ def log_value(module: Any, store: Optional[MetricStore], name: str, value: Any, 
         tensor = torch.tensor(float(value), device=module.device)
     if entry.running_mean:
         if batch_size is None:
-            known = store.batch_size if store._sized is store.batch else None
-            batch_size = known if known is not None else store.inferred_batch_size()
+            batch_size = store.inferred_batch_size()
         total = entry.total
         if total is not None:  # the short road of Entry.update, for the usual entry
             entry.value = tensor

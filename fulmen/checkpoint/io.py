@@ -305,7 +305,7 @@ def is_stale_temporary(path: str) -> bool:
     name = os.path.basename(path)
     if os.path.isdir(path):
         writer = _WRITER.search(name)
-        if writer is None or path in _writing or writer["host"] != _host() or os.path.isfile(
+        if writer is None or os.path.abspath(path) in _writing or writer["host"] != _host() or os.path.isfile(
                 os.path.join(path, SHARDED_META)):
             return False
         pid = int(writer["pid"])
@@ -423,7 +423,7 @@ def staging_folder(target: str) -> str:
     import uuid
 
     staging = f"{target}.{TMP_PREFIX}{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    _writing.add(staging)  # until publish_folder puts it in place
+    _writing.add(os.path.abspath(staging))  # until publish_folder puts it in place (a sweep names it absolute)
     return staging
 
 
@@ -432,7 +432,7 @@ def publish_folder(staging: str, meta: dict[str, Any], target: str) -> None:
     ``target``, whose old folder it replaces in one step where the filesystem can swap two names (Linux): a crash at
     any moment leaves the old folder or the new one under ``target``, never neither."""
     atomic_save(meta, os.path.join(staging, SHARDED_META))
-    _writing.discard(staging)  # whole now: never a stale temporary
+    _writing.discard(os.path.abspath(staging))  # whole now: never a stale temporary
     parent = os.path.dirname(os.path.abspath(target))
     if os.path.isdir(target) and _swap(staging, target):
         _fsync_dir(parent)

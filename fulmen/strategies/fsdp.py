@@ -205,7 +205,7 @@ class FSDPStrategy(ParallelStrategy):
             finally:
                 dist.barrier(group=group)
 
-        writer.start_write(meta, target, write)
+        writer.start_write(meta if first else {}, target, write)  # (only rank 0 writes meta.ckpt)
 
     @override
     def teardown(self) -> None:

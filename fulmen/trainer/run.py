@@ -476,6 +476,7 @@ def _spawned_run(local_rank: int, trainer: Trainer, fn: TrainerFn, model: Lightn
                 sub._buffers[name] = own.clone()
     strategy = cast("ParallelStrategy", trainer.strategy)  # (only the ddp_spawn family spawns)
     env = strategy.cluster_environment
+    assert env is not None  # (chosen when the strategy was set up, before the processes started)
     env.set_global_rank(env.node_rank() * strategy.num_processes + local_rank)
     rank_zero_only.rank = env.global_rank()  # type: ignore[attr-defined]
     output = run(trainer, fn, model, *run_args)
